@@ -1,0 +1,30 @@
+// Bindings of the ModelRollout operator (one place, as in the uds-core Pepr operator); the
+// reconciler beside them does the work. Watch-only: no admission webhooks are needed.
+import { Capability, Log } from "pepr";
+import "./kinds";
+import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
+import { forget, reconcileKey } from "./modelrollout/reconciler";
+
+export const ModelRollouts = new Capability({
+  name: "modelrollouts",
+  description: "Progressive delivery of LLM versions between InferencePools or LoRA adapters, gated on Prometheus",
+});
+
+const { When } = ModelRollouts;
+
+When(ModelRollout)
+  .IsCreatedOrUpdated()
+  .Reconcile(async mro => {
+    const { namespace, name } = mro.metadata ?? {};
+    if (!namespace || !name) return;
+    await reconcileKey(namespace, name);
+  });
+
+When(ModelRollout)
+  .IsDeleted()
+  .Watch(mro => {
+    const { namespace, name } = mro.metadata ?? {};
+    if (!namespace || !name) return;
+    forget(namespace, name);
+    Log.info({ rollout: `${namespace}/${name}` }, `ModelRollout ${namespace}/${name} deleted; targets are left as they are`);
+  });

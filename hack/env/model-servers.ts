@@ -1,0 +1,185 @@
+// Emulated model-server pods. There is no kubelet here, so for each "pod" we:
+//   1. create the Pod object with the caller's labels,
+//   2. run a vLLM simulator process that really answers at podIP:targetPort (a distinct loopback
+//      address 127.0.0.N per pod),
+//   3. mark the Pod Ready with that podIP through the status subresource,
+//   4. register it as a Prometheus scrape target.
+// Removing it undoes all four.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { ClusterInfo, kubectlFor } from "./cluster";
+import { repoRoot } from "./config";
+import { isAlive, readProc, startProc, stopProc, tailOf, waitFor } from "./procs";
+import { addScrapeTarget, removeScrapeTarget } from "./prometheus";
+
+export interface ModelServerOptions {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  /** The pool's target port: the simulator answers at podIP:port. */
+  port: number;
+  /** Base model (vLLM --model). */
+  model: string;
+  /** Names the server answers to (vLLM --served-model-name); defaults to `model`. */
+  servedModelNames?: string[];
+  loraAdapters?: string[];
+  maxLoras?: number;
+  maxNumSeqs?: number;
+  timeToFirstTokenMs?: number;
+  interTokenLatencyMs?: number;
+  /** Percentage (0..100) of requests answered with an injected error. */
+  failureInjectionRate?: number;
+  extraArgs?: string[];
+}
+
+export interface ModelServer {
+  namespace: string;
+  name: string;
+  podIP: string;
+  port: number;
+  url: string;
+}
+
+function serversDir(info: ClusterInfo): string {
+  return path.join(info.stateDir, "model-servers");
+}
+
+function procName(namespace: string, name: string): string {
+  return `model-server.${namespace}.${name}`;
+}
+
+/** Claims a free 127.0.0.N address; exclusive file creation makes this safe across processes. */
+function claimIp(info: ClusterInfo, owner: string): string {
+  const dir = path.join(serversDir(info), "ips");
+  fs.mkdirSync(dir, { recursive: true });
+  for (let n = 10; n < 255; n++) {
+    const ip = `127.0.0.${n}`;
+    try {
+      fs.writeFileSync(path.join(dir, ip), owner, { flag: "wx" });
+      return ip;
+    } catch {
+      continue;
+    }
+  }
+  throw new Error("no free loopback address left in 127.0.0.10-254; remove some model servers");
+}
+
+function releaseIp(info: ClusterInfo, owner: string): void {
+  const dir = path.join(serversDir(info), "ips");
+  if (!fs.existsSync(dir)) return;
+  for (const ip of fs.readdirSync(dir)) {
+    if (fs.readFileSync(path.join(dir, ip), "utf8") === owner) fs.rmSync(path.join(dir, ip), { force: true });
+  }
+}
+
+/** The upstream simulator when present (LLM_D_INFERENCE_SIM or on PATH), else our stand-in. */
+export function simulatorCommand(): { command: string; prefix: string[]; upstream: boolean } {
+  const explicit = process.env.LLM_D_INFERENCE_SIM;
+  if (explicit) return { command: explicit, prefix: [], upstream: true };
+  const which = spawnSync("sh", ["-c", "command -v llm-d-inference-sim"], { encoding: "utf8" });
+  if (which.status === 0 && which.stdout.trim()) return { command: which.stdout.trim(), prefix: [], upstream: true };
+  return {
+    command: process.execPath,
+    prefix: ["--import", "tsx", path.join(repoRoot, "hack", "model-server-sim", "main.ts")],
+    upstream: false,
+  };
+}
+
+function simulatorArgs(o: ModelServerOptions, listenPort: number): string[] {
+  const args = [`--port=${listenPort}`, `--model=${o.model}`];
+  for (const served of o.servedModelNames ?? []) args.push(`--served-model-name=${served}`);
+  if (o.loraAdapters?.length) {
+    args.push("--lora-modules", ...o.loraAdapters.map(name => JSON.stringify({ name, path: `/adapters/${name}` })));
+  }
+  if (o.maxLoras !== undefined) args.push(`--max-loras=${o.maxLoras}`);
+  if (o.maxNumSeqs !== undefined) args.push(`--max-num-seqs=${o.maxNumSeqs}`);
+  if (o.timeToFirstTokenMs !== undefined) args.push(`--time-to-first-token=${o.timeToFirstTokenMs}ms`);
+  if (o.interTokenLatencyMs !== undefined) args.push(`--inter-token-latency=${o.interTokenLatencyMs}ms`);
+  if (o.failureInjectionRate !== undefined) args.push(`--failure-injection-rate=${o.failureInjectionRate}`);
+  return [...args, ...(o.extraArgs ?? [])];
+}
+
+function podYaml(o: ModelServerOptions, args: string[]): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: o.name,
+      namespace: o.namespace,
+      labels: o.labels,
+      annotations: { "modelrollout.dev/emulated": "model server process run by hack/env (no kubelet here)" },
+    },
+    spec: {
+      nodeName: "local",
+      containers: [
+        {
+          name: "vllm",
+          image: "ghcr.io/llm-d/llm-d-inference-sim:latest",
+          args,
+          ports: [{ name: "http", containerPort: o.port }],
+        },
+      ],
+    },
+  });
+}
+
+/** Marks the Pod Ready (or not) with its podIP, through the status subresource. */
+export function setPodReady(info: ClusterInfo, namespace: string, name: string, podIP: string, ready: boolean): void {
+  const now = new Date().toISOString();
+  const condition = (type: string) => ({ type, status: ready ? "True" : "False", lastTransitionTime: now });
+  const status = {
+    status: {
+      phase: "Running",
+      podIP,
+      podIPs: [{ ip: podIP }],
+      hostIP: "127.0.0.1",
+      conditions: [condition("Ready"), condition("ContainersReady"), { type: "PodScheduled", status: "True" }],
+    },
+  };
+  kubectlFor(info)(["-n", namespace, "patch", "pod", name, "--subresource=status", "--type=merge", "-p", JSON.stringify(status)]);
+}
+
+export async function deployModelServer(info: ClusterInfo, o: ModelServerOptions): Promise<ModelServer> {
+  const owner = `${o.namespace}/${o.name}`;
+  const podIP = claimIp(info, owner);
+  try {
+    const sim = simulatorCommand();
+    // The upstream simulator listens on a port of every address; ours binds the pod's own address.
+    const args = simulatorArgs(o, o.port);
+    const fullArgs = sim.upstream ? args : [...args, `--host=${podIP}`];
+    if (sim.upstream) throw new Error("the upstream llm-d-inference-sim binds 0.0.0.0 only; per-pod addresses need the forwarder (not built yet)");
+    kubectlFor(info)(["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"], podYaml(o, fullArgs));
+    const proc = startProc(info.stateDir, info.logDir, procName(o.namespace, o.name), sim.command, [...sim.prefix, ...fullArgs]);
+    const url = `http://${podIP}:${o.port}`;
+    await waitFor(
+      `model server ${owner} at ${url}/health`,
+      async () => {
+        if (!isAlive(proc.pid)) throw new Error(`simulator exited: ${tailOf(proc.log, 5)}`);
+        const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
+        return res.ok;
+      },
+      30000,
+      `see ${proc.log}`,
+    );
+    setPodReady(info, o.namespace, o.name, podIP, true);
+    addScrapeTarget(info.stateDir, procName(o.namespace, o.name), `${podIP}:${o.port}`, {
+      namespace: o.namespace,
+      pod: o.name,
+      component: "model-server",
+    });
+    return { namespace: o.namespace, name: o.name, podIP, port: o.port, url };
+  } catch (err) {
+    await removeModelServer(info, o.namespace, o.name);
+    throw err;
+  }
+}
+
+export async function removeModelServer(info: ClusterInfo, namespace: string, name: string): Promise<void> {
+  const pname = procName(namespace, name);
+  removeScrapeTarget(info.stateDir, pname);
+  if (readProc(info.stateDir, pname)) await stopProc(info.stateDir, pname);
+  // No kubelet confirms a graceful deletion here: delete at once, or the Pod stays Terminating.
+  kubectlFor(info)(["-n", namespace, "delete", "pod", name, "--ignore-not-found", "--force", "--grace-period=0"]);
+  releaseIp(info, `${namespace}/${name}`);
+}
