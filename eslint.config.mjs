@@ -11,12 +11,19 @@ export default [
     files: ["**/*.ts"],
     languageOptions: {
       parser: tsParser,
-      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname, sourceType: "module" },
+      parserOptions: {
+        projectService: true,
+        tsconfigRootDir: import.meta.dirname,
+        sourceType: "module",
+      },
       globals: { ...globals.node },
     },
     rules: {
       "@typescript-eslint/no-floating-promises": "error",
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_" },
+      ],
     },
   },
 ];

@@ -14,7 +14,18 @@ const shared = {
   preset: "ts-jest/presets/js-with-ts",
   testEnvironment: "node",
   transform: {
-    "^.+\\.[tj]sx?$": ["ts-jest", { tsconfig: { allowJs: true, module: "commonjs", esModuleInterop: true, isolatedModules: true }, diagnostics: false }],
+    "^.+\\.[tj]sx?$": [
+      "ts-jest",
+      {
+        tsconfig: {
+          allowJs: true,
+          module: "commonjs",
+          esModuleInterop: true,
+          isolatedModules: true,
+        },
+        diagnostics: false,
+      },
+    ],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${esmPackages.join("|")})/)`],
   moduleFileExtensions: ["ts", "js", "json", "mjs", "cjs"],

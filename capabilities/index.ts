@@ -5,9 +5,16 @@ import "./kinds";
 import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
 import { forget, reconcileKey } from "./modelrollout/reconciler";
 
+// MODELROLLOUT_NAMESPACES (comma list) limits the operator to some namespaces; default: all.
+const namespaces = process.env.MODELROLLOUT_NAMESPACES?.split(",")
+  .map(ns => ns.trim())
+  .filter(Boolean);
+
 export const ModelRollouts = new Capability({
   name: "modelrollouts",
-  description: "Progressive delivery of LLM versions between InferencePools or LoRA adapters, gated on Prometheus",
+  description:
+    "Progressive delivery of LLM versions between InferencePools or LoRA adapters, gated on Prometheus",
+  namespaces,
 });
 
 const { When } = ModelRollouts;
@@ -26,5 +33,8 @@ When(ModelRollout)
     const { namespace, name } = mro.metadata ?? {};
     if (!namespace || !name) return;
     forget(namespace, name);
-    Log.info({ rollout: `${namespace}/${name}` }, `ModelRollout ${namespace}/${name} deleted; targets are left as they are`);
+    Log.info(
+      { rollout: `${namespace}/${name}` },
+      `ModelRollout ${namespace}/${name} deleted; targets are left as they are`,
+    );
   });

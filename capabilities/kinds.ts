@@ -29,14 +29,54 @@ export class InferenceModelRewrite extends GenericKind {}
 export class InferenceModelRewriteLlmd extends GenericKind {}
 
 export const gvk = {
-  httpRoute: { group: "gateway.networking.k8s.io", version: "v1", kind: "HTTPRoute", plural: "httproutes" },
-  inferencePoolV1alpha2: { group: InferenceGroup.xK8s, version: "v1alpha2", kind: "InferencePool", plural: "inferencepools" },
-  inferencePoolV1: { group: InferenceGroup.k8s, version: "v1", kind: "InferencePool", plural: "inferencepools" },
-  inferenceModel: { group: InferenceGroup.xK8s, version: "v1alpha2", kind: "InferenceModel", plural: "inferencemodels" },
-  inferenceObjective: { group: InferenceGroup.xK8s, version: "v1alpha2", kind: "InferenceObjective", plural: "inferenceobjectives" },
-  inferenceObjectiveLlmd: { group: InferenceGroup.llmd, version: "v1alpha2", kind: "InferenceObjective", plural: "inferenceobjectives" },
-  inferenceModelRewrite: { group: InferenceGroup.xK8s, version: "v1alpha2", kind: "InferenceModelRewrite", plural: "inferencemodelrewrites" },
-  inferenceModelRewriteLlmd: { group: InferenceGroup.llmd, version: "v1alpha2", kind: "InferenceModelRewrite", plural: "inferencemodelrewrites" },
+  httpRoute: {
+    group: "gateway.networking.k8s.io",
+    version: "v1",
+    kind: "HTTPRoute",
+    plural: "httproutes",
+  },
+  inferencePoolV1alpha2: {
+    group: InferenceGroup.xK8s,
+    version: "v1alpha2",
+    kind: "InferencePool",
+    plural: "inferencepools",
+  },
+  inferencePoolV1: {
+    group: InferenceGroup.k8s,
+    version: "v1",
+    kind: "InferencePool",
+    plural: "inferencepools",
+  },
+  inferenceModel: {
+    group: InferenceGroup.xK8s,
+    version: "v1alpha2",
+    kind: "InferenceModel",
+    plural: "inferencemodels",
+  },
+  inferenceObjective: {
+    group: InferenceGroup.xK8s,
+    version: "v1alpha2",
+    kind: "InferenceObjective",
+    plural: "inferenceobjectives",
+  },
+  inferenceObjectiveLlmd: {
+    group: InferenceGroup.llmd,
+    version: "v1alpha2",
+    kind: "InferenceObjective",
+    plural: "inferenceobjectives",
+  },
+  inferenceModelRewrite: {
+    group: InferenceGroup.xK8s,
+    version: "v1alpha2",
+    kind: "InferenceModelRewrite",
+    plural: "inferencemodelrewrites",
+  },
+  inferenceModelRewriteLlmd: {
+    group: InferenceGroup.llmd,
+    version: "v1alpha2",
+    kind: "InferenceModelRewrite",
+    plural: "inferencemodelrewrites",
+  },
 } satisfies Record<string, GroupVersionKind>;
 
 RegisterKind(HTTPRoute, gvk.httpRoute);

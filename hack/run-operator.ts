@@ -12,7 +12,21 @@ function servingCert(dir: string): { cert: string; key: string } {
   const cert = path.join(dir, "operator-tls.crt");
   const key = path.join(dir, "operator-tls.key");
   if (!fs.existsSync(cert)) {
-    run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "3650", "-subj", "/CN=localhost"]);
+    run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "3650",
+      "-subj",
+      "/CN=localhost",
+    ]);
   }
   return { cert, key };
 }

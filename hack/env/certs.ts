@@ -25,7 +25,12 @@ function openssl(args: string[]): void {
   run("openssl", args);
 }
 
-function signed(pki: { dir: string; caCert: string; caKey: string }, name: string, subject: string, extensions: string): ClientCert {
+function signed(
+  pki: { dir: string; caCert: string; caKey: string },
+  name: string,
+  subject: string,
+  extensions: string,
+): ClientCert {
   const key = path.join(pki.dir, `${name}.key`);
   const csr = path.join(pki.dir, `${name}.csr`);
   const cert = path.join(pki.dir, `${name}.crt`);
@@ -33,7 +38,23 @@ function signed(pki: { dir: string; caCert: string; caKey: string }, name: strin
   fs.writeFileSync(ext, extensions);
   openssl(["genrsa", "-out", key, "2048"]);
   openssl(["req", "-new", "-key", key, "-subj", subject, "-out", csr]);
-  openssl(["x509", "-req", "-in", csr, "-CA", pki.caCert, "-CAkey", pki.caKey, "-CAcreateserial", "-out", cert, "-days", "3650", "-extfile", ext]);
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    pki.caCert,
+    "-CAkey",
+    pki.caKey,
+    "-CAcreateserial",
+    "-out",
+    cert,
+    "-days",
+    "3650",
+    "-extfile",
+    ext,
+  ]);
   return { cert, key };
 }
 
@@ -53,7 +74,20 @@ export function ensurePki(stateDir: string): Pki {
   };
   if (!fs.existsSync(pki.caCert)) {
     openssl(["genrsa", "-out", pki.caKey, "2048"]);
-    openssl(["req", "-x509", "-new", "-nodes", "-key", pki.caKey, "-subj", "/CN=modelrollout-local-ca", "-days", "3650", "-out", pki.caCert]);
+    openssl([
+      "req",
+      "-x509",
+      "-new",
+      "-nodes",
+      "-key",
+      pki.caKey,
+      "-subj",
+      "/CN=modelrollout-local-ca",
+      "-days",
+      "3650",
+      "-out",
+      pki.caCert,
+    ]);
   }
   if (!fs.existsSync(pki.serverCert)) {
     signed(
@@ -72,17 +106,34 @@ export function ensurePki(stateDir: string): Pki {
 }
 
 /** A client certificate for user `user` in `groups`, signed by the local CA (reused if present). */
-export function issueClientCert(pki: { dir: string; caCert: string; caKey: string }, user: string, groups: string[] = []): ClientCert {
+export function issueClientCert(
+  pki: { dir: string; caCert: string; caKey: string },
+  user: string,
+  groups: string[] = [],
+): ClientCert {
   const name = `user-${user.replace(/[^a-zA-Z0-9_.-]/g, "_")}`;
-  const existing = { cert: path.join(pki.dir, `${name}.crt`), key: path.join(pki.dir, `${name}.key`) };
+  const existing = {
+    cert: path.join(pki.dir, `${name}.crt`),
+    key: path.join(pki.dir, `${name}.key`),
+  };
   if (user !== "admin" && fs.existsSync(existing.cert)) return existing;
   const subject = `/CN=${user}${groups.map(g => `/O=${g}`).join("")}`;
-  const issued = signed(pki, user === "admin" ? "admin" : name, subject, "extendedKeyUsage=clientAuth\n");
+  const issued = signed(
+    pki,
+    user === "admin" ? "admin" : name,
+    subject,
+    "extendedKeyUsage=clientAuth\n",
+  );
   return issued;
 }
 
 /** A kubeconfig with embedded CA and client certificate (the fluent client ignores insecure-skip-tls). */
-export function kubeconfigYaml(server: string, caCert: string, client: ClientCert, user: string): string {
+export function kubeconfigYaml(
+  server: string,
+  caCert: string,
+  client: ClientCert,
+  user: string,
+): string {
   const b64 = (file: string) => fs.readFileSync(file).toString("base64");
   return `apiVersion: v1
 kind: Config

@@ -8,7 +8,12 @@ import * as path from "node:path";
 import { ensurePki, kubeconfigYaml, Pki } from "./certs";
 import { EnvConfig, envConfig, repoRoot } from "./config";
 import { isAlive, listProcs, readProc, run, startProc, stopProc, tailOf, waitFor } from "./procs";
-import { prometheusArgs, prometheusBinary, prometheusDirs, writePrometheusConfig } from "./prometheus";
+import {
+  prometheusArgs,
+  prometheusBinary,
+  prometheusDirs,
+  writePrometheusConfig,
+} from "./prometheus";
 
 export interface Binaries {
   kubeApiserver: string;
@@ -33,8 +38,12 @@ const defaultProgress: Progress = msg => process.stderr.write(`[cluster] ${msg}\
 export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
   const script = path.join(repoRoot, "hack", "build-binaries.sh");
   progress("looking for kube-apiserver, kubectl and etcd (building them with Go on first use)");
-  const res = spawnSync("bash", [script], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
-  if (res.status !== 0) throw new Error(`hack/build-binaries.sh failed (exit ${res.status}); see the messages above`);
+  const res = spawnSync("bash", [script], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (res.status !== 0)
+    throw new Error(`hack/build-binaries.sh failed (exit ${res.status}); see the messages above`);
   const found = Object.fromEntries(
     res.stdout
       .trim()
@@ -82,7 +91,8 @@ function running(cfg: EnvConfig, name: string): boolean {
 }
 
 export function kubectlFor(info: { kubectl: string; kubeconfig: string }) {
-  return (args: string[], input?: string) => run(info.kubectl, ["--kubeconfig", info.kubeconfig, ...args], { input });
+  return (args: string[], input?: string) =>
+    run(info.kubectl, ["--kubeconfig", info.kubeconfig, ...args], { input });
 }
 
 /** Starts whatever part of the environment is not running; returns connection info. */
@@ -118,7 +128,12 @@ export async function ensureCluster(progress: Progress = defaultProgress): Promi
       "--unsafe-no-fsync", // a throwaway test database: durability is not worth the disk waits
       "--log-level=warn",
     ]);
-    await waitFor("etcd health", () => httpOk(`${url}/health`), 30000, `see ${path.join(cfg.logDir, "etcd.log")}`);
+    await waitFor(
+      "etcd health",
+      () => httpOk(`${url}/health`),
+      30000,
+      `see ${path.join(cfg.logDir, "etcd.log")}`,
+    );
   }
 
   if (!running(cfg, "kube-apiserver")) {
@@ -151,19 +166,41 @@ export async function ensureCluster(progress: Progress = defaultProgress): Promi
       250,
     );
   }
-  fs.writeFileSync(cfg.kubeconfig, kubeconfigYaml(apiserverUrl, pki.caCert, pki.admin, "admin"), { mode: 0o600 });
+  fs.writeFileSync(cfg.kubeconfig, kubeconfigYaml(apiserverUrl, pki.caCert, pki.admin, "admin"), {
+    mode: 0o600,
+  });
 
   await installCrds(info, progress);
 
   if (!running(cfg, "prometheus")) {
     progress(`starting Prometheus on ${info.prometheusUrl}`);
     writePrometheusConfig(cfg.stateDir);
-    startProc(cfg.stateDir, cfg.logDir, "prometheus", promBin, prometheusArgs(cfg.stateDir, cfg.prometheusPort));
-    await waitFor("Prometheus /-/ready", () => httpOk(`${info.prometheusUrl}/-/ready`), 60000, `see ${path.join(cfg.logDir, "prometheus.log")}`);
+    startProc(
+      cfg.stateDir,
+      cfg.logDir,
+      "prometheus",
+      promBin,
+      prometheusArgs(cfg.stateDir, cfg.prometheusPort),
+    );
+    await waitFor(
+      "Prometheus /-/ready",
+      () => httpOk(`${info.prometheusUrl}/-/ready`),
+      60000,
+      `see ${path.join(cfg.logDir, "prometheus.log")}`,
+    );
   }
   fs.writeFileSync(
     path.join(cfg.stateDir, "env.json"),
-    JSON.stringify({ kubeconfig: info.kubeconfig, apiserverUrl, prometheusUrl: info.prometheusUrl, kubectl: info.kubectl }, null, 2),
+    JSON.stringify(
+      {
+        kubeconfig: info.kubeconfig,
+        apiserverUrl,
+        prometheusUrl: info.prometheusUrl,
+        kubectl: info.kubectl,
+      },
+      null,
+      2,
+    ),
   );
   return info;
 }
@@ -173,8 +210,14 @@ export function crdFiles(): string[] {
   const upstream = path.join(repoRoot, "crds", "upstream");
   const ours = path.join(repoRoot, "crds");
   return [
-    ...fs.readdirSync(upstream).filter(f => f.endsWith(".yaml")).map(f => path.join(upstream, f)),
-    ...fs.readdirSync(ours).filter(f => f.endsWith(".yaml")).map(f => path.join(ours, f)),
+    ...fs
+      .readdirSync(upstream)
+      .filter(f => f.endsWith(".yaml"))
+      .map(f => path.join(upstream, f)),
+    ...fs
+      .readdirSync(ours)
+      .filter(f => f.endsWith(".yaml"))
+      .map(f => path.join(ours, f)),
   ].sort();
 }
 
@@ -182,11 +225,22 @@ async function installCrds(info: ClusterInfo, progress: Progress): Promise<void>
   const kubectl = kubectlFor(info);
   const files = crdFiles();
   // Server-side apply: the HTTPRoute CRD is larger than the last-applied annotation allows.
-  const out = kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-env", ...files.flatMap(f => ["-f", f])]);
-  const changed = out.split("\n").filter(l => l && !l.endsWith("unchanged") && !l.includes("serverside-applied"));
+  const out = kubectl([
+    "apply",
+    "--server-side",
+    "--force-conflicts",
+    "--field-manager=modelrollout-env",
+    ...files.flatMap(f => ["-f", f]),
+  ]);
+  const changed = out
+    .split("\n")
+    .filter(l => l && !l.endsWith("unchanged") && !l.includes("serverside-applied"));
   if (changed.length) progress(changed.join("\n"));
   kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
-  kubectl(["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"], namespaceYaml("pepr-system"));
+  kubectl(
+    ["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"],
+    namespaceYaml("pepr-system"),
+  );
   progress(`${files.length} CRD files installed and Established; namespace pepr-system present`);
 }
 
@@ -195,10 +249,14 @@ export function namespaceYaml(name: string): string {
 }
 
 /** Stops every process of the environment (model servers, pickers, Prometheus, apiserver, etcd). */
-export async function stopCluster(progress: Progress = defaultProgress, opts: { wipe?: boolean } = {}): Promise<void> {
+export async function stopCluster(
+  progress: Progress = defaultProgress,
+  opts: { wipe?: boolean } = {},
+): Promise<void> {
   const cfg = envConfig();
   // Dependents first, etcd last.
-  const order = (name: string) => (name === "etcd" ? 3 : name === "kube-apiserver" ? 2 : name === "prometheus" ? 1 : 0);
+  const order = (name: string) =>
+    name === "etcd" ? 3 : name === "kube-apiserver" ? 2 : name === "prometheus" ? 1 : 0;
   const procs = listProcs(cfg.stateDir).sort((a, b) => order(a.name) - order(b.name));
   for (const p of procs) {
     progress(`stopping ${p.name} (pid ${p.pid})`);
@@ -229,7 +287,9 @@ export function connectCluster(): ClusterInfo {
   const cfg = envConfig();
   const file = path.join(cfg.stateDir, "env.json");
   if (!fs.existsSync(file) || !running(cfg, "kube-apiserver")) {
-    throw new Error(`no local environment is running (state: ${cfg.stateDir}); start it with \`npm run cluster:up\``);
+    throw new Error(
+      `no local environment is running (state: ${cfg.stateDir}); start it with \`npm run cluster:up\``,
+    );
   }
   const saved = JSON.parse(fs.readFileSync(file, "utf8"));
   return { ...saved, stateDir: cfg.stateDir, logDir: cfg.logDir, pki: ensurePki(cfg.stateDir) };

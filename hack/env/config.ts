@@ -9,11 +9,15 @@ function findRepoRoot(): string {
   if (process.env.MODELROLLOUT_ROOT) return process.env.MODELROLLOUT_ROOT;
   for (let dir = process.cwd(); ; dir = path.dirname(dir)) {
     try {
-      if (JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")).name === "modelrollout") return dir;
+      if (
+        JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")).name === "modelrollout"
+      )
+        return dir;
     } catch {
       /* keep looking */
     }
-    if (path.dirname(dir) === dir) throw new Error("run this from inside the modelrollout checkout (or set MODELROLLOUT_ROOT)");
+    if (path.dirname(dir) === dir)
+      throw new Error("run this from inside the modelrollout checkout (or set MODELROLLOUT_ROOT)");
   }
 }
 export const repoRoot = findRepoRoot();

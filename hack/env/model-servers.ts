@@ -69,7 +69,8 @@ function releaseIp(info: ClusterInfo, owner: string): void {
   const dir = path.join(serversDir(info), "ips");
   if (!fs.existsSync(dir)) return;
   for (const ip of fs.readdirSync(dir)) {
-    if (fs.readFileSync(path.join(dir, ip), "utf8") === owner) fs.rmSync(path.join(dir, ip), { force: true });
+    if (fs.readFileSync(path.join(dir, ip), "utf8") === owner)
+      fs.rmSync(path.join(dir, ip), { force: true });
   }
 }
 
@@ -78,7 +79,8 @@ export function simulatorCommand(): { command: string; prefix: string[]; upstrea
   const explicit = process.env.LLM_D_INFERENCE_SIM;
   if (explicit) return { command: explicit, prefix: [], upstream: true };
   const which = spawnSync("sh", ["-c", "command -v llm-d-inference-sim"], { encoding: "utf8" });
-  if (which.status === 0 && which.stdout.trim()) return { command: which.stdout.trim(), prefix: [], upstream: true };
+  if (which.status === 0 && which.stdout.trim())
+    return { command: which.stdout.trim(), prefix: [], upstream: true };
   return {
     command: process.execPath,
     prefix: ["--import", "tsx", path.join(repoRoot, "hack", "model-server-sim", "main.ts")],
@@ -90,13 +92,19 @@ function simulatorArgs(o: ModelServerOptions, listenPort: number): string[] {
   const args = [`--port=${listenPort}`, `--model=${o.model}`];
   for (const served of o.servedModelNames ?? []) args.push(`--served-model-name=${served}`);
   if (o.loraAdapters?.length) {
-    args.push("--lora-modules", ...o.loraAdapters.map(name => JSON.stringify({ name, path: `/adapters/${name}` })));
+    args.push(
+      "--lora-modules",
+      ...o.loraAdapters.map(name => JSON.stringify({ name, path: `/adapters/${name}` })),
+    );
   }
   if (o.maxLoras !== undefined) args.push(`--max-loras=${o.maxLoras}`);
   if (o.maxNumSeqs !== undefined) args.push(`--max-num-seqs=${o.maxNumSeqs}`);
-  if (o.timeToFirstTokenMs !== undefined) args.push(`--time-to-first-token=${o.timeToFirstTokenMs}ms`);
-  if (o.interTokenLatencyMs !== undefined) args.push(`--inter-token-latency=${o.interTokenLatencyMs}ms`);
-  if (o.failureInjectionRate !== undefined) args.push(`--failure-injection-rate=${o.failureInjectionRate}`);
+  if (o.timeToFirstTokenMs !== undefined)
+    args.push(`--time-to-first-token=${o.timeToFirstTokenMs}ms`);
+  if (o.interTokenLatencyMs !== undefined)
+    args.push(`--inter-token-latency=${o.interTokenLatencyMs}ms`);
+  if (o.failureInjectionRate !== undefined)
+    args.push(`--failure-injection-rate=${o.failureInjectionRate}`);
   return [...args, ...(o.extraArgs ?? [])];
 }
 
@@ -108,7 +116,9 @@ function podYaml(o: ModelServerOptions, args: string[]): string {
       name: o.name,
       namespace: o.namespace,
       labels: o.labels,
-      annotations: { "modelrollout.dev/emulated": "model server process run by hack/env (no kubelet here)" },
+      annotations: {
+        "modelrollout.dev/emulated": "model server process run by hack/env (no kubelet here)",
+      },
     },
     spec: {
       nodeName: "local",
@@ -125,22 +135,49 @@ function podYaml(o: ModelServerOptions, args: string[]): string {
 }
 
 /** Marks the Pod Ready (or not) with its podIP, through the status subresource. */
-export function setPodReady(info: ClusterInfo, namespace: string, name: string, podIP: string, ready: boolean): void {
+export function setPodReady(
+  info: ClusterInfo,
+  namespace: string,
+  name: string,
+  podIP: string,
+  ready: boolean,
+): void {
   const now = new Date().toISOString();
-  const condition = (type: string) => ({ type, status: ready ? "True" : "False", lastTransitionTime: now });
+  const condition = (type: string) => ({
+    type,
+    status: ready ? "True" : "False",
+    lastTransitionTime: now,
+  });
   const status = {
     status: {
       phase: "Running",
       podIP,
       podIPs: [{ ip: podIP }],
       hostIP: "127.0.0.1",
-      conditions: [condition("Ready"), condition("ContainersReady"), { type: "PodScheduled", status: "True" }],
+      conditions: [
+        condition("Ready"),
+        condition("ContainersReady"),
+        { type: "PodScheduled", status: "True" },
+      ],
     },
   };
-  kubectlFor(info)(["-n", namespace, "patch", "pod", name, "--subresource=status", "--type=merge", "-p", JSON.stringify(status)]);
+  kubectlFor(info)([
+    "-n",
+    namespace,
+    "patch",
+    "pod",
+    name,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify(status),
+  ]);
 }
 
-export async function deployModelServer(info: ClusterInfo, o: ModelServerOptions): Promise<ModelServer> {
+export async function deployModelServer(
+  info: ClusterInfo,
+  o: ModelServerOptions,
+): Promise<ModelServer> {
   const owner = `${o.namespace}/${o.name}`;
   const podIP = claimIp(info, owner);
   try {
@@ -148,9 +185,18 @@ export async function deployModelServer(info: ClusterInfo, o: ModelServerOptions
     // The upstream simulator listens on a port of every address; ours binds the pod's own address.
     const args = simulatorArgs(o, o.port);
     const fullArgs = sim.upstream ? args : [...args, `--host=${podIP}`];
-    if (sim.upstream) throw new Error("the upstream llm-d-inference-sim binds 0.0.0.0 only; per-pod addresses need the forwarder (not built yet)");
-    kubectlFor(info)(["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"], podYaml(o, fullArgs));
-    const proc = startProc(info.stateDir, info.logDir, procName(o.namespace, o.name), sim.command, [...sim.prefix, ...fullArgs]);
+    if (sim.upstream)
+      throw new Error(
+        "the upstream llm-d-inference-sim binds 0.0.0.0 only; per-pod addresses need the forwarder (not built yet)",
+      );
+    kubectlFor(info)(
+      ["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"],
+      podYaml(o, fullArgs),
+    );
+    const proc = startProc(info.stateDir, info.logDir, procName(o.namespace, o.name), sim.command, [
+      ...sim.prefix,
+      ...fullArgs,
+    ]);
     const url = `http://${podIP}:${o.port}`;
     await waitFor(
       `model server ${owner} at ${url}/health`,
@@ -175,11 +221,24 @@ export async function deployModelServer(info: ClusterInfo, o: ModelServerOptions
   }
 }
 
-export async function removeModelServer(info: ClusterInfo, namespace: string, name: string): Promise<void> {
+export async function removeModelServer(
+  info: ClusterInfo,
+  namespace: string,
+  name: string,
+): Promise<void> {
   const pname = procName(namespace, name);
   removeScrapeTarget(info.stateDir, pname);
   if (readProc(info.stateDir, pname)) await stopProc(info.stateDir, pname);
   // No kubelet confirms a graceful deletion here: delete at once, or the Pod stays Terminating.
-  kubectlFor(info)(["-n", namespace, "delete", "pod", name, "--ignore-not-found", "--force", "--grace-period=0"]);
+  kubectlFor(info)([
+    "-n",
+    namespace,
+    "delete",
+    "pod",
+    name,
+    "--ignore-not-found",
+    "--force",
+    "--grace-period=0",
+  ]);
   releaseIp(info, `${namespace}/${name}`);
 }

@@ -130,11 +130,17 @@ export async function waitFor(
     await delay(intervalMs);
   }
   const cause = lastError ? ` (last error: ${(lastError as Error).message ?? lastError})` : "";
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${cause}${hint ? `; ${hint}` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${cause}${hint ? `; ${hint}` : ""}`,
+  );
 }
 
 /** Runs a command to completion; throws with its output when it fails. */
-export function run(command: string, args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
+export function run(
+  command: string,
+  args: string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv } = {},
+): string {
   const res = spawnSync(command, args, {
     input: opts.input,
     env: opts.env ?? process.env,
@@ -143,7 +149,9 @@ export function run(command: string, args: string[], opts: { input?: string; env
   });
   if (res.error) throw new Error(`${command} could not run: ${res.error.message}`);
   if (res.status !== 0) {
-    throw new Error(`${command} ${args.join(" ")} failed (exit ${res.status}): ${res.stderr || res.stdout}`.trim());
+    throw new Error(
+      `${command} ${args.join(" ")} failed (exit ${res.status}): ${res.stderr || res.stdout}`.trim(),
+    );
   }
   return res.stdout;
 }

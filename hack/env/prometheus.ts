@@ -8,11 +8,20 @@ export const scrapeIntervalSeconds = 1;
 
 export function prometheusDirs(stateDir: string) {
   const dir = path.join(stateDir, "prometheus");
-  return { dir, config: path.join(dir, "prometheus.yml"), data: path.join(dir, "data"), targets: path.join(dir, "targets") };
+  return {
+    dir,
+    config: path.join(dir, "prometheus.yml"),
+    data: path.join(dir, "data"),
+    targets: path.join(dir, "targets"),
+  };
 }
 
 export function prometheusBinary(): string {
-  const candidates = [process.env.PROMETHEUS_BINARY, "/usr/bin/prometheus", "/usr/local/bin/prometheus"];
+  const candidates = [
+    process.env.PROMETHEUS_BINARY,
+    "/usr/bin/prometheus",
+    "/usr/local/bin/prometheus",
+  ];
   const found = candidates.find(c => c && fs.existsSync(c));
   if (!found) {
     throw new Error(
@@ -60,7 +69,12 @@ function targetFile(stateDir: string, id: string): string {
 }
 
 /** Adds (or replaces) a scrape target; `labels` become target labels on every scraped series. */
-export function addScrapeTarget(stateDir: string, id: string, address: string, labels: Record<string, string> = {}): void {
+export function addScrapeTarget(
+  stateDir: string,
+  id: string,
+  address: string,
+  labels: Record<string, string> = {},
+): void {
   const file = targetFile(stateDir, id);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp`;

@@ -7,13 +7,17 @@ import { ClusterInfo, kubectlFor } from "./cluster";
 import { issueClientCert, kubeconfigYaml } from "./certs";
 import { repoRoot } from "./config";
 
-
 /** Writes a kubeconfig for `user` authorized only by the module's declared rules; returns its path. */
 export function operatorKubeconfig(info: ClusterInfo, user = "modelrollout-operator"): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"));
   const name = `pepr-${pkg.pepr.uuid}`;
   const objects = [
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name }, rules: pkg.pepr.rbac },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name },
+      rules: pkg.pepr.rbac,
+    },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRoleBinding",
@@ -26,7 +30,13 @@ export function operatorKubeconfig(info: ClusterInfo, user = "modelrollout-opera
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "Role",
       metadata: { name: `${name}-store`, namespace: "pepr-system" },
-      rules: [{ apiGroups: ["pepr.dev"], resources: ["peprstores"], verbs: ["create", "get", "patch", "watch", "list"] }],
+      rules: [
+        {
+          apiGroups: ["pepr.dev"],
+          resources: ["peprstores"],
+          verbs: ["create", "get", "patch", "watch", "list"],
+        },
+      ],
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -36,9 +46,14 @@ export function operatorKubeconfig(info: ClusterInfo, user = "modelrollout-opera
       subjects: [{ kind: "User", name: user, apiGroup: "rbac.authorization.k8s.io" }],
     },
   ];
-  kubectlFor(info)(["apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-env", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }));
+  kubectlFor(info)(
+    ["apply", "--server-side", "--force-conflicts", "--field-manager=modelrollout-env", "-f", "-"],
+    JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }),
+  );
   const cert = issueClientCert(info.pki, user);
   const file = path.join(info.stateDir, `kubeconfig-${user}`);
-  fs.writeFileSync(file, kubeconfigYaml(info.apiserverUrl, info.pki.caCert, cert, user), { mode: 0o600 });
+  fs.writeFileSync(file, kubeconfigYaml(info.apiserverUrl, info.pki.caCert, cert, user), {
+    mode: 0o600,
+  });
   return file;
 }

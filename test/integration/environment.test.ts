@@ -7,7 +7,12 @@ import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../
 
 class InferencePoolV1alpha2 extends GenericKind {}
 
-const poolKind = { group: "inference.networking.x-k8s.io", version: "v1alpha2", kind: "InferencePool", plural: "inferencepools" };
+const poolKind = {
+  group: "inference.networking.x-k8s.io",
+  version: "v1alpha2",
+  kind: "InferencePool",
+  plural: "inferencepools",
+};
 
 let ns: TestNamespace;
 beforeAll(() => {
@@ -44,7 +49,9 @@ describe("local control plane", () => {
     ]) {
       expect(resources).toContain(r);
     }
-    expect(env().kubectl(["get", "namespace", "pepr-system", "-o", "name"]).trim()).toBe("namespace/pepr-system");
+    expect(env().kubectl(["get", "namespace", "pepr-system", "-o", "name"]).trim()).toBe(
+      "namespace/pepr-system",
+    );
   });
 
   it("rejects an HTTPRoute with a negative backendRef weight with the apiserver's own message", () => {
@@ -53,11 +60,24 @@ describe("local control plane", () => {
       kind: "HTTPRoute",
       metadata: { name: "bad-weight", namespace: ns.name },
       spec: {
-        rules: [{ backendRefs: [{ group: "inference.networking.x-k8s.io", kind: "InferencePool", name: "p", weight: -1 }] }],
+        rules: [
+          {
+            backendRefs: [
+              {
+                group: "inference.networking.x-k8s.io",
+                kind: "InferencePool",
+                name: "p",
+                weight: -1,
+              },
+            ],
+          },
+        ],
       },
     };
     const msg = kubectlError(() => env().kubectl(["apply", "-f", "-"], JSON.stringify(route)));
-    expect(msg).toMatch(/weight: Invalid value: -1: spec.rules\[0\].backendRefs\[0\].weight in body should be greater than or equal to 0/);
+    expect(msg).toMatch(
+      /weight: Invalid value: -1: spec.rules\[0\].backendRefs\[0\].weight in body should be greater than or equal to 0/,
+    );
   });
 
   it("rejects an InferenceModel with weights on some targetModels but not all", () => {
@@ -80,22 +100,36 @@ describe("local control plane", () => {
       apiVersion: "inference.networking.x-k8s.io/v1alpha2",
       kind: "InferencePool",
       metadata: { name: "ssa-pool", namespace: ns.name },
-      spec: { selector: { app: "vllm" }, targetPortNumber: 8000, extensionRef: { name: "ssa-pool-epp" } },
+      spec: {
+        selector: { app: "vllm" },
+        targetPortNumber: 8000,
+        extensionRef: { name: "ssa-pool-epp" },
+      },
     };
     const Pool = K8s(InferencePoolV1alpha2, { kindOverride: poolKind });
     const applied = await Pool.Apply(pool, { force: true });
     expect(applied.metadata?.managedFields?.some(f => f.operation === "Apply")).toBe(true);
 
     const status = { parent: [{ parentRef: { kind: "Gateway", name: "gw" }, conditions: [] }] };
-    await Pool.PatchStatus({ metadata: { name: "ssa-pool", namespace: ns.name }, status } as InferencePoolV1alpha2);
+    await Pool.PatchStatus({
+      metadata: { name: "ssa-pool", namespace: ns.name },
+      status,
+    } as InferencePoolV1alpha2);
     const read = await Pool.InNamespace(ns.name).Get("ssa-pool");
-    expect((read as unknown as { status: typeof status }).status.parent[0].parentRef.name).toBe("gw");
+    expect((read as unknown as { status: typeof status }).status.parent[0].parentRef.name).toBe(
+      "gw",
+    );
     // A status write does not bump the generation: it went through the subresource.
     expect(read.metadata?.generation).toBe(1);
   });
 
   it("answers `kubectl get inferencepools` with the generated kubeconfig", () => {
-    const out = env().kubectl(["-n", ns.name, "get", "inferencepools.inference.networking.x-k8s.io"]);
+    const out = env().kubectl([
+      "-n",
+      ns.name,
+      "get",
+      "inferencepools.inference.networking.x-k8s.io",
+    ]);
     expect(out).toMatch(/ssa-pool/);
   });
 });
@@ -116,13 +150,18 @@ describe("simulated model server pod", () => {
     try {
       const pod = JSON.parse(e.kubectl(["-n", ns.name, "get", "pod", "vllm-0", "-o", "json"]));
       expect(pod.status.podIP).toBe(server.podIP);
-      expect(pod.status.conditions.find((c: { type: string }) => c.type === "Ready").status).toBe("True");
+      expect(pod.status.conditions.find((c: { type: string }) => c.type === "Ready").status).toBe(
+        "True",
+      );
       expect(pod.metadata.labels.app).toBe("vllm-qwen");
 
       const res = await fetch(`http://${pod.status.podIP}:8000/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "travel-helper-v1", messages: [{ role: "user", content: "hello" }] }),
+        body: JSON.stringify({
+          model: "travel-helper-v1",
+          messages: [{ role: "user", content: "hello" }],
+        }),
       });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { model: string; choices: unknown[] };
@@ -134,7 +173,13 @@ describe("simulated model server pod", () => {
 
       await waitFor(
         "Prometheus to scrape the model server",
-        async () => (await promQuery(e.info.prometheusUrl, `vllm:num_requests_waiting{namespace="${ns.name}",pod="vllm-0"}`)).length === 1,
+        async () =>
+          (
+            await promQuery(
+              e.info.prometheusUrl,
+              `vllm:num_requests_waiting{namespace="${ns.name}",pod="vllm-0"}`,
+            )
+          ).length === 1,
         30000,
       );
     } finally {

@@ -45,7 +45,17 @@ export function createTestNamespace(prefix: string): TestNamespace {
     async cleanup() {
       const existing = e.kubectl(["api-resources", "-o", "name"]).split("\n");
       const kinds = namespacedKinds.filter(k => existing.includes(k));
-      e.kubectl(["-n", name, "delete", [...kinds, "pods"].join(","), "--all", "--ignore-not-found", "--force", "--grace-period=0", "--wait=false"]);
+      e.kubectl([
+        "-n",
+        name,
+        "delete",
+        [...kinds, "pods"].join(","),
+        "--all",
+        "--ignore-not-found",
+        "--force",
+        "--grace-period=0",
+        "--wait=false",
+      ]);
       // The namespace itself stays Terminating: without a controller-manager nothing finalizes it.
       e.kubectl(["delete", "namespace", name, "--wait=false", "--ignore-not-found"]);
     },
@@ -53,9 +63,16 @@ export function createTestNamespace(prefix: string): TestNamespace {
 }
 
 /** Instant PromQL query against the environment's Prometheus. */
-export async function promQuery(prometheusUrl: string, query: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+export async function promQuery(
+  prometheusUrl: string,
+  query: string,
+): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
   const res = await fetch(`${prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`);
-  const body = (await res.json()) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
-  if (body.status !== "success") throw new Error(`Prometheus query failed: ${JSON.stringify(body)}`);
+  const body = (await res.json()) as {
+    status: string;
+    data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+  };
+  if (body.status !== "success")
+    throw new Error(`Prometheus query failed: ${JSON.stringify(body)}`);
   return body.data.result;
 }

@@ -1,0 +1,404 @@
+// The I/O around the pure traffic adapters (traffic/*.ts): read the target object, transform it,
+// write it back only if it changed, with a resourceVersion precondition (a JSON Patch `test` op) so
+// that a concurrent edit by another client is never lost: on a conflict we read again and redo the
+// transform on the fresh object.
+import { GenericKind, K8s, kind } from "kubernetes-fluent-client";
+import {
+  gvk,
+  HTTPRoute as HTTPRouteKind,
+  InferenceModel as InferenceModelKind,
+  inferenceModelRewriteClass,
+  InferenceObjective,
+  InferenceObjectiveLlmd,
+  inferencePoolClass,
+} from "../kinds";
+import {
+  buildCanaryPool,
+  cloneForCanaryPool,
+  isManagedBy,
+  KubeObject,
+  RolloutRef,
+} from "./traffic/canarypool";
+import {
+  detectPoolGroup,
+  finalizeHTTPRoute,
+  HTTPRoute,
+  inspectHTTPRoute,
+  PoolGroup,
+  PoolSplit,
+  setHTTPRouteWeight,
+} from "./traffic/httproute";
+import {
+  finalizeInferenceModel,
+  InferenceModel,
+  inspectInferenceModel,
+  setInferenceModelWeight,
+} from "./traffic/inferencemodel";
+import {
+  finalizeInferenceModelRewrite,
+  InferenceModelRewrite,
+  inspectInferenceModelRewrite,
+  setInferenceModelRewriteWeight,
+} from "./traffic/inferencemodelrewrite";
+import type { ModelRolloutSpec, RolloutTarget } from "./types";
+
+type Model = typeof GenericKind;
+
+export interface ApiFailure {
+  status?: number;
+  message: string;
+}
+
+/** The HTTP status and the apiserver's message of an error thrown by the fluent client. */
+export function apiFailure(err: unknown): ApiFailure {
+  const e = err as {
+    status?: number;
+    statusText?: string;
+    data?: { message?: string } | string;
+    message?: string;
+  };
+  const data = typeof e?.data === "string" ? e.data : e?.data?.message;
+  return { status: e?.status, message: data ?? e?.message ?? e?.statusText ?? String(err) };
+}
+
+async function getOrUndefined<T extends GenericKind>(
+  model: Model,
+  namespace: string,
+  name: string,
+): Promise<T | undefined> {
+  try {
+    return (await K8s(model).InNamespace(namespace).Get(name)) as T;
+  } catch (err) {
+    if (apiFailure(err).status === 404) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Read-transform-write with optimistic concurrency. `transform` returns the new object or null
+ * (nothing to change). Returns true when it wrote.
+ */
+export async function modifyWithRetry<T>(
+  model: Model,
+  namespace: string,
+  name: string,
+  transform: (current: T) => T | null,
+  attempts = 5,
+): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    const current = await K8s(model).InNamespace(namespace).Get(name);
+    const next = transform(current as T) as unknown as GenericKind | null;
+    if (next === null) return false;
+    try {
+      await K8s(model, { name, namespace }).Patch([
+        { op: "test", path: "/metadata/resourceVersion", value: current.metadata?.resourceVersion },
+        { op: "replace", path: "/spec", value: next.spec },
+      ]);
+      return true;
+    } catch (err) {
+      // 409 Conflict, or 422 when the `test` op saw another resourceVersion: someone else wrote.
+      const { status } = apiFailure(err);
+      if ((status === 409 || status === 422) && attempt < attempts) continue;
+      throw err;
+    }
+  }
+}
+
+export interface TargetInspection {
+  /** Why the rollout cannot work on its target now (missing object, missing ref...). */
+  problem?: { reason: string; message: string };
+  /** Keys of what the rollout owns, for conflict detection. */
+  claims: string[];
+  /** Canary share in percent as found in the target. */
+  canaryWeight?: number;
+  /** Template variables for gates (model name, pool). */
+  modelName?: string;
+  pool?: string;
+  /** The inspected object, to inspect other rollouts' claims against it without another read. */
+  object?: unknown;
+}
+
+/** Reads and drives one rollout's traffic target. */
+export interface TrafficTarget {
+  inspect(): Promise<TargetInspection>;
+  /** Claims another rollout with `spec` would have on the object this target inspected. */
+  claimsOf(object: unknown, spec: ModelRolloutSpec): string[];
+  setWeight(canaryWeight: number): Promise<boolean>;
+  finalize(outcome: "Promoted" | "RolledBack"): Promise<boolean>;
+}
+
+function notFound(kindName: string, namespace: string, name: string) {
+  return {
+    reason: `${kindName}NotFound`,
+    message: `${kindName} ${namespace}/${name} not found; create it or fix the name in the ModelRollout spec`,
+  };
+}
+
+function httpRouteTarget(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  target: RolloutTarget,
+): TrafficTarget {
+  const pools = spec.pools!;
+  let group: PoolGroup | undefined = pools.poolGroup as PoolGroup | undefined;
+  const split = (): PoolSplit => ({
+    stable: target.stable,
+    canary: target.canary,
+    group,
+    rule: target.rule,
+  });
+  return {
+    async inspect() {
+      const route = await getOrUndefined<HTTPRouteKind>(HTTPRouteKind, namespace, target.name);
+      if (!route) return { problem: notFound("HTTPRoute", namespace, target.name), claims: [] };
+      const r = route as unknown as HTTPRoute;
+      group ??= detectPoolGroup(r, split());
+      const inspection = inspectHTTPRoute(r, split());
+      if (inspection.problem) return { ...inspection, object: route };
+      const poolGroup = group ?? inspection.group;
+      const Pool = inferencePoolClass(poolGroup ?? gvk.inferencePoolV1alpha2.group);
+      const stablePool = await getOrUndefined(Pool, namespace, target.stable);
+      if (!stablePool)
+        return {
+          problem: notFound("InferencePool", namespace, target.stable),
+          claims: inspection.claims,
+          object: route,
+        };
+      if (!pools.canaryTemplate && !(await getOrUndefined(Pool, namespace, target.canary))) {
+        return {
+          problem: {
+            reason: "CanaryPoolNotFound",
+            message: `InferencePool ${namespace}/${target.canary} not found; create it or set spec.pools.canaryTemplate so the operator creates it`,
+          },
+          claims: inspection.claims,
+          object: route,
+        };
+      }
+      return {
+        claims: inspection.claims,
+        canaryWeight: inspection.canaryWeight,
+        pool: target.stable,
+        object: route,
+      };
+    },
+    claimsOf(object, other) {
+      const t = other.pools;
+      if (!t || t.httpRoute !== target.name) return [];
+      return inspectHTTPRoute(object as HTTPRoute, {
+        stable: t.stable,
+        canary: t.canary,
+        group,
+        rule: t.httpRouteRule,
+      }).claims;
+    },
+    setWeight: w =>
+      modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, r =>
+        setHTTPRouteWeight(r, split(), w),
+      ),
+    finalize: outcome =>
+      modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, r =>
+        finalizeHTTPRoute(r, split(), outcome),
+      ),
+  };
+}
+
+function inferenceModelTarget(namespace: string, target: RolloutTarget): TrafficTarget {
+  const split = { stable: target.stable, canary: target.canary };
+  return {
+    async inspect() {
+      const model = await getOrUndefined(InferenceModelKind, namespace, target.name);
+      if (!model)
+        return { problem: notFound("InferenceModel", namespace, target.name), claims: [] };
+      const m = model as unknown as InferenceModel;
+      const inspection = inspectInferenceModel(m, split);
+      return {
+        ...inspection,
+        modelName: m.spec?.modelName,
+        pool: m.spec?.poolRef?.name,
+        object: model,
+      };
+    },
+    claimsOf(object, other) {
+      const a = other.adapters;
+      if (!a || a.inferenceModel !== target.name) return [];
+      return inspectInferenceModel(object as InferenceModel, { stable: a.stable, canary: a.canary })
+        .claims;
+    },
+    setWeight: w =>
+      modifyWithRetry<InferenceModel>(InferenceModelKind, namespace, target.name, m =>
+        setInferenceModelWeight(m, split, w),
+      ),
+    finalize: outcome =>
+      modifyWithRetry<InferenceModel>(InferenceModelKind, namespace, target.name, m =>
+        finalizeInferenceModel(m, split, outcome),
+      ),
+  };
+}
+
+function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): TrafficTarget {
+  const split = { stable: target.stable, canary: target.canary };
+  const Rewrite = inferenceModelRewriteClass(target.group ?? gvk.inferenceModelRewriteLlmd.group);
+  return {
+    async inspect() {
+      const rewrite = await getOrUndefined(Rewrite, namespace, target.name);
+      if (!rewrite)
+        return { problem: notFound("InferenceModelRewrite", namespace, target.name), claims: [] };
+      const r = rewrite as unknown as InferenceModelRewrite;
+      const inspection = inspectInferenceModelRewrite(r, split);
+      const spec = r.spec as { poolRef?: { name?: string } } | undefined;
+      return { ...inspection, pool: spec?.poolRef?.name, object: rewrite };
+    },
+    claimsOf(object, other) {
+      const a = other.adapters;
+      if (!a || a.inferenceModelRewrite?.name !== target.name) return [];
+      return inspectInferenceModelRewrite(object as InferenceModelRewrite, {
+        stable: a.stable,
+        canary: a.canary,
+      }).claims;
+    },
+    setWeight: w =>
+      modifyWithRetry<InferenceModelRewrite>(Rewrite, namespace, target.name, r =>
+        setInferenceModelRewriteWeight(r, split, w),
+      ),
+    finalize: outcome =>
+      modifyWithRetry<InferenceModelRewrite>(Rewrite, namespace, target.name, r =>
+        finalizeInferenceModelRewrite(r, split, outcome),
+      ),
+  };
+}
+
+export function trafficTargetFor(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  target: RolloutTarget,
+): TrafficTarget {
+  switch (target.kind) {
+    case "HTTPRoute":
+      return httpRouteTarget(namespace, spec, target);
+    case "InferenceModel":
+      return inferenceModelTarget(namespace, target);
+    default:
+      return inferenceModelRewriteTarget(namespace, target);
+  }
+}
+
+async function createIfAbsent(model: Model, obj: KubeObject): Promise<boolean> {
+  try {
+    await K8s(model).Create(obj as unknown as GenericKind);
+    return true;
+  } catch (err) {
+    if (apiFailure(err).status === 409) return false;
+    throw err;
+  }
+}
+
+const objectiveKinds: Model[] = [InferenceObjective, InferenceObjectiveLlmd];
+
+/** Scenario 1 with canaryTemplate: create the canary pool and clone the stable pool's models. */
+export async function ensureCanaryPool(
+  rollout: RolloutRef,
+  spec: ModelRolloutSpec,
+): Promise<string[]> {
+  const pools = spec.pools!;
+  const created: string[] = [];
+  const route = (await K8s(HTTPRouteKind)
+    .InNamespace(rollout.namespace)
+    .Get(pools.httpRoute)) as unknown as HTTPRoute;
+  const group =
+    (pools.poolGroup as PoolGroup | undefined) ??
+    detectPoolGroup(route, { stable: pools.stable, canary: pools.canary });
+  const Pool = inferencePoolClass(group ?? gvk.inferencePoolV1alpha2.group);
+  const stablePool = await getOrUndefined(Pool, rollout.namespace, pools.stable);
+  if (!(await getOrUndefined(Pool, rollout.namespace, pools.canary)) && pools.canaryTemplate) {
+    const pool = buildCanaryPool({
+      rollout,
+      canary: pools.canary,
+      template: pools.canaryTemplate as Record<string, unknown>,
+      stablePool: stablePool as unknown as KubeObject,
+      poolGroup: group,
+    });
+    if (await createIfAbsent(Pool, pool)) created.push(`InferencePool ${pools.canary}`);
+  }
+  const existing: KubeObject[] = [];
+  for (const model of [InferenceModelKind, ...objectiveKinds]) {
+    try {
+      existing.push(
+        ...((await K8s(model).InNamespace(rollout.namespace).Get())
+          .items as unknown as KubeObject[]),
+      );
+    } catch (err) {
+      // A cluster may lack one of the groups (e.g. no llm-d CRDs): nothing to clone there.
+      if (apiFailure(err).status !== 404) throw err;
+    }
+  }
+  for (const clone of cloneForCanaryPool({
+    rollout,
+    existing,
+    stablePool: pools.stable,
+    canaryPool: pools.canary,
+    canaryGroup: group,
+  })) {
+    const model =
+      clone.kind === "InferenceModel"
+        ? InferenceModelKind
+        : clone.apiVersion?.startsWith("llm-d.ai")
+          ? InferenceObjectiveLlmd
+          : InferenceObjective;
+    if (await createIfAbsent(model, clone)) created.push(`${clone.kind} ${clone.metadata?.name}`);
+  }
+  return created;
+}
+
+/**
+ * postRollout.unusedPool=Delete: delete the pool that lost (with onlyIfManaged, only one this
+ * operator created) and the InferenceModels / InferenceObjectives this operator cloned for it.
+ */
+export async function deletePool(
+  rollout: RolloutRef,
+  spec: ModelRolloutSpec,
+  poolName: string,
+  onlyIfManaged: boolean,
+): Promise<boolean> {
+  const group = spec.pools?.poolGroup as PoolGroup | undefined;
+  const poolKinds = group
+    ? [inferencePoolClass(group)]
+    : [
+        inferencePoolClass(gvk.inferencePoolV1alpha2.group),
+        inferencePoolClass(gvk.inferencePoolV1.group),
+      ];
+  let deleted = false;
+  for (const Pool of poolKinds) {
+    const pool = await getOrUndefined(Pool, rollout.namespace, poolName);
+    if (!pool) continue;
+    if (onlyIfManaged && !isManagedBy(pool as unknown as KubeObject, rollout)) return false;
+    await K8s(Pool).Delete(pool);
+    deleted = true;
+  }
+  for (const model of [InferenceModelKind, ...objectiveKinds]) {
+    let items: KubeObject[];
+    try {
+      items = (await K8s(model).InNamespace(rollout.namespace).Get())
+        .items as unknown as KubeObject[];
+    } catch (err) {
+      if (apiFailure(err).status === 404) continue;
+      throw err;
+    }
+    for (const obj of items) {
+      const ref = obj.spec?.poolRef as { name?: string } | undefined;
+      if (ref?.name === poolName && isManagedBy(obj, rollout))
+        await K8s(model).Delete(obj as unknown as GenericKind);
+    }
+  }
+  return deleted;
+}
+
+/** Reads a key of a Secret in the rollout's namespace (gate provider credentials). */
+export async function readSecretKey(
+  namespace: string,
+  ref: { name: string; key: string },
+): Promise<string> {
+  const secret = await K8s(kind.Secret).InNamespace(namespace).Get(ref.name);
+  const value = secret.data?.[ref.key];
+  if (value === undefined) throw new Error(`Secret ${namespace}/${ref.name} has no key ${ref.key}`);
+  return Buffer.from(value, "base64").toString("utf8");
+}

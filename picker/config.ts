@@ -1,0 +1,244 @@
+// Command-line configuration of the picker (pure: argv and env in, a checked config out).
+
+import { parseArgs } from "node:util";
+import { PrefixConfig, defaultPrefixConfig } from "./core/prefix";
+import {
+  SaturationConfig,
+  ScoreWeights,
+  defaultSaturationConfig,
+  defaultScoreWeights,
+} from "./core/scheduler";
+import { GROUP_ALPHA, GROUP_GA } from "./datastore";
+import type { PoolGroupChoice } from "./discovery";
+import type { BodyMode } from "./extproc";
+
+export interface PickerConfig {
+  pool: string;
+  namespace: string;
+  poolGroup: PoolGroupChoice;
+  host: string;
+  grpcPort: number | undefined;
+  healthPort: number;
+  metricsPort: number;
+  proxyPort: number | undefined;
+  bodyMode: BodyMode;
+  strict: boolean;
+  sessionHeader: string;
+  stickySessions: number;
+  fallbacks: number;
+  maxBodyBytes: number;
+  weights: ScoreWeights;
+  saturation: SaturationConfig;
+  prefix: PrefixConfig;
+  scrape: { intervalMs: number; timeoutMs: number; concurrency: number; path: string };
+  proxy: { retries: number; connectTimeoutMs: number; upstreamTimeoutMs: number };
+}
+
+export const usage = `Usage: npm run picker -- --pool NAME [--namespace NS] [options]
+
+Endpoint picker for one InferencePool (v1alpha2 or v1): ext_proc gRPC for Envoy-based gateways
+and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or in-cluster.
+
+  --pool NAME                 InferencePool to serve (env PICKER_POOL)            [required]
+  --namespace NS              namespace of the pool (env PICKER_NAMESPACE, POD_NAMESPACE) [default]
+  --pool-group G              auto | inference.networking.k8s.io | inference.networking.x-k8s.io [auto]
+  --host ADDR                 listen address for all servers                     [0.0.0.0]
+  --grpc-port N               ext_proc gRPC port                                 [9002]
+  --health-port N             grpc.health.v1 port                                [9003]
+  --metrics-port N            /metrics, /healthz, /readyz                        [9090]
+  --proxy-port N              OpenAI-compatible HTTP proxy port                  [8080]
+  --disable-grpc              do not serve ext_proc
+  --disable-proxy             do not serve the HTTP proxy
+  --body-mode M               full-duplex | buffered: Envoy's request body mode when it does
+                              not announce it in protocol_config                [full-duplex]
+  --strict                    unknown model names get 404 (default: passed through unchanged)
+  --session-header H          header whose value keeps a session on one target version [off]
+  --sticky-sessions N         sessions remembered (LRU)                          [100000]
+  --fallbacks N               extra endpoints in the destination header as a comma list [0]
+  --max-body-bytes N          request body limit (413 above)                     [10485760]
+  --weights LIST              scorer weights, e.g. queue=2,kv=2,prefix=3,lora=3
+  --stale-ms N                metrics older than this mark a pod saturated       [200]
+  --queue-threshold N         waiting requests above which a pod is saturated    [5]
+  --kv-threshold F            KV-cache use above which a pod is saturated        [0.8]
+  --prefix-block-size N       characters per prefix block                        [64]
+  --prefix-max-blocks N       blocks hashed per prompt                           [256]
+  --prefix-lru-capacity N     blocks remembered per endpoint                     [31250]
+  --scrape-interval-ms N      model-server metrics scrape interval               [50]
+  --scrape-timeout-ms N       timeout of one scrape                              [1000]
+  --scrape-concurrency N      scrapes in flight at once                          [16]
+  --metrics-path P            model-server metrics path                          [/metrics]
+  --proxy-retries N           other endpoints tried when connecting fails        [2]
+  --connect-timeout-ms N      proxy connect timeout                              [2000]
+  --upstream-timeout-ms N     proxy: time to response headers and between chunks [300000]
+  --help                      this text
+`;
+
+export class ConfigError extends Error {}
+
+function int(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`--${name} must be an integer between ${min} and ${max}, got '${value}'`);
+  }
+  return n;
+}
+
+function fraction(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1)
+    throw new ConfigError(`--${name} must be between 0 and 1, got '${value}'`);
+  return n;
+}
+
+export function parseWeights(text: string | undefined): ScoreWeights {
+  const weights = { ...defaultScoreWeights };
+  if (!text) return weights;
+  const keys: Record<string, keyof ScoreWeights> = {
+    queue: "queue",
+    kv: "kvCache",
+    prefix: "prefix",
+    lora: "lora",
+  };
+  for (const part of text.split(",")) {
+    const [k, v] = part.split("=").map(s => s.trim());
+    const key = keys[k];
+    const n = Number(v);
+    if (!key || v === undefined || !Number.isFinite(n) || n < 0) {
+      throw new ConfigError(
+        `--weights: '${part}' is not one of queue=N, kv=N, prefix=N, lora=N (N >= 0)`,
+      );
+    }
+    weights[key] = n;
+  }
+  return weights;
+}
+
+const options = {
+  pool: { type: "string" },
+  namespace: { type: "string" },
+  "pool-group": { type: "string" },
+  host: { type: "string" },
+  "grpc-port": { type: "string" },
+  "health-port": { type: "string" },
+  "metrics-port": { type: "string" },
+  "proxy-port": { type: "string" },
+  "disable-grpc": { type: "boolean" },
+  "disable-proxy": { type: "boolean" },
+  "body-mode": { type: "string" },
+  strict: { type: "boolean" },
+  "session-header": { type: "string" },
+  "sticky-sessions": { type: "string" },
+  fallbacks: { type: "string" },
+  "max-body-bytes": { type: "string" },
+  weights: { type: "string" },
+  "stale-ms": { type: "string" },
+  "queue-threshold": { type: "string" },
+  "kv-threshold": { type: "string" },
+  "prefix-block-size": { type: "string" },
+  "prefix-max-blocks": { type: "string" },
+  "prefix-lru-capacity": { type: "string" },
+  "scrape-interval-ms": { type: "string" },
+  "scrape-timeout-ms": { type: "string" },
+  "scrape-concurrency": { type: "string" },
+  "metrics-path": { type: "string" },
+  "proxy-retries": { type: "string" },
+  "connect-timeout-ms": { type: "string" },
+  "upstream-timeout-ms": { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** Returns the config, or "help" when --help was given. Throws ConfigError on bad input. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfig | "help" {
+  let values: ReturnType<typeof parseArgs<{ options: typeof options; args: string[] }>>["values"];
+  try {
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) return "help";
+  const pool = values.pool ?? env.PICKER_POOL;
+  if (!pool) throw new ConfigError("--pool is required (or set PICKER_POOL)");
+  const namespace = values.namespace ?? env.PICKER_NAMESPACE ?? env.POD_NAMESPACE ?? "default";
+  const poolGroup = (values["pool-group"] ?? "auto") as PoolGroupChoice;
+  if (!["auto", GROUP_GA, GROUP_ALPHA].includes(poolGroup)) {
+    throw new ConfigError(`--pool-group must be auto, ${GROUP_GA} or ${GROUP_ALPHA}`);
+  }
+  const bodyMode = (values["body-mode"] ?? "full-duplex") as BodyMode;
+  if (bodyMode !== "full-duplex" && bodyMode !== "buffered") {
+    throw new ConfigError("--body-mode must be full-duplex or buffered");
+  }
+  const port = (name: keyof typeof options, fallback: number) =>
+    int(name, values[name] as string | undefined, fallback, 0, 65535);
+  const upstreamTimeoutMs = int("upstream-timeout-ms", values["upstream-timeout-ms"], 300_000, 1);
+  const prefixBlockSize = int(
+    "prefix-block-size",
+    values["prefix-block-size"],
+    defaultPrefixConfig.blockSize,
+    1,
+  );
+  return {
+    pool,
+    namespace,
+    poolGroup,
+    host: values.host ?? "0.0.0.0",
+    grpcPort: values["disable-grpc"] ? undefined : port("grpc-port", 9002),
+    healthPort: port("health-port", 9003),
+    metricsPort: port("metrics-port", 9090),
+    proxyPort: values["disable-proxy"] ? undefined : port("proxy-port", 8080),
+    bodyMode,
+    strict: values.strict ?? false,
+    sessionHeader: (values["session-header"] ?? "").toLowerCase(),
+    stickySessions: int("sticky-sessions", values["sticky-sessions"], 100_000, 1),
+    fallbacks: int("fallbacks", values.fallbacks, 0, 0, 16),
+    maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 10 << 20, 1),
+    weights: parseWeights(values.weights),
+    saturation: {
+      staleAfterMs: int("stale-ms", values["stale-ms"], defaultSaturationConfig.staleAfterMs, 1),
+      queueThreshold: int(
+        "queue-threshold",
+        values["queue-threshold"],
+        defaultSaturationConfig.queueThreshold,
+        0,
+      ),
+      kvCacheThreshold: fraction(
+        "kv-threshold",
+        values["kv-threshold"],
+        defaultSaturationConfig.kvCacheThreshold,
+      ),
+    },
+    prefix: {
+      blockSize: prefixBlockSize,
+      maxBlocks: int(
+        "prefix-max-blocks",
+        values["prefix-max-blocks"],
+        defaultPrefixConfig.maxBlocks,
+        1,
+      ),
+      capacityPerEndpoint: int(
+        "prefix-lru-capacity",
+        values["prefix-lru-capacity"],
+        defaultPrefixConfig.capacityPerEndpoint,
+        1,
+      ),
+    },
+    scrape: {
+      intervalMs: int("scrape-interval-ms", values["scrape-interval-ms"], 50, 1),
+      timeoutMs: int("scrape-timeout-ms", values["scrape-timeout-ms"], 1000, 1),
+      concurrency: int("scrape-concurrency", values["scrape-concurrency"], 16, 1),
+      path: values["metrics-path"] ?? "/metrics",
+    },
+    proxy: {
+      retries: int("proxy-retries", values["proxy-retries"], 2, 0, 16),
+      connectTimeoutMs: int("connect-timeout-ms", values["connect-timeout-ms"], 2000, 1),
+      upstreamTimeoutMs,
+    },
+  };
+}

@@ -1,0 +1,208 @@
+// A small parser of the Prometheus text exposition format (version 0.0.4), and the reading of
+// the vLLM metrics the scheduler uses. Scrapes arrive every ~50 ms per pod and vLLM pages carry
+// large histograms, so `vllmMetricsFromText` jumps to the few series it needs with indexOf
+// instead of parsing every line.
+
+import { EndpointMetrics, LoraInfo } from "./types";
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+function isNameChar(c: number, first: boolean): boolean {
+  return (
+    (c >= 0x61 && c <= 0x7a) || // a-z
+    (c >= 0x41 && c <= 0x5a) || // A-Z
+    c === 0x5f || // _
+    c === 0x3a || // :
+    (!first && c >= 0x30 && c <= 0x39)
+  );
+}
+
+function parseValue(token: string): number | undefined {
+  switch (token) {
+    case "NaN":
+      return NaN;
+    case "+Inf":
+    case "Inf":
+      return Infinity;
+    case "-Inf":
+      return -Infinity;
+  }
+  if (token === "" || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(token)) return undefined;
+  return Number(token);
+}
+
+/** Parses one sample line; returns undefined for comments, blanks and malformed lines. */
+export function parseSampleLine(line: string): Sample | undefined {
+  let i = 0;
+  const n = line.length;
+  while (i < n && (line[i] === " " || line[i] === "\t")) i++;
+  if (i >= n || line[i] === "#") return undefined;
+  const nameStart = i;
+  if (!isNameChar(line.charCodeAt(i), true)) return undefined;
+  while (i < n && isNameChar(line.charCodeAt(i), false)) i++;
+  const name = line.slice(nameStart, i);
+  const labels: Record<string, string> = {};
+  while (i < n && (line[i] === " " || line[i] === "\t")) i++;
+  if (line[i] === "{") {
+    i++;
+    for (;;) {
+      while (i < n && (line[i] === " " || line[i] === "\t" || line[i] === ",")) i++;
+      if (i >= n) return undefined;
+      if (line[i] === "}") {
+        i++;
+        break;
+      }
+      const labelStart = i;
+      if (!isNameChar(line.charCodeAt(i), true)) return undefined;
+      while (i < n && isNameChar(line.charCodeAt(i), false)) i++;
+      const label = line.slice(labelStart, i);
+      while (i < n && line[i] === " ") i++;
+      if (line[i] !== "=") return undefined;
+      i++;
+      while (i < n && line[i] === " ") i++;
+      if (line[i] !== '"') return undefined;
+      i++;
+      let value = "";
+      let closed = false;
+      while (i < n) {
+        const c = line[i];
+        if (c === "\\" && i + 1 < n) {
+          const e = line[i + 1];
+          value += e === "n" ? "\n" : e;
+          i += 2;
+        } else if (c === '"') {
+          closed = true;
+          i++;
+          break;
+        } else {
+          value += c;
+          i++;
+        }
+      }
+      if (!closed) return undefined;
+      labels[label] = value;
+    }
+  }
+  while (i < n && (line[i] === " " || line[i] === "\t")) i++;
+  let end = i;
+  while (end < n && line[end] !== " " && line[end] !== "\t") end++;
+  const value = parseValue(line.slice(i, end));
+  if (value === undefined) return undefined;
+  return { name, labels, value };
+}
+
+/** Parses a whole exposition page; malformed lines are skipped, never fatal. */
+export function parsePrometheusText(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split("\n")) {
+    const sample = parseSampleLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+    if (sample) samples.push(sample);
+  }
+  return samples;
+}
+
+/** The samples of one metric name, found without parsing unrelated lines. */
+export function samplesNamed(text: string, name: string): Sample[] {
+  const samples: Sample[] = [];
+  let from = 0;
+  for (;;) {
+    const at = text.indexOf(name, from);
+    if (at < 0) break;
+    from = at + name.length;
+    if (at > 0 && text[at - 1] !== "\n") continue; // inside another line (e.g. a HELP text)
+    const next = text[at + name.length];
+    if (next !== "{" && next !== " " && next !== "\t") continue; // a longer metric name
+    let lineEnd = text.indexOf("\n", at);
+    if (lineEnd < 0) lineEnd = text.length;
+    const line = text.slice(at, lineEnd);
+    const sample = parseSampleLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+    if (sample && sample.name === name) samples.push(sample);
+    from = lineEnd;
+  }
+  return samples;
+}
+
+export const vllmMetricNames = {
+  waiting: "vllm:num_requests_waiting",
+  running: "vllm:num_requests_running",
+  kvCache: "vllm:kv_cache_usage_perc",
+  kvCacheLegacy: "vllm:gpu_cache_usage_perc",
+  loraInfo: "vllm:lora_requests_info",
+} as const;
+
+function sumOf(samples: Sample[]): number | undefined {
+  let total = 0;
+  let seen = false;
+  for (const s of samples) {
+    if (Number.isFinite(s.value)) {
+      total += s.value;
+      seen = true;
+    }
+  }
+  return seen ? total : undefined;
+}
+
+function maxOf(samples: Sample[]): number | undefined {
+  let best: number | undefined;
+  for (const s of samples) {
+    if (Number.isFinite(s.value) && (best === undefined || s.value > best)) best = s.value;
+  }
+  return best;
+}
+
+/** "a, b:2,c" → ["a", "b", "c"]; newer vLLM builds append per-adapter counts after a colon. */
+export function adapterList(label: string | undefined): string[] {
+  if (!label) return [];
+  const names: string[] = [];
+  for (const part of label.split(",")) {
+    const trimmed = part.trim().replace(/:\d+$/, "");
+    if (trimmed !== "") names.push(trimmed);
+  }
+  return names;
+}
+
+/** The series with the highest value (a timestamp) is the current LoRA state. */
+export function loraInfoFrom(samples: Sample[]): LoraInfo | undefined {
+  let current: Sample | undefined;
+  for (const s of samples) {
+    if (!Number.isNaN(s.value) && (current === undefined || s.value > current.value)) current = s;
+  }
+  if (!current) return undefined;
+  const maxLabel = current.labels.max_lora ?? current.labels.max_loras;
+  const maxLora = Number(maxLabel);
+  return {
+    running: adapterList(current.labels.running_lora_adapters),
+    waiting: adapterList(current.labels.waiting_lora_adapters),
+    maxLora: Number.isFinite(maxLora) && maxLora > 0 ? maxLora : 0,
+  };
+}
+
+/**
+ * Reads the scheduler's inputs from a vLLM /metrics page. Returns undefined when the page has
+ * none of the queue metrics (not a vLLM-compatible server). Queues are summed over series
+ * (several engines), KV-cache use is the highest series.
+ */
+export function vllmMetricsFromText(
+  text: string,
+  scrapedAtMs: number,
+): EndpointMetrics | undefined {
+  const waiting = sumOf(samplesNamed(text, vllmMetricNames.waiting));
+  const running = sumOf(samplesNamed(text, vllmMetricNames.running));
+  if (waiting === undefined && running === undefined) return undefined;
+  const kv =
+    maxOf(samplesNamed(text, vllmMetricNames.kvCache)) ??
+    maxOf(samplesNamed(text, vllmMetricNames.kvCacheLegacy)) ??
+    0;
+  const lora = loraInfoFrom(samplesNamed(text, vllmMetricNames.loraInfo));
+  return {
+    waiting: waiting ?? 0,
+    running: running ?? 0,
+    kvCacheUsage: Math.min(Math.max(kv, 0), 1),
+    lora,
+    scrapedAtMs,
+  };
+}

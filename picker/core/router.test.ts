@@ -1,0 +1,175 @@
+import { PrefixIndex, defaultPrefixConfig } from "./prefix";
+import { seededRng } from "./rng";
+import { RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
+import {
+  Scheduler,
+  defaultSaturationConfig,
+  defaultSchedulerConfig,
+  defaultScoreWeights,
+} from "./scheduler";
+import { TrafficSplitter } from "./split";
+import { EndpointView, ModelResolution, PoolView } from "./types";
+
+const NOW = 1000;
+
+class FakePool implements PoolView {
+  endpoints: EndpointView[] = [];
+  models = new Map<string, ModelResolution>();
+  objectives = new Map<string, number>();
+  poolName() {
+    return "pool-a";
+  }
+  readyEndpoints() {
+    return this.endpoints;
+  }
+  resolveModel(m: string) {
+    return this.models.get(m);
+  }
+  objectivePriority(n: string) {
+    return this.objectives.get(n);
+  }
+  noteDispatched(address: string) {
+    const e = this.endpoints.find(x => x.address === address);
+    if (e) {
+      e.inflight++;
+      e.dispatchedSinceScrape++;
+    }
+  }
+  noteCompleted(address: string) {
+    const e = this.endpoints.find(x => x.address === address);
+    if (e) e.inflight--;
+  }
+}
+
+function endpoint(i: number, waiting = 0): EndpointView {
+  return {
+    name: `pod-${i}`,
+    podName: `pod-${i}`,
+    address: `10.0.0.${i}:8000`,
+    metrics: { waiting, running: 0, kvCacheUsage: 0.1, scrapedAtMs: NOW },
+    dispatchedSinceScrape: 0,
+    inflight: 0,
+  };
+}
+
+function setup(options: Partial<RouterOptions> = {}) {
+  const pool = new FakePool();
+  pool.endpoints = [endpoint(1), endpoint(2)];
+  pool.models.set("travel-helper", {
+    source: "InferenceModel",
+    targets: [
+      { name: "travel-helper-v1", weight: 90 },
+      { name: "travel-helper-v2", weight: 10 },
+    ],
+    adapters: true,
+  });
+  pool.models.set("batch", {
+    source: "InferenceModel",
+    targets: [{ name: "batch", weight: 1 }],
+    criticality: "Sheddable",
+    adapters: false,
+  });
+  const rng = seededRng(1);
+  const router = new RequestRouter(
+    pool,
+    new Scheduler(defaultSchedulerConfig(defaultScoreWeights, new PrefixIndex(1000))),
+    new TrafficSplitter({ rng, stickyCapacity: 1000 }),
+    rng,
+    {
+      strict: false,
+      sessionHeader: "x-session-id",
+      objectiveHeaders: defaultObjectiveHeaders,
+      maxBodyBytes: 1 << 20,
+      prefix: defaultPrefixConfig,
+      saturation: defaultSaturationConfig,
+      ...options,
+    },
+  );
+  return { pool, router };
+}
+
+const request = (body: unknown, headers: Record<string, string> = {}) => ({
+  body: Buffer.from(typeof body === "string" ? body : JSON.stringify(body)),
+  header: (n: string) => headers[n],
+  nowMs: NOW,
+});
+
+describe("RequestRouter", () => {
+  it("splits, rewrites the model in the body and picks an endpoint", () => {
+    const { router, pool } = setup();
+    const d = router.decide(request({ model: "travel-helper", prompt: "hi", max_tokens: 3 }));
+    expect(d.ok).toBe(true);
+    if (!d.ok) return;
+    expect(["travel-helper-v1", "travel-helper-v2"]).toContain(d.targetModel);
+    expect(d.bodyChanged).toBe(true);
+    expect(JSON.parse(d.body.toString())).toEqual({
+      model: d.targetModel,
+      prompt: "hi",
+      max_tokens: 3,
+    });
+    expect(d.endpoints).toHaveLength(2);
+    expect(pool.endpoints.reduce((n, e) => n + e.inflight, 0)).toBe(1);
+  });
+
+  it("passes unknown models through unchanged, or answers 404 when strict", () => {
+    const lenient = setup().router.decide(request({ model: "other" }));
+    expect(lenient.ok && lenient.targetModel).toBe("other");
+    expect(lenient.ok && lenient.bodyChanged).toBe(false);
+    const strict = setup({ strict: true }).router.decide(request({ model: "other" }));
+    expect(strict.ok).toBe(false);
+    if (!strict.ok) {
+      expect(strict.error.status).toBe(404);
+      expect(strict.error.message).toContain("pool-a");
+    }
+  });
+
+  it("answers 400 for bad bodies and 413 for oversized ones", () => {
+    const { router } = setup({ maxBodyBytes: 100 });
+    const bad = router.decide(request("{nope"));
+    expect(!bad.ok && bad.error.status).toBe(400);
+    const big = router.decide(request({ model: "m", prompt: "x".repeat(200) }));
+    expect(!big.ok && big.error.status).toBe(413);
+  });
+
+  it("sheds sheddable models and objectives with negative priority on a saturated pool", () => {
+    const { router, pool } = setup();
+    pool.endpoints = [endpoint(1, 50), endpoint(2, 50)];
+    pool.objectives.set("batch-objective", -1);
+    pool.objectives.set("interactive", 10);
+    const byCriticality = router.decide(request({ model: "batch" }));
+    expect(!byCriticality.ok && byCriticality.error.status).toBe(429);
+    const byObjective = router.decide(
+      request({ model: "travel-helper" }, { "x-gateway-inference-objective": "batch-objective" }),
+    );
+    expect(!byObjective.ok && byObjective.error.status).toBe(429);
+    expect(!byObjective.ok && byObjective.targetModel).toMatch(/^travel-helper-v/);
+    const critical = router.decide(
+      request({ model: "travel-helper" }, { "x-gateway-inference-objective": "interactive" }),
+    );
+    expect(critical.ok).toBe(true);
+  });
+
+  it("answers 503 without ready endpoints", () => {
+    const { router, pool } = setup();
+    pool.endpoints = [];
+    const d = router.decide(request({ model: "m" }));
+    expect(!d.ok && d.error.status).toBe(503);
+    expect(!d.ok && d.error.code).toBe("ServiceUnavailable");
+  });
+
+  it("keeps a session on one target version", () => {
+    const { router } = setup();
+    const first = router.decide(request({ model: "travel-helper" }, { "x-session-id": "abc" }));
+    if (!first.ok) throw new Error("no decision");
+    for (let i = 0; i < 100; i++) {
+      const d = router.decide(request({ model: "travel-helper" }, { "x-session-id": "abc" }));
+      expect(d.ok && d.targetModel).toBe(first.targetModel);
+    }
+  });
+
+  it("routes bodyless requests to a ready endpoint", () => {
+    const { router } = setup();
+    const d = router.decideBodyless(NOW);
+    expect(d.ok && d.endpoints[0].address).toMatch(/^10\.0\.0\.\d:8000$/);
+  });
+});

@@ -1,0 +1,237 @@
+// Picker metrics with prom-client. Names and labels follow the upstream EPP
+// (pkg/epp/metrics: inference_objective_*, inference_pool_*) so its dashboards and our rollout
+// gates read the same series; `pool` is added so several pickers can share one Prometheus.
+
+import http from "node:http";
+import { AddressInfo } from "node:net";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Seconds, from 1 ms up to an hour (long generations). */
+export const latencyBuckets = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8,
+  10, 15, 20, 30, 45, 60, 120, 180, 240, 300, 600, 1200, 3600,
+];
+/** Token counts, as upstream. */
+export const inputTokenBuckets = [
+  1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32778, 65536, 131072, 262144,
+  524288, 1048576,
+];
+export const outputTokenBuckets = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
+/** Decision latency: 10 µs to 100 ms. */
+export const decisionBuckets = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+const requestLabels = ["model_name", "target_model_name", "pool"] as const;
+
+export interface PoolGaugeValues {
+  averageKvCacheUtilization: number;
+  averageQueueSize: number;
+  readyPods: number;
+}
+
+export class PickerMetrics {
+  readonly registry: Registry;
+  private readonly requests: Counter<(typeof requestLabels)[number]>;
+  private readonly errors: Counter<(typeof requestLabels)[number] | "error_code">;
+  private readonly duration: Histogram<(typeof requestLabels)[number]>;
+  private readonly ttft: Histogram<(typeof requestLabels)[number]>;
+  private readonly inputTokens: Histogram<(typeof requestLabels)[number]>;
+  private readonly outputTokens: Histogram<(typeof requestLabels)[number]>;
+  private readonly decision: Histogram<"pool">;
+  private readonly picks: Counter<"pool" | "endpoint">;
+  private poolGauges: () => PoolGaugeValues = () => ({
+    averageKvCacheUtilization: 0,
+    averageQueueSize: 0,
+    readyPods: 0,
+  });
+
+  constructor(
+    readonly poolName: string,
+    options: { registry?: Registry; processMetrics?: boolean } = {},
+  ) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    this.requests = new Counter({
+      name: "inference_objective_request_total",
+      help: "Counter of inference objective requests broken out for each model and target model.",
+      labelNames: requestLabels,
+      registers,
+    });
+    this.errors = new Counter({
+      name: "inference_objective_request_error_total",
+      help: "Counter of inference objective request errors broken out for each model, target model and error code.",
+      labelNames: [...requestLabels, "error_code"],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "inference_objective_request_duration_seconds",
+      help: "Inference objective response latency distribution in seconds for each model and target model.",
+      labelNames: requestLabels,
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: "inference_objective_request_ttft_seconds",
+      help: "Time from the request reaching the picker to the first response body byte, in seconds.",
+      labelNames: requestLabels,
+      buckets: latencyBuckets,
+      registers,
+    });
+    this.inputTokens = new Histogram({
+      name: "inference_objective_input_tokens",
+      help: "Inference objective input token count distribution for requests in each model.",
+      labelNames: requestLabels,
+      buckets: inputTokenBuckets,
+      registers,
+    });
+    this.outputTokens = new Histogram({
+      name: "inference_objective_output_tokens",
+      help: "Inference objective output token count distribution for requests in each model.",
+      labelNames: requestLabels,
+      buckets: outputTokenBuckets,
+      registers,
+    });
+    const gauges = () => this.poolGauges();
+    new Gauge({
+      name: "inference_pool_average_kv_cache_utilization",
+      help: "The average kv cache utilization for an inference server pool.",
+      labelNames: ["name"],
+      registers,
+      collect() {
+        this.set({ name: poolName }, gauges().averageKvCacheUtilization);
+      },
+    });
+    new Gauge({
+      name: "inference_pool_average_queue_size",
+      help: "The average number of requests pending in the model server queue.",
+      labelNames: ["name"],
+      registers,
+      collect() {
+        this.set({ name: poolName }, gauges().averageQueueSize);
+      },
+    });
+    new Gauge({
+      name: "inference_pool_ready_pods",
+      help: "The number of ready pods in the inference server pool.",
+      labelNames: ["name"],
+      registers,
+      collect() {
+        this.set({ name: poolName }, gauges().readyPods);
+      },
+    });
+    this.decision = new Histogram({
+      name: "modelrollout_picker_decision_seconds",
+      help: "Time the picker spent choosing the target model and endpoint for one request.",
+      labelNames: ["pool"],
+      buckets: decisionBuckets,
+      registers,
+    });
+    this.picks = new Counter({
+      name: "modelrollout_picker_endpoint_picks_total",
+      help: "Requests the picker sent to each endpoint (ip:port).",
+      labelNames: ["pool", "endpoint"],
+      registers,
+    });
+    if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  }
+
+  setPoolGaugeSource(source: () => PoolGaugeValues): void {
+    this.poolGauges = source;
+  }
+
+  private labels(model: string, target: string) {
+    return { model_name: model, target_model_name: target, pool: this.poolName };
+  }
+
+  recordRequest(model: string, target: string): void {
+    this.requests.inc(this.labels(model, target));
+  }
+
+  recordError(model: string, target: string, code: string): void {
+    this.errors.inc({ ...this.labels(model, target), error_code: code });
+  }
+
+  observeDuration(model: string, target: string, seconds: number): void {
+    if (seconds >= 0) this.duration.observe(this.labels(model, target), seconds);
+  }
+
+  observeTtft(model: string, target: string, seconds: number): void {
+    if (seconds >= 0) this.ttft.observe(this.labels(model, target), seconds);
+  }
+
+  observeTokens(model: string, target: string, input: number, output: number): void {
+    if (input > 0) this.inputTokens.observe(this.labels(model, target), input);
+    if (output > 0) this.outputTokens.observe(this.labels(model, target), output);
+  }
+
+  observeDecision(seconds: number): void {
+    this.decision.observe({ pool: this.poolName }, seconds);
+  }
+
+  recordPick(endpoint: string): void {
+    this.picks.inc({ pool: this.poolName, endpoint });
+  }
+}
+
+/** Averages over ready endpoints that have metrics, as the upstream pool gauges do. */
+export function poolGaugeValues(
+  endpoints: readonly { podName: string; metrics?: { kvCacheUsage: number; waiting: number } }[],
+): PoolGaugeValues {
+  const withMetrics = endpoints.filter(e => e.metrics);
+  const n = withMetrics.length;
+  const sum = (f: (m: { kvCacheUsage: number; waiting: number }) => number) =>
+    withMetrics.reduce((acc, e) => acc + f(e.metrics!), 0);
+  return {
+    averageKvCacheUtilization: n ? sum(m => m.kvCacheUsage) / n : 0,
+    averageQueueSize: n ? sum(m => m.waiting) / n : 0,
+    readyPods: new Set(endpoints.map(e => e.podName)).size,
+  };
+}
+
+export interface MetricsServer {
+  server: http.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Serves /metrics, /healthz (process alive) and /readyz (pool known and synced). */
+export async function startMetricsServer(
+  registry: Registry,
+  isReady: () => boolean,
+  port: number,
+  host = "0.0.0.0",
+): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" }).end();
+      return;
+    }
+    if (path === "/metrics") {
+      registry.metrics().then(
+        text => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else if (path === "/readyz") {
+      const ready = isReady();
+      res
+        .writeHead(ready ? 200 : 503, { "content-type": "text/plain" })
+        .end(ready ? "ok\n" : "not ready\n");
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>(resolve => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,353 @@
+import http from "node:http";
+import { AddressInfo } from "node:net";
+import { request } from "undici";
+import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
+import { seededRng } from "./core/rng";
+import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
+import {
+  Scheduler,
+  defaultSaturationConfig,
+  defaultSchedulerConfig,
+  defaultScoreWeights,
+} from "./core/scheduler";
+import { TrafficSplitter } from "./core/split";
+import { EndpointView, ModelResolution, PoolView } from "./core/types";
+import { PickerMetrics } from "./metrics";
+import { ProxyConfig, ProxyServer, defaultProxyConfig, startProxy } from "./proxy";
+
+const clock = 1000;
+const now = () => clock;
+
+class StaticPool implements PoolView {
+  constructor(
+    public endpoints: EndpointView[],
+    private readonly models: Map<string, ModelResolution>,
+  ) {}
+  poolName() {
+    return "pool-a";
+  }
+  readyEndpoints() {
+    return this.endpoints;
+  }
+  resolveModel(m: string) {
+    return this.models.get(m);
+  }
+  objectivePriority() {
+    return undefined;
+  }
+  noteDispatched(a: string) {
+    const e = this.endpoints.find(x => x.address === a);
+    if (e) e.inflight++;
+  }
+  noteCompleted(a: string) {
+    const e = this.endpoints.find(x => x.address === a);
+    if (e) e.inflight--;
+  }
+}
+
+function endpoint(address: string, running: number): EndpointView {
+  return {
+    name: address,
+    podName: address,
+    address,
+    metrics: { waiting: 0, running, kvCacheUsage: 0, scrapedAtMs: clock },
+    dispatchedSinceScrape: 0,
+    inflight: 0,
+  };
+}
+
+interface Seen {
+  model: string;
+  headers: http.IncomingHttpHeaders;
+  url: string;
+}
+
+/** A tiny model server: JSON answers with usage, or SSE released step by step by the test. */
+class FakeModelServer {
+  server: http.Server;
+  seen: Seen[] = [];
+  releaseSse: (() => void) | undefined;
+  hang = false;
+
+  constructor() {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", c => chunks.push(c));
+      req.on("end", () => {
+        if (this.hang) return;
+        if (req.url === "/v1/models") {
+          res
+            .writeHead(200, { "content-type": "application/json" })
+            .end('{"data":[{"id":"base"}]}');
+          return;
+        }
+        const body = JSON.parse(Buffer.concat(chunks).toString() || "{}");
+        this.seen.push({ model: body.model, headers: req.headers, url: req.url ?? "" });
+        if (body.stream) {
+          res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+          res.write(`data: {"model":"${body.model}","choices":[{"delta":{"content":"Hel"}}]}\n\n`);
+          this.releaseSse = () => {
+            res.write('data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\n');
+            res.end("data: [DONE]\n\n");
+          };
+          return;
+        }
+        const status = body.model === "fail" ? 500 : 200;
+        res.writeHead(status, { "content-type": "application/json", "x-upstream": "yes" });
+        res.end(
+          JSON.stringify({ model: body.model, usage: { prompt_tokens: 7, completion_tokens: 3 } }),
+        );
+      });
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>(r => this.server.listen(0, "127.0.0.1", () => r()));
+    return `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise(r => this.server.close(() => r()));
+  }
+}
+
+async function closedPortAddress(): Promise<string> {
+  const s = http.createServer();
+  await new Promise<void>(r => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>(r => s.close(() => r()));
+  return `127.0.0.1:${port}`;
+}
+
+async function start(pool: PoolView, config: Partial<ProxyConfig> = {}) {
+  const metrics = new PickerMetrics("pool-a");
+  const rng = seededRng(3);
+  const router = new RequestRouter(
+    pool,
+    new Scheduler(defaultSchedulerConfig(defaultScoreWeights, new PrefixIndex(100))),
+    new TrafficSplitter({ rng, stickyCapacity: 100 }),
+    rng,
+    {
+      strict: false,
+      sessionHeader: "x-session-id",
+      objectiveHeaders: defaultObjectiveHeaders,
+      maxBodyBytes: config.maxBodyBytes ?? defaultProxyConfig.maxBodyBytes,
+      prefix: defaultPrefixConfig,
+      saturation: defaultSaturationConfig,
+    },
+  );
+  const server = await startProxy(
+    { router, pool, metrics, now, config: { ...defaultProxyConfig, ...config } },
+    0,
+    "127.0.0.1",
+  );
+  return { server, metrics, url: `http://127.0.0.1:${server.port}` };
+}
+
+const models = new Map<string, ModelResolution>([
+  [
+    "travel-helper",
+    {
+      source: "InferenceModel",
+      targets: [{ name: "travel-helper-v2", weight: 1 }],
+      adapters: true,
+    },
+  ],
+]);
+
+describe("HTTP proxy", () => {
+  let upstream: FakeModelServer;
+  let upstreamAddress: string;
+  let deadAddress: string;
+  let proxy: { server: ProxyServer; metrics: PickerMetrics; url: string };
+  let pool: StaticPool;
+
+  beforeAll(async () => {
+    upstream = new FakeModelServer();
+    upstreamAddress = await upstream.listen();
+    deadAddress = await closedPortAddress();
+    // The dead endpoint looks idle, so it is ranked first and the retry must kick in.
+    pool = new StaticPool([endpoint(deadAddress, 0), endpoint(upstreamAddress, 6)], models);
+    proxy = await start(pool);
+  });
+  afterAll(async () => {
+    await proxy.server.close();
+    await upstream.close();
+  });
+
+  it("rewrites the model, retries past a closed port and counts the request", async () => {
+    const res = await request(`${proxy.url}/v1/completions`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-gateway-destination-endpoint": "6.6.6.6:80",
+      },
+      body: JSON.stringify({ model: "travel-helper", prompt: "hello", max_tokens: 3 }),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["x-upstream"]).toBe("yes");
+    expect(await res.body.json()).toEqual({
+      model: "travel-helper-v2",
+      usage: { prompt_tokens: 7, completion_tokens: 3 },
+    });
+    const seen = upstream.seen.at(-1)!;
+    expect(seen.model).toBe("travel-helper-v2");
+    expect(seen.headers["x-gateway-destination-endpoint"]).toBeUndefined();
+    expect(seen.headers["content-length"]).toBe(
+      String(
+        Buffer.byteLength(
+          JSON.stringify({ model: "travel-helper-v2", prompt: "hello", max_tokens: 3 }),
+        ),
+      ),
+    );
+    const picks = await proxy.metrics.registry.getSingleMetricAsString(
+      "modelrollout_picker_endpoint_picks_total",
+    );
+    expect(picks).toContain(`endpoint="${deadAddress}"} 1`);
+    expect(picks).toContain(`endpoint="${upstreamAddress}"} 1`);
+    const total = await proxy.metrics.registry.getSingleMetricAsString(
+      "inference_objective_request_total",
+    );
+    expect(total).toContain(
+      'model_name="travel-helper",target_model_name="travel-helper-v2",pool="pool-a"} 1',
+    );
+    const tokens = await proxy.metrics.registry.getSingleMetricAsString(
+      "inference_objective_input_tokens",
+    );
+    expect(tokens).toContain("inference_objective_input_tokens_sum{");
+    expect(pool.endpoints.every(e => e.inflight === 0)).toBe(true);
+  });
+
+  it("passes SSE through untouched and as it arrives", async () => {
+    const res = await request(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "travel-helper",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toBe("text/event-stream");
+    const iterator = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    // The model server has not finished yet: the first event got through on its own.
+    expect(Buffer.from(first.value).toString()).toBe(
+      'data: {"model":"travel-helper-v2","choices":[{"delta":{"content":"Hel"}}]}\n\n',
+    );
+    upstream.releaseSse!();
+    let rest = "";
+    for (let r = await iterator.next(); !r.done; r = await iterator.next())
+      rest += Buffer.from(r.value).toString();
+    expect(rest).toBe(
+      'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\ndata: [DONE]\n\n',
+    );
+    const out = await proxy.metrics.registry.getSingleMetricAsString(
+      "inference_objective_output_tokens",
+    );
+    // 3 tokens from the JSON answer of the first test, 2 from this stream's final chunk.
+    expect(out).toContain(
+      'inference_objective_output_tokens_sum{model_name="travel-helper",target_model_name="travel-helper-v2",pool="pool-a"} 5',
+    );
+    const ttft = await proxy.metrics.registry.getSingleMetricAsString(
+      "inference_objective_request_ttft_seconds",
+    );
+    expect(ttft).toContain("inference_objective_request_ttft_seconds_count{");
+  });
+
+  it("forwards GET /v1/models to a ready endpoint", async () => {
+    const res = await request(`${proxy.url}/v1/models`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toEqual({ data: [{ id: "base" }] });
+  });
+
+  it.each([
+    ["GET", "/v1/completions", undefined, 405],
+    ["DELETE", "/v1/chat/completions", undefined, 405],
+    ["GET", "/v2/anything", undefined, 404],
+    ["POST", "/v1/completions", "{broken", 400],
+    ["POST", "/v1/completions", '{"prompt":"no model"}', 400],
+    ["POST", "/v1/completions", '{"model":42}', 400],
+  ])("%s %s %s → %i", async (method, path, body, status) => {
+    const res = await request(`${proxy.url}${path}`, { method: method as "GET", body });
+    expect(res.statusCode).toBe(status);
+    const json = (await res.body.json()) as { error: { message: string } };
+    expect(json.error.message.length).toBeGreaterThan(0);
+    if (status === 405) expect(res.headers.allow).toBeDefined();
+  });
+
+  it("counts a model-server error status against the target model", async () => {
+    const res = await request(`${proxy.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "fail", prompt: "x" }),
+    });
+    expect(res.statusCode).toBe(500);
+    await res.body.dump();
+    const errors = await proxy.metrics.registry.getSingleMetricAsString(
+      "inference_objective_request_error_total",
+    );
+    expect(errors).toContain(
+      'model_name="fail",target_model_name="fail",pool="pool-a",error_code="ModelServerError"} 1',
+    );
+  });
+});
+
+describe("HTTP proxy limits", () => {
+  it("answers 413 for a body over the limit and keeps serving", async () => {
+    const upstream = new FakeModelServer();
+    const address = await upstream.listen();
+    const p = await start(new StaticPool([endpoint(address, 0)], models), { maxBodyBytes: 1000 });
+    const big = await request(`${p.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "m", prompt: "x".repeat(2000) }),
+    });
+    expect(big.statusCode).toBe(413);
+    await big.body.dump();
+    const ok = await request(`${p.url}/v1/completions`, {
+      method: "POST",
+      body: '{"model":"m","prompt":"x"}',
+    });
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
+    await p.server.close();
+    await upstream.close();
+  });
+
+  it("answers 502 when every endpoint refuses and 503 without endpoints", async () => {
+    const dead = [await closedPortAddress(), await closedPortAddress()];
+    const p = await start(
+      new StaticPool(
+        dead.map(a => endpoint(a, 0)),
+        models,
+      ),
+    );
+    const res = await request(`${p.url}/v1/completions`, { method: "POST", body: '{"model":"m"}' });
+    expect(res.statusCode).toBe(502);
+    await res.body.dump();
+    await p.server.close();
+    const empty = await start(new StaticPool([], models));
+    const none = await request(`${empty.url}/v1/completions`, {
+      method: "POST",
+      body: '{"model":"m"}',
+    });
+    expect(none.statusCode).toBe(503);
+    await none.body.dump();
+    await empty.server.close();
+  });
+
+  it("answers 504 when the model server does not answer in time", async () => {
+    const upstream = new FakeModelServer();
+    upstream.hang = true;
+    const address = await upstream.listen();
+    const p = await start(new StaticPool([endpoint(address, 0)], models), {
+      headersTimeoutMs: 200,
+    });
+    const res = await request(`${p.url}/v1/completions`, { method: "POST", body: '{"model":"m"}' });
+    expect(res.statusCode).toBe(504);
+    await res.body.dump();
+    await p.server.close();
+    await upstream.close();
+  });
+});

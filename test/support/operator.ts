@@ -1,0 +1,54 @@
+// Runs the operator (pepr.ts in watch mode, as `npm run operator` does) as a child process for a
+// test, limited to the test's namespaces so test files running in parallel do not share rollouts.
+import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { operatorCommand, operatorEnv } from "../../hack/run-operator";
+import { connectCluster } from "../../hack/env/cluster";
+
+export interface RunningOperator {
+  log: string;
+  /** Stops it gracefully (SIGTERM) or as a crash (SIGKILL). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+export async function startOperator(opts: {
+  namespaces: string[];
+  kubeconfig?: string;
+  name: string;
+}): Promise<RunningOperator> {
+  const info = connectCluster();
+  const log = path.join(info.logDir, `operator-${opts.name}.log`);
+  const out = fs.openSync(log, "a");
+  const { command, args } = operatorCommand();
+  const child: ChildProcess = spawn(command, args, {
+    stdio: ["ignore", out, out],
+    env: operatorEnv({
+      KUBECONFIG: opts.kubeconfig ?? info.kubeconfig,
+      MODELROLLOUT_NAMESPACES: opts.namespaces.join(","),
+      PEPR_PORT: String(await freePort()),
+      LOG_LEVEL: "info",
+    }),
+  });
+  fs.closeSync(out);
+  const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
+  return {
+    log,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
