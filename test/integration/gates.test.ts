@@ -1,0 +1,292 @@
+// Prometheus gates against the real Prometheus server: it scrapes an exporter whose values the
+// test sets, and the operator's gates query it. Good canaries pass, bad ones are rolled back,
+// errors and missing data never promote.
+import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
+import { startExporter, TestExporter } from "../support/exporter";
+import { RunningOperator, startOperator } from "../support/operator";
+
+interface Measurement {
+  phase: string;
+  value?: string;
+  message?: string;
+}
+interface Run {
+  phase: string;
+  message?: string;
+  metrics: { name: string; phase: string; measurements: Measurement[] }[];
+}
+interface Rollout {
+  status?: {
+    phase?: string;
+    canaryWeight?: number;
+    message?: string;
+    analysis?: Run;
+    stepAnalysis?: Run;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+  };
+}
+
+let ns: TestNamespace;
+let operator: RunningOperator;
+let exporter: TestExporter;
+
+beforeAll(async () => {
+  ns = createTestNamespace("gates");
+  exporter = await startExporter(ns.name);
+  operator = await startOperator({ namespaces: [ns.name], name: ns.name });
+});
+
+afterAll(async () => {
+  await operator?.stop();
+  await exporter?.close();
+  await ns.cleanup();
+});
+
+const kubectl = (args: string[], input?: string) => env().kubectl(["-n", ns.name, ...args], input);
+const apply = (yaml: string) => kubectl(["apply", "-f", "-"], yaml);
+const rollout = (name: string): Rollout => JSON.parse(kubectl(["get", "modelrollout", name, "-o", "json"]));
+const prometheus = () => env().info.prometheusUrl;
+
+async function waitForRollout(name: string, what: string, check: (r: Rollout) => boolean, timeoutMs = 30000): Promise<Rollout> {
+  let last: Rollout | undefined;
+  await waitFor(`ModelRollout ${name}: ${what}`, () => check((last = rollout(name))), timeoutMs, `last status: ${JSON.stringify(last?.status)}; operator log: ${operator.log}`);
+  return last!;
+}
+
+function targetModels(model: string): { name: string; weight?: number }[] {
+  return JSON.parse(kubectl(["get", "inferencemodel", model, "-o", "json"])).spec.targetModels;
+}
+
+function model(name: string, stable: string): string {
+  return `
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: ${name}}
+spec:
+  modelName: ${name}
+  poolRef: {name: mymodel-pool-v1}
+  targetModels: [{name: ${stable}, weight: 100}]
+`;
+}
+
+const valueQuery = (series: string) => `'modelrollout_test_value{namespace="{{namespace}}",series="${series}"}'`;
+
+describe("Prometheus gates (real Prometheus server)", () => {
+  it("a good canary passes its background and step gates and succeeds", async () => {
+    exporter.value.set({ series: "good" }, 0.01);
+    await exporter.scraped();
+    apply(model("good-model", "g-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: good}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  adapters: {inferenceModel: good-model, stable: g-v1, canary: g-v2}
+  analysis:
+    metrics:
+    - name: error-ratio
+      query: ${valueQuery("good")}
+      interval: 1s
+      successCondition: result[0] < 0.05
+  steps:
+  - setWeight: 10
+  - analysis:
+      metrics:
+      - name: step-check
+        query: ${valueQuery("good")}
+        interval: 1s
+        count: 2
+        successCondition: result[0] < 0.05
+  - setWeight: 100
+`);
+    const done = await waitForRollout("good", "Succeeded", r => r.status?.phase === "Succeeded");
+    expect(targetModels("good-model")).toEqual([{ name: "g-v2", weight: 100 }]);
+    const background = done.status?.analysis?.metrics.find(m => m.name === "error-ratio");
+    expect(background?.measurements.length).toBeGreaterThan(0);
+    expect(background?.measurements.map(m => `${m.phase} ${m.value}`)).toEqual(background?.measurements.map(() => "Successful [0.01]"));
+    const described = kubectl(["describe", "modelrollout", "good"]);
+    expect(described).toMatch(/error-ratio/);
+    expect(described).toMatch(/step-check/);
+  });
+
+  it("a canary whose failures cross the limit is rolled back within one interval", async () => {
+    exporter.value.set({ series: "bad" }, 0.01);
+    await exporter.scraped();
+    apply(model("bad-model", "b-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: bad}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  adapters: {inferenceModel: bad-model, stable: b-v1, canary: b-v2}
+  analysis:
+    metrics:
+    - name: error-ratio
+      query: ${valueQuery("bad")}
+      interval: 3s
+      successCondition: result[0] < 0.05
+      failureLimit: 0
+  steps:
+  - setWeight: 20
+  - pause: {}
+`);
+    await waitForRollout(
+      "bad",
+      "Paused at 20% with a successful measurement",
+      r => r.status?.phase === "Paused" && r.status.canaryWeight === 20 && !!r.status.analysis?.metrics[0]?.measurements.length,
+    );
+    exporter.value.set({ series: "bad" }, 0.5);
+    await exporter.scraped();
+    const badFrom = Date.now();
+    const failed = await waitForRollout("bad", "Failed", r => r.status?.phase === "Failed");
+    // One interval (3 s) plus the time to query and write, never a second interval.
+    expect(Date.now() - badFrom).toBeLessThan(3000 + 2000);
+    expect(targetModels("bad-model")).toEqual([{ name: "b-v1", weight: 100 }]);
+    expect(failed.status?.canaryWeight).toBe(0);
+    const events = JSON.parse(kubectl(["get", "events", "--field-selector", "involvedObject.name=bad", "-o", "json"])).items as { type: string; message: string }[];
+    const warning = events.find(e => e.type === "Warning" && /error-ratio/.test(e.message));
+    expect(warning?.message).toMatch(/0\.5/);
+    expect(warning?.message).toMatch(/result\[0\] < 0\.05/);
+  });
+
+  it("never promotes when Prometheus is unreachable: errors past the limit fail the rollout", async () => {
+    apply(model("unreachable-model", "u-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: unreachable}
+spec:
+  prometheus: {address: "http://127.0.0.1:9", timeout: 2s}
+  adapters: {inferenceModel: unreachable-model, stable: u-v1, canary: u-v2}
+  steps:
+  - setWeight: 10
+  - analysis:
+      metrics:
+      - name: needs-prometheus
+        query: vector(0)
+        interval: 1s
+        successCondition: result[0] == 0
+        consecutiveErrorLimit: 1
+  - setWeight: 100
+`);
+    const weights: number[] = [];
+    await waitFor("phase Failed", () => {
+      weights.push(targetModels("unreachable-model").find(t => t.name === "u-v2")?.weight ?? 0);
+      return rollout("unreachable").status?.phase === "Failed";
+    }, 30000, operator.log, 50);
+    expect(Math.max(...weights)).toBeLessThanOrEqual(10);
+    expect(targetModels("unreachable-model")).toEqual([{ name: "u-v1", weight: 100 }]);
+    const run = rollout("unreachable").status?.stepAnalysis;
+    expect(run?.metrics[0].measurements.every(m => m.phase === "Error")).toBe(true);
+    expect(run?.metrics[0].measurements[0].message).toMatch(/127\.0\.0\.1:9/);
+  });
+
+  it("a query that returns several series where one was expected is a clear Error", async () => {
+    exporter.value.set({ series: "one" }, 1);
+    exporter.value.set({ series: "two" }, 2);
+    await exporter.scraped();
+    apply(model("series-model", "s-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: series}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  adapters: {inferenceModel: series-model, stable: s-v1, canary: s-v2}
+  steps:
+  - setWeight: 10
+  - analysis:
+      metrics:
+      - name: ambiguous
+        query: 'modelrollout_test_value{namespace="{{namespace}}",series=~"one|two"}'
+        successCondition: result[0] < 5
+        consecutiveErrorLimit: 0
+  - setWeight: 100
+`);
+    const failed = await waitForRollout("series", "Failed", r => r.status?.phase === "Failed");
+    const measurement = failed.status?.stepAnalysis?.metrics[0].measurements[0];
+    expect(measurement?.phase).toBe("Error");
+    expect(measurement?.message).toMatch(/2 series/);
+    expect(targetModels("series-model")).toEqual([{ name: "s-v1", weight: 100 }]);
+  });
+
+  it("a low-traffic canary is Inconclusive, holds for a person (onInconclusive: Hold), and continues on promote", async () => {
+    const canary = `lt-v2-${ns.name}`;
+    exporter.requests.inc({ model_name: "lowtraffic", target_model_name: canary, pool: "mymodel-pool-v1" }, 3);
+    await exporter.scraped();
+    apply(model("lowtraffic-model", "lt-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: lowtraffic}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  onInconclusive: Hold
+  adapters: {inferenceModel: lowtraffic-model, stable: lt-v1, canary: ${canary}}
+  steps:
+  - setWeight: 10
+  - analysis:
+      metrics:
+      - name: enough-traffic
+        template: min-request-count
+        args: {minRequests: "100", window: 30s}
+  - setWeight: 100
+`);
+    const held = await waitForRollout("lowtraffic", "Paused as Inconclusive", r => r.status?.phase === "Paused" && !!r.status.conditions?.some(c => c.reason === "AnalysisInconclusive"));
+    expect(held.status?.stepAnalysis?.phase).toBe("Inconclusive");
+    expect(held.status?.canaryWeight).toBe(10);
+    expect(targetModels("lowtraffic-model")).toEqual([
+      { name: "lt-v1", weight: 90 },
+      { name: canary, weight: 10 },
+    ]);
+    kubectl(["annotate", "modelrollout", "lowtraffic", "rollouts.inference.dev/action=promote"]);
+    await waitForRollout("lowtraffic", "Succeeded", r => r.status?.phase === "Succeeded");
+  });
+
+  it("with onInconclusive: Rollback, missing data rolls back", async () => {
+    apply(model("nodata-model", "n-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: nodata}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  onInconclusive: Rollback
+  adapters: {inferenceModel: nodata-model, stable: n-v1, canary: n-v2}
+  steps:
+  - setWeight: 10
+  - analysis:
+      metrics:
+      - name: absent-series
+        query: ${valueQuery("never-set")}
+        successCondition: result[0] < 1
+  - setWeight: 100
+`);
+    const failed = await waitForRollout("nodata", "Failed", r => r.status?.phase === "Failed");
+    expect(failed.status?.stepAnalysis?.phase).toBe("Inconclusive");
+    expect(targetModels("nodata-model")).toEqual([{ name: "n-v1", weight: 100 }]);
+  });
+
+  it("an invalid condition expression sets InvalidSpec before any traffic moves", async () => {
+    apply(model("invalid-model", "i-v1"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: invalid}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  adapters: {inferenceModel: invalid-model, stable: i-v1, canary: i-v2}
+  analysis:
+    metrics:
+    - name: broken
+      query: vector(1)
+      successCondition: result[0] <<< 1
+  steps: [{setWeight: 50}]
+`);
+    const blocked = await waitForRollout("invalid", "InvalidAnalysis condition", r => !!r.status?.conditions?.some(c => c.reason === "InvalidAnalysis"));
+    expect(blocked.status?.conditions?.find(c => c.reason === "InvalidAnalysis")?.message).toMatch(/broken/);
+    expect(targetModels("invalid-model")).toEqual([{ name: "i-v1", weight: 100 }]);
+  });
+});
