@@ -6,8 +6,9 @@
 //   2. result = reconcileRollout(spec, status, observations, now)
 //   3. Apply the traffic actions (ensureCanaryPool, setWeight, finalize, deletePool) in order. If
 //      one fails, stop: write no status, no events, retry later with backoff.
-//   4. Write the status if it changed (statusMergePatch gives the merge patch, null = no write).
-//   5. Emit the events, then remove the action annotation if asked (clearActionAnnotation).
+//   4. Emit the events (before the status: a crash in between repeats an Event, never loses one).
+//   5. Write the status if it changed (statusMergePatch gives the merge patch, null = no write),
+//      then remove the action annotation if asked (clearActionAnnotation).
 //   6. Call again after requeueAfterMs (timed pause, blocked targets); a status write re-triggers
 //      the reconcile by itself.
 //

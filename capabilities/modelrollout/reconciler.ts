@@ -1,7 +1,7 @@
 // The reconciler: the thin I/O shell around the pure step engine (engine.ts).
 //   read the world (fresh ModelRollout, its target, other rollouts) → measure due gates →
-//   reconcileRollout(spec, status, observations, now) → apply actions → write status once →
-//   events → remove the action annotation → schedule the next call.
+//   reconcileRollout(spec, status, observations, now) → apply actions → events → write status
+//   once → remove the action annotation → schedule the next call.
 // Calls for one rollout are serialized here (watch events and timers both come through
 // `reconcileKey`), and each call starts from a fresh GET: a queued watch event may carry an old
 // status, and acting on it could move traffic backwards.
@@ -337,15 +337,16 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     }
   }
 
+  // Events before the status: a crash in between repeats an Event on restart instead of losing it.
+  for (const action of result.actions) {
+    if (action.type === "event") await recordEvent(mro, action, now);
+  }
   const patch = statusMergePatch(prev, result.status);
   if (patch)
     await K8s(ModelRollout).PatchStatus({
       metadata: { name, namespace },
       status: patch,
     } as unknown as ModelRollout);
-  for (const action of result.actions) {
-    if (action.type === "event") await recordEvent(mro, action, now);
-  }
   if (result.actions.some(a => a.type === "clearActionAnnotation"))
     await clearActionAnnotation(mro);
 

@@ -44,12 +44,23 @@ afterAll(async () => {
 
 const kubectl = (args: string[], input?: string) => env().kubectl(["-n", ns.name, ...args], input);
 const apply = (yaml: string) => kubectl(["apply", "-f", "-"], yaml);
-const rollout = (name: string): Rollout => JSON.parse(kubectl(["get", "modelrollout", name, "-o", "json"]));
+const rollout = (name: string): Rollout =>
+  JSON.parse(kubectl(["get", "modelrollout", name, "-o", "json"]));
 const prometheus = () => env().info.prometheusUrl;
 
-async function waitForRollout(name: string, what: string, check: (r: Rollout) => boolean, timeoutMs = 30000): Promise<Rollout> {
+async function waitForRollout(
+  name: string,
+  what: string,
+  check: (r: Rollout) => boolean,
+  timeoutMs = 30000,
+): Promise<Rollout> {
   let last: Rollout | undefined;
-  await waitFor(`ModelRollout ${name}: ${what}`, () => check((last = rollout(name))), timeoutMs, `last status: ${JSON.stringify(last?.status)}; operator log: ${operator.log}`);
+  await waitFor(
+    `ModelRollout ${name}: ${what}`,
+    () => check((last = rollout(name))),
+    timeoutMs,
+    `last status: ${JSON.stringify(last?.status)}; operator log: ${operator.log}`,
+  );
   return last!;
 }
 
@@ -69,7 +80,8 @@ spec:
 `;
 }
 
-const valueQuery = (series: string) => `'modelrollout_test_value{namespace="{{namespace}}",series="${series}"}'`;
+const valueQuery = (series: string) =>
+  `'modelrollout_test_value{namespace="{{namespace}}",series="${series}"}'`;
 
 describe("Prometheus gates (real Prometheus server)", () => {
   it("a good canary passes its background and step gates and succeeds", async () => {
@@ -104,7 +116,9 @@ spec:
     expect(targetModels("good-model")).toEqual([{ name: "g-v2", weight: 100 }]);
     const background = done.status?.analysis?.metrics.find(m => m.name === "error-ratio");
     expect(background?.measurements.length).toBeGreaterThan(0);
-    expect(background?.measurements.map(m => `${m.phase} ${m.value}`)).toEqual(background?.measurements.map(() => "Successful [0.01]"));
+    expect(background?.measurements.map(m => `${m.phase} ${m.value}`)).toEqual(
+      background?.measurements.map(() => "Successful [0.01]"),
+    );
     const described = kubectl(["describe", "modelrollout", "good"]);
     expect(described).toMatch(/error-ratio/);
     expect(described).toMatch(/step-check/);
@@ -135,7 +149,10 @@ spec:
     await waitForRollout(
       "bad",
       "Paused at 20% with a successful measurement",
-      r => r.status?.phase === "Paused" && r.status.canaryWeight === 20 && !!r.status.analysis?.metrics[0]?.measurements.length,
+      r =>
+        r.status?.phase === "Paused" &&
+        r.status.canaryWeight === 20 &&
+        !!r.status.analysis?.metrics[0]?.measurements.length,
     );
     exporter.value.set({ series: "bad" }, 0.5);
     await exporter.scraped();
@@ -145,7 +162,9 @@ spec:
     expect(Date.now() - badFrom).toBeLessThan(3000 + 2000);
     expect(targetModels("bad-model")).toEqual([{ name: "b-v1", weight: 100 }]);
     expect(failed.status?.canaryWeight).toBe(0);
-    const events = JSON.parse(kubectl(["get", "events", "--field-selector", "involvedObject.name=bad", "-o", "json"])).items as { type: string; message: string }[];
+    const events = JSON.parse(
+      kubectl(["get", "events", "--field-selector", "involvedObject.name=bad", "-o", "json"]),
+    ).items as { type: string; message: string }[];
     const warning = events.find(e => e.type === "Warning" && /error-ratio/.test(e.message));
     expect(warning?.message).toMatch(/0\.5/);
     expect(warning?.message).toMatch(/result\[0\] < 0\.05/);
@@ -172,10 +191,16 @@ spec:
   - setWeight: 100
 `);
     const weights: number[] = [];
-    await waitFor("phase Failed", () => {
-      weights.push(targetModels("unreachable-model").find(t => t.name === "u-v2")?.weight ?? 0);
-      return rollout("unreachable").status?.phase === "Failed";
-    }, 30000, operator.log, 50);
+    await waitFor(
+      "phase Failed",
+      () => {
+        weights.push(targetModels("unreachable-model").find(t => t.name === "u-v2")?.weight ?? 0);
+        return rollout("unreachable").status?.phase === "Failed";
+      },
+      30000,
+      operator.log,
+      50,
+    );
     expect(Math.max(...weights)).toBeLessThanOrEqual(10);
     expect(targetModels("unreachable-model")).toEqual([{ name: "u-v1", weight: 100 }]);
     const run = rollout("unreachable").status?.stepAnalysis;
@@ -214,7 +239,10 @@ spec:
 
   it("a low-traffic canary is Inconclusive, holds for a person (onInconclusive: Hold), and continues on promote", async () => {
     const canary = `lt-v2-${ns.name}`;
-    exporter.requests.inc({ model_name: "lowtraffic", target_model_name: canary, pool: "mymodel-pool-v1" }, 3);
+    exporter.requests.inc(
+      { model_name: "lowtraffic", target_model_name: canary, pool: "mymodel-pool-v1" },
+      3,
+    );
     await exporter.scraped();
     apply(model("lowtraffic-model", "lt-v1"));
     apply(`
@@ -234,7 +262,13 @@ spec:
         args: {minRequests: "100", window: 30s}
   - setWeight: 100
 `);
-    const held = await waitForRollout("lowtraffic", "Paused as Inconclusive", r => r.status?.phase === "Paused" && !!r.status.conditions?.some(c => c.reason === "AnalysisInconclusive"));
+    const held = await waitForRollout(
+      "lowtraffic",
+      "Paused as Inconclusive",
+      r =>
+        r.status?.phase === "Paused" &&
+        !!r.status.conditions?.some(c => c.reason === "AnalysisInconclusive"),
+    );
     expect(held.status?.stepAnalysis?.phase).toBe("Inconclusive");
     expect(held.status?.canaryWeight).toBe(10);
     expect(targetModels("lowtraffic-model")).toEqual([
@@ -285,8 +319,14 @@ spec:
       successCondition: result[0] <<< 1
   steps: [{setWeight: 50}]
 `);
-    const blocked = await waitForRollout("invalid", "InvalidAnalysis condition", r => !!r.status?.conditions?.some(c => c.reason === "InvalidAnalysis"));
-    expect(blocked.status?.conditions?.find(c => c.reason === "InvalidAnalysis")?.message).toMatch(/broken/);
+    const blocked = await waitForRollout(
+      "invalid",
+      "InvalidAnalysis condition",
+      r => !!r.status?.conditions?.some(c => c.reason === "InvalidAnalysis"),
+    );
+    expect(blocked.status?.conditions?.find(c => c.reason === "InvalidAnalysis")?.message).toMatch(
+      /broken/,
+    );
     expect(targetModels("invalid-model")).toEqual([{ name: "i-v1", weight: 100 }]);
   });
 });

@@ -17,14 +17,23 @@ export interface TestExporter {
 
 export async function startExporter(namespace: string): Promise<TestExporter> {
   const registry = new Registry();
-  const value = new Gauge({ name: "modelrollout_test_value", help: "a value the test sets", labelNames: ["series"], registers: [registry] });
+  const value = new Gauge({
+    name: "modelrollout_test_value",
+    help: "a value the test sets",
+    labelNames: ["series"],
+    registers: [registry],
+  });
   const requests = new Counter({
     name: "inference_objective_request_total",
     help: "requests as the picker counts them",
     labelNames: ["model_name", "target_model_name", "pool"],
     registers: [registry],
   });
-  const marker = new Gauge({ name: "modelrollout_test_marker", help: "bumped by scraped()", registers: [registry] });
+  const marker = new Gauge({
+    name: "modelrollout_test_marker",
+    help: "bumped by scraped()",
+    registers: [registry],
+  });
   const server = http.createServer((req, res) => {
     void registry.metrics().then(text => {
       res.setHeader("content-type", registry.contentType);
@@ -35,7 +44,10 @@ export async function startExporter(namespace: string): Promise<TestExporter> {
   const port = (server.address() as AddressInfo).port;
   const info = env().info;
   const id = `test-exporter.${namespace}`;
-  addScrapeTarget(info.stateDir, id, `127.0.0.1:${port}`, { namespace, component: "test-exporter" });
+  addScrapeTarget(info.stateDir, id, `127.0.0.1:${port}`, {
+    namespace,
+    component: "test-exporter",
+  });
   let generation = 0;
   const exporter: TestExporter = {
     registry,
@@ -47,7 +59,10 @@ export async function startExporter(namespace: string): Promise<TestExporter> {
       await waitFor(
         `Prometheus to scrape the test exporter (generation ${want})`,
         async () => {
-          const r = await promQuery(info.prometheusUrl, `modelrollout_test_marker{namespace="${namespace}"}`);
+          const r = await promQuery(
+            info.prometheusUrl,
+            `modelrollout_test_marker{namespace="${namespace}"}`,
+          );
           return r.length === 1 && Number(r[0].value[1]) >= want;
         },
         30000,
