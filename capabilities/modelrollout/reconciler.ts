@@ -11,6 +11,7 @@ import {
   AnalysisRunStatus,
   AnalysisSpec as GateSpec,
   clientOptionsFor,
+  concludeRun,
   dueMetrics,
   measureDue,
   ProviderSpec as GateProvider,
@@ -337,6 +338,12 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     }
   }
 
+  // A background run still measuring when the rollout ends is concluded for the record (status and
+  // describe show its outcome instead of "Running"); it no longer decides anything.
+  const bg = result.status.analysis as unknown as AnalysisRunStatus | undefined;
+  if (TERMINAL.includes(String(result.status.phase)) && bg?.phase === "Running" && spec.analysis) {
+    result.status.analysis = concludeRun(spec.analysis as GateSpec, bg, now) as unknown as GateRun;
+  }
   // Events before the status: a crash in between repeats an Event on restart instead of losing it.
   for (const action of result.actions) {
     if (action.type === "event") await recordEvent(mro, action, now);

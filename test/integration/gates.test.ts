@@ -114,6 +114,8 @@ spec:
 `);
     const done = await waitForRollout("good", "Succeeded", r => r.status?.phase === "Succeeded");
     expect(targetModels("good-model")).toEqual([{ name: "g-v2", weight: 100 }]);
+    // The background run is concluded when the rollout ends.
+    expect(done.status?.analysis?.phase).toBe("Successful");
     const background = done.status?.analysis?.metrics.find(m => m.name === "error-ratio");
     expect(background?.measurements.length).toBeGreaterThan(0);
     expect(background?.measurements.map(m => `${m.phase} ${m.value}`)).toEqual(
