@@ -6,6 +6,7 @@
 //   4. register it as a Prometheus scrape target.
 // Removing it undoes all four.
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { ClusterInfo, kubectlFor } from "./cluster";
@@ -47,6 +48,17 @@ function serversDir(info: ClusterInfo): string {
 
 function procName(namespace: string, name: string): string {
   return `model-server.${namespace}.${name}`;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
 }
 
 /** Claims a free 127.0.0.N address; exclusive file creation makes this safe across processes. */
@@ -182,21 +194,34 @@ export async function deployModelServer(
   const podIP = claimIp(info, owner);
   try {
     const sim = simulatorCommand();
-    // The upstream simulator listens on a port of every address; ours binds the pod's own address.
-    const args = simulatorArgs(o, o.port);
+    // Ours binds the pod's own address; the upstream simulator listens on a port of every
+    // address, so it runs on a free port and a forwarder gives it podIP:port.
+    const listenPort = sim.upstream ? await freePort() : o.port;
+    const args = simulatorArgs(o, listenPort);
     const fullArgs = sim.upstream ? args : [...args, `--host=${podIP}`];
-    if (sim.upstream)
-      throw new Error(
-        "the upstream llm-d-inference-sim binds 0.0.0.0 only; per-pod addresses need the forwarder (not built yet)",
-      );
     kubectlFor(info)(
       ["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"],
-      podYaml(o, fullArgs),
+      podYaml(o, simulatorArgs(o, o.port)),
     );
     const proc = startProc(info.stateDir, info.logDir, procName(o.namespace, o.name), sim.command, [
       ...sim.prefix,
       ...fullArgs,
     ]);
+    if (sim.upstream) {
+      startProc(
+        info.stateDir,
+        info.logDir,
+        `${procName(o.namespace, o.name)}.forward`,
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          path.join(repoRoot, "hack", "env", "forward.ts"),
+          `${podIP}:${o.port}`,
+          `127.0.0.1:${listenPort}`,
+        ],
+      );
+    }
     const url = `http://${podIP}:${o.port}`;
     await waitFor(
       `model server ${owner} at ${url}/health`,
@@ -228,7 +253,8 @@ export async function removeModelServer(
 ): Promise<void> {
   const pname = procName(namespace, name);
   removeScrapeTarget(info.stateDir, pname);
-  if (readProc(info.stateDir, pname)) await stopProc(info.stateDir, pname);
+  for (const p of [pname, `${pname}.forward`])
+    if (readProc(info.stateDir, p)) await stopProc(info.stateDir, p);
   // No kubelet confirms a graceful deletion here: delete at once, or the Pod stays Terminating.
   kubectlFor(info)([
     "-n",

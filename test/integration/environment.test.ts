@@ -1,6 +1,9 @@
 // The local world is real: the apiserver serves the upstream CRDs and enforces their validation,
 // Prometheus scrapes the simulated model servers, and the generated kubeconfig works with kubectl
 // and with the fluent client.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { GenericKind, K8s } from "kubernetes-fluent-client";
 import { deployModelServer, removeModelServer } from "../../hack/env/model-servers";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
@@ -186,5 +189,41 @@ describe("simulated model server pod", () => {
       await removeModelServer(e.info, ns.name, "vllm-0");
     }
     expect(e.kubectl(["-n", ns.name, "get", "pods", "-o", "name"]).trim()).toBe("");
+  });
+});
+
+describe("upstream simulator path", () => {
+  it("runs a binary named by LLM_D_INFERENCE_SIM on a free port behind a forwarder at podIP:port", async () => {
+    // The upstream llm-d-inference-sim cannot be fetched here; a wrapper that runs the stand-in
+    // WITHOUT --host (so it binds every address, as upstream does) exercises the same path.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sim-"));
+    const wrapper = path.join(dir, "llm-d-inference-sim");
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nexec "${process.execPath}" --import tsx "${path.resolve("hack/model-server-sim/main.ts")}" "$@"\n`,
+      { mode: 0o755 },
+    );
+    process.env.LLM_D_INFERENCE_SIM = wrapper;
+    const e = env();
+    try {
+      const server = await deployModelServer(e.info, {
+        namespace: ns.name,
+        name: "upstream-0",
+        labels: { app: "upstream" },
+        port: 8000,
+        model: "base",
+      });
+      const res = await fetch(`${server.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "base", prompt: "hi" }),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { model: string }).model).toBe("base");
+    } finally {
+      delete process.env.LLM_D_INFERENCE_SIM;
+      await removeModelServer(e.info, ns.name, "upstream-0");
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
