@@ -36,7 +36,7 @@ module.exports = {
     {
       ...shared,
       displayName: "unit",
-      testMatch: ["<rootDir>/{capabilities,picker,hack,bench}/**/*.test.ts"],
+      testMatch: ["<rootDir>/{capabilities,picker,hack,bench,plugin}/**/*.test.ts"],
     },
     {
       ...shared,

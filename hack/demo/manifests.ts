@@ -1,0 +1,322 @@
+// What the demo deploys: the seed document's setup (pools, InferenceModels, HTTPRoute, with the
+// seed's names) and the three ModelRollouts it plays. docs/install.md shows the same objects for a
+// real cluster. Objects are plain JSON, applied with kubectl.
+
+export const SEED = {
+  stablePool: "mymodel-pool-v1",
+  canaryPool: "mymodel-pool-v2",
+  badPool: "mymodel-pool-v3",
+  route: "inference-route",
+  loraRoute: "travelhelper-route",
+  gateway: "inference-gateway",
+  model: "mymodel",
+  loraModel: "travelhelper",
+  loraInferenceModel: "loramodel",
+  stableAdapter: "travel-helper-v1",
+  canaryAdapter: "travel-helper-v2",
+} as const;
+
+export const ROLLOUTS = {
+  pools: "qwen-to-deepseek",
+  adapters: "travel-helper-v1-to-v2",
+  bad: "deepseek-to-broken-build",
+} as const;
+
+/** The percent of requests the broken build's model server fails. */
+export const BAD_FAILURE_RATE = 40;
+
+export interface DemoPod {
+  name: string;
+  labels: Record<string, string>;
+  model: string;
+  loraAdapters?: string[];
+  failureInjectionRate?: number;
+  timeToFirstTokenMs: number;
+  interTokenLatencyMs: number;
+}
+
+/** The model-server pods: the seed's Qwen (with both adapters) and DeepSeek, plus a broken build. */
+export const PODS: DemoPod[] = [
+  {
+    name: "qwen-0",
+    labels: { app: "custom-serving", release: "qwen" },
+    model: "Qwen/Qwen-2.5-7B-Instruct",
+    loraAdapters: [SEED.stableAdapter, SEED.canaryAdapter],
+    timeToFirstTokenMs: 20,
+    interTokenLatencyMs: 4,
+  },
+  {
+    name: "deepseek-r1-0",
+    labels: { app: "custom-serving", release: "deepseek-r1" },
+    model: "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+    timeToFirstTokenMs: 25,
+    interTokenLatencyMs: 4,
+  },
+  {
+    name: "deepseek-r1-broken-0",
+    labels: { app: "custom-serving", release: "deepseek-r1-broken" },
+    model: "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+    failureInjectionRate: BAD_FAILURE_RATE,
+    timeToFirstTokenMs: 25,
+    interTokenLatencyMs: 4,
+  },
+];
+
+const POOL_GROUP = "inference.networking.x-k8s.io";
+const poolRef = (name: string) => ({ group: POOL_GROUP, kind: "InferencePool", name });
+
+function pool(name: string, release: string, epp: string) {
+  return {
+    apiVersion: `${POOL_GROUP}/v1alpha2`,
+    kind: "InferencePool",
+    metadata: { name },
+    spec: {
+      extensionRef: { group: "", kind: "Service", name: epp },
+      selector: { app: "custom-serving", release },
+      targetPortNumber: 8000,
+    },
+  };
+}
+
+function inferenceModel(
+  name: string,
+  modelName: string,
+  poolName: string,
+  targets: { name: string; weight: number }[],
+) {
+  return {
+    apiVersion: `${POOL_GROUP}/v1alpha2`,
+    kind: "InferenceModel",
+    metadata: { name },
+    spec: { criticality: "Critical", modelName, poolRef: poolRef(poolName), targetModels: targets },
+  };
+}
+
+/**
+ * The seed's objects as they are before the two releases: both pools with their InferenceModels
+ * (seed "Preparations" and scenario 1 steps 1-2), the LoRA InferenceModel serving travel-helper-v1
+ * only, the Gateway and the seed's HTTPRoute sending everything to mymodel-pool-v1.
+ *
+ * One addition: `travelhelper-route` keeps requests for `travelhelper` on the Qwen pool, where its
+ * LoRA adapters live, by matching the X-Gateway-Model-Name header that the Body-Based Routing
+ * extension sets from the body. Without it, moving `inference-route` to DeepSeek would also move
+ * travelhelper requests to pods that do not have the adapters.
+ */
+export function seedObjects(): object[] {
+  return [
+    pool(SEED.stablePool, "qwen", "mymodel-v1-ext-proc"),
+    inferenceModel("mymodel-v1", SEED.model, SEED.stablePool, [{ name: SEED.model, weight: 100 }]),
+    pool(SEED.canaryPool, "deepseek-r1", "mymodel-v2-ext-proc"),
+    inferenceModel("mymodel-v2", SEED.model, SEED.canaryPool, [{ name: SEED.model, weight: 100 }]),
+    inferenceModel(SEED.loraInferenceModel, SEED.loraModel, SEED.stablePool, [
+      { name: SEED.stableAdapter, weight: 100 },
+    ]),
+    {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "Gateway",
+      metadata: { name: SEED.gateway },
+      spec: {
+        gatewayClassName: "inference-gateway",
+        listeners: [{ name: "llm-gw", protocol: "HTTP", port: 8080 }],
+      },
+    },
+    {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "HTTPRoute",
+      metadata: { name: SEED.route },
+      spec: {
+        parentRefs: [
+          {
+            group: "gateway.networking.k8s.io",
+            kind: "Gateway",
+            name: SEED.gateway,
+            sectionName: "llm-gw",
+          },
+        ],
+        rules: [
+          {
+            backendRefs: [{ ...poolRef(SEED.stablePool), weight: 1 }],
+            matches: [
+              { path: { type: "PathPrefix", value: "/v1/completions" } },
+              { path: { type: "PathPrefix", value: "/v1/chat/completions" } },
+            ],
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "HTTPRoute",
+      metadata: { name: SEED.loraRoute },
+      spec: {
+        parentRefs: [
+          {
+            group: "gateway.networking.k8s.io",
+            kind: "Gateway",
+            name: SEED.gateway,
+            sectionName: "llm-gw",
+          },
+        ],
+        rules: [
+          {
+            backendRefs: [{ ...poolRef(SEED.stablePool), weight: 1 }],
+            // Same paths as inference-route: with equal paths, the header match is more specific.
+            matches: ["/v1/completions", "/v1/chat/completions"].map(value => ({
+              path: { type: "PathPrefix", value },
+              headers: [{ type: "Exact", name: "X-Gateway-Model-Name", value: SEED.loraModel }],
+            })),
+          },
+        ],
+      },
+    },
+  ];
+}
+
+/** Canary error ratio below 5 %, checked every few seconds while the canary takes traffic. */
+function errorRateGate(
+  window: string,
+  minRequests: number,
+  interval: string,
+  initialDelay: string,
+) {
+  return {
+    name: "canary-error-rate",
+    template: "error-rate",
+    args: { maxRatio: "0.05", minRequests: String(minRequests), window },
+    interval,
+    initialDelay,
+    // Too little canary traffic yet is Inconclusive; tolerate a few before holding the rollout.
+    inconclusiveLimit: 6,
+  };
+}
+
+/** Step gates measure twice, 3 s apart; one Inconclusive (too little data yet) is tolerated. */
+const twice = { interval: "3s", count: 2, inconclusiveLimit: 1 };
+
+/**
+ * Scenario 1 gate: the share of `mymodel` requests the canary pool really served (picker metrics,
+ * this namespace only) must be within `tolerance` points of the weight just written. It catches a
+ * gateway that ignores the weights — a known trap with two InferencePools in one rule. About 400
+ * requests in the window: 6 points at 10 % and 10 points at 50 % are 4 standard deviations of a
+ * random split, and 0 % observed at weight 10 still fails.
+ */
+function observedSplitGate(window: string, tolerance: number) {
+  const requests = (who: string) =>
+    `sum(increase(inference_objective_request_total{namespace="{{namespace}}",model_name="${SEED.model}",pool="{{${who}}}"}[${window}]))`;
+  return {
+    name: "observed-split",
+    query: `abs(100 * ${requests("canary")} / (${requests("canary")} + ${requests("stable")}) - {{weight}})`,
+    successCondition: `result[0] <= ${tolerance}`,
+    failureCondition: `result[0] > ${tolerance}`,
+  };
+}
+
+/** Scenario 1: mymodel-pool-v1 (Qwen) -> mymodel-pool-v2 (DeepSeek) on the seed's HTTPRoute. */
+export function poolsRollout(prometheus: string, pause = "20s") {
+  const stepGate = (tolerance: number) => ({
+    analysis: {
+      metrics: [
+        {
+          name: "canary-traffic",
+          template: "min-request-count",
+          args: { minRequests: "20", window: pause },
+          ...twice,
+        },
+        { ...observedSplitGate(pause, tolerance), ...twice },
+      ],
+    },
+  });
+  return {
+    apiVersion: "rollouts.inference.dev/v1alpha1",
+    kind: "ModelRollout",
+    metadata: { name: ROLLOUTS.pools },
+    spec: {
+      prometheus: { address: prometheus },
+      pools: { httpRoute: SEED.route, stable: SEED.stablePool, canary: SEED.canaryPool },
+      analysis: { metrics: [errorRateGate("20s", 20, "5s", "10s")] },
+      steps: [
+        { setWeight: 10 },
+        { pause: { duration: pause } },
+        stepGate(6),
+        { setWeight: 50 },
+        { pause: { duration: pause } },
+        stepGate(10),
+        { setWeight: 100 },
+      ],
+    },
+  };
+}
+
+/** Scenario 2: travel-helper-v1 -> travel-helper-v2 in InferenceModel loramodel. */
+export function adaptersRollout(prometheus: string, pause = "20s") {
+  const stepGate = {
+    analysis: {
+      metrics: [
+        {
+          name: "traffic-split",
+          template: "traffic-split",
+          args: { window: pause, minRequests: "150" },
+          ...twice,
+        },
+      ],
+    },
+  };
+  return {
+    apiVersion: "rollouts.inference.dev/v1alpha1",
+    kind: "ModelRollout",
+    metadata: { name: ROLLOUTS.adapters },
+    spec: {
+      prometheus: { address: prometheus },
+      adapters: {
+        inferenceModel: SEED.loraInferenceModel,
+        stable: SEED.stableAdapter,
+        canary: SEED.canaryAdapter,
+      },
+      analysis: { metrics: [errorRateGate("20s", 20, "5s", "10s")] },
+      steps: [
+        { setWeight: 10 },
+        { pause: { duration: pause } },
+        stepGate,
+        { setWeight: 50 },
+        { pause: { duration: pause } },
+        stepGate,
+        { setWeight: 100 },
+      ],
+    },
+  };
+}
+
+/**
+ * The bad version: a broken DeepSeek build in a new pool the operator creates from canaryTemplate
+ * (cloning mymodel-v2's InferenceModel for it). Its server fails 40 % of requests, the background
+ * error-rate gate fails, and the operator rolls back to mymodel-pool-v2 and deletes the pool.
+ */
+export function badRollout(prometheus: string) {
+  return {
+    apiVersion: "rollouts.inference.dev/v1alpha1",
+    kind: "ModelRollout",
+    metadata: { name: ROLLOUTS.bad },
+    spec: {
+      prometheus: { address: prometheus },
+      pools: {
+        httpRoute: SEED.route,
+        stable: SEED.canaryPool,
+        canary: SEED.badPool,
+        canaryTemplate: {
+          extensionRef: { group: "", kind: "Service", name: "mymodel-v3-ext-proc" },
+          selector: { app: "custom-serving", release: "deepseek-r1-broken" },
+          targetPortNumber: 8000,
+        },
+      },
+      postRollout: { unusedPool: "Delete" },
+      analysis: { metrics: [errorRateGate("15s", 10, "2s", "3s")] },
+      steps: [
+        { setWeight: 20 },
+        { pause: { duration: "60s" } },
+        { setWeight: 50 },
+        { pause: { duration: "60s" } },
+        { setWeight: 100 },
+      ],
+    },
+  };
+}

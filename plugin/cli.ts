@@ -1,0 +1,181 @@
+// Command line of `kubectl modelrollout` (pure): argv in, a command and the kubectl calls out.
+
+export const ACTION_ANNOTATION = "rollouts.inference.dev/action";
+export const RESOURCE = "modelrollouts.rollouts.inference.dev";
+
+export const usage = `kubectl modelrollout - watch and steer ModelRollouts (rollouts.inference.dev)
+
+Usage:
+  kubectl modelrollout get [NAME] [-w|--watch]   steps, weights and gate results at a glance
+  kubectl modelrollout promote NAME [--full]     past the current pause or gate (--full: to the end)
+  kubectl modelrollout abort NAME                all traffic back to stable, phase Aborted
+  kubectl modelrollout retry NAME                start a Failed or Aborted rollout again from step 0
+  kubectl modelrollout pause NAME                hold at the current step (spec.paused: true)
+  kubectl modelrollout resume NAME               continue (spec.paused: false)
+
+Flags:
+  -n, --namespace NS    namespace (default: the kubeconfig context's)
+  -A, --all-namespaces  get: list the rollouts of every namespace
+      --context NAME    kubeconfig context
+      --kubeconfig FILE kubeconfig file (default: $KUBECONFIG or ~/.kube/config)
+      --no-wait         do not wait for the operator to confirm an action
+  -h, --help            this text
+
+promote, abort and retry set the annotation ${ACTION_ANNOTATION}=<action> (--overwrite); the
+operator performs it once, records it in status.lastAction and removes the annotation. --watch
+redraws on every change and ends once every rollout shown has finished. The kubectl binary is
+$KUBECTL, else \`kubectl\` on PATH.`;
+
+export class UsageError extends Error {}
+
+export type ActionName = "promote" | "promote-full" | "abort" | "retry";
+
+export type Command =
+  | { verb: "help" }
+  | { verb: "get"; name?: string; watch: boolean; allNamespaces: boolean; global: GlobalFlags }
+  | { verb: "action"; action: ActionName; name: string; wait: boolean; global: GlobalFlags }
+  | { verb: "pause" | "resume"; name: string; wait: boolean; global: GlobalFlags };
+
+export interface GlobalFlags {
+  namespace?: string;
+  context?: string;
+  kubeconfig?: string;
+}
+
+const VERBS = ["get", "promote", "abort", "retry", "pause", "resume"];
+
+export function parseCli(argv: string[]): Command {
+  const positionals: string[] = [];
+  const global: GlobalFlags = {};
+  let watch = false;
+  let full = false;
+  let wait = true;
+  let allNamespaces = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] =
+      arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === "") throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "-h":
+      case "--help":
+        return { verb: "help" };
+      case "-n":
+      case "--namespace":
+        global.namespace = value();
+        break;
+      case "--context":
+        global.context = value();
+        break;
+      case "--kubeconfig":
+        global.kubeconfig = value();
+        break;
+      case "-w":
+      case "--watch":
+        watch = true;
+        break;
+      case "--full":
+        full = true;
+        break;
+      case "--no-wait":
+        wait = false;
+        break;
+      case "-A":
+      case "--all-namespaces":
+        allNamespaces = true;
+        break;
+      default:
+        if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown flag ${arg}`);
+        positionals.push(arg);
+    }
+  }
+  const [verb, name, ...extra] = positionals;
+  if (!verb) return { verb: "help" };
+  if (!VERBS.includes(verb))
+    throw new UsageError(`unknown command "${verb}" (commands: ${VERBS.join(", ")})`);
+  if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  if (verb !== "promote" && full) throw new UsageError("--full belongs to promote");
+  if (verb === "get") {
+    if (allNamespaces && name)
+      throw new UsageError("get NAME and --all-namespaces exclude each other");
+    return { verb, name, watch, allNamespaces, global };
+  }
+  if (watch) throw new UsageError("--watch belongs to get");
+  if (allNamespaces) throw new UsageError("--all-namespaces belongs to get");
+  if (!name) throw new UsageError(`${verb} needs the name of a ModelRollout`);
+  if (verb === "pause" || verb === "resume") return { verb, name, wait, global };
+  const action: ActionName =
+    verb === "promote" ? (full ? "promote-full" : "promote") : (verb as ActionName);
+  return { verb: "action", action, name, wait, global };
+}
+
+/** kubectl flags every call carries. */
+export function globalArgs(g: GlobalFlags): string[] {
+  return [
+    ...(g.kubeconfig ? ["--kubeconfig", g.kubeconfig] : []),
+    ...(g.context ? ["--context", g.context] : []),
+    ...(g.namespace ? ["--namespace", g.namespace] : []),
+  ];
+}
+
+/** The kubectl call that asks the operator for a one-off action. */
+export function actionArgs(g: GlobalFlags, name: string, action: ActionName): string[] {
+  return [
+    ...globalArgs(g),
+    "annotate",
+    RESOURCE,
+    name,
+    `${ACTION_ANNOTATION}=${action}`,
+    "--overwrite",
+    "-o",
+    "json",
+  ];
+}
+
+/** The kubectl call that pauses (true) or resumes (false) through spec.paused. */
+export function pausedArgs(g: GlobalFlags, name: string, paused: boolean): string[] {
+  return [
+    ...globalArgs(g),
+    "patch",
+    RESOURCE,
+    name,
+    "--type=merge",
+    "-p",
+    JSON.stringify({ spec: { paused } }),
+    "-o",
+    "json",
+  ];
+}
+
+export function getArgs(
+  g: GlobalFlags,
+  name: string | undefined,
+  allNamespaces: boolean,
+): string[] {
+  return [
+    ...globalArgs(g),
+    "get",
+    RESOURCE,
+    ...(name ? [name] : []),
+    ...(allNamespaces ? ["--all-namespaces"] : []),
+    "-o",
+    "json",
+  ];
+}
+
+/** Events of one rollout; with its uid, not those of an earlier object of the same name. */
+export function eventArgs(g: GlobalFlags, name: string, uid?: string): string[] {
+  return [
+    ...globalArgs(g),
+    "get",
+    "events",
+    "--field-selector",
+    `involvedObject.kind=ModelRollout,involvedObject.name=${name}${uid ? `,involvedObject.uid=${uid}` : ""}`,
+    "-o",
+    "json",
+  ];
+}
