@@ -7,7 +7,7 @@
 // while the canary has fewer than minRequests requests in the window, and both conditions require
 // exactly one finite sample, so an empty result or NaN is Inconclusive.
 
-import { durationMs, isDuration } from "./duration";
+import { durationMs, isDuration } from "../duration";
 import type { Scope } from "./types";
 
 export class BuiltinError extends Error {

@@ -1,7 +1,7 @@
 // Prometheus gates for ModelRollout: spec types, condition language, query templates, built-in
 // LLM gates, the Prometheus client and the verdict logic.
 export * from "./types";
-export * from "./duration";
+export * from "../duration";
 export * from "./expr";
 export * from "./promql";
 export * from "./builtins";

@@ -4,7 +4,7 @@
 // the cause, which the gate records as an Error measurement.
 
 import { Agent, request, type Dispatcher } from "undici";
-import { durationMs } from "./duration";
+import { durationMs } from "../duration";
 import type { ProviderSpec, QueryResult, Series } from "./types";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;

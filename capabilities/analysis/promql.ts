@@ -12,7 +12,7 @@
 //                               a "..." literal (put the placeholder in quotes to force a string).
 // Placeholders inside `raw strings` are refused: a raw string cannot escape anything.
 
-import { durationMs, isDuration } from "./duration";
+import { durationMs, isDuration } from "../duration";
 import type { TemplateContext } from "./types";
 
 export class TemplateError extends Error {

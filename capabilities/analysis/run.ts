@@ -22,7 +22,7 @@
 // Everything here is pure except measureDue, which runs the due queries.
 
 import { BuiltinError, expandBuiltin, validateBuiltin } from "./builtins";
-import { durationMs, isDuration } from "./duration";
+import { durationMs, isDuration } from "../duration";
 import { ExpressionError, evaluate, parse, parseCached } from "./expr";
 import { TemplateError, renderQuery, variablesFor, type QueryVariables } from "./promql";
 import type {

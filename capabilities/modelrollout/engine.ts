@@ -45,7 +45,8 @@
 //     reset); steps before currentStep are not re-run; the canary weight stays as it is until
 //     the next setWeight. A finished rollout ignores step changes.
 //   - spec.analysis changed: a running background gate restarts; removed: its run is dropped.
-import { fingerprint, jsonEqual, parseDuration } from "./fingerprint";
+import { parseDuration } from "../duration";
+import { fingerprint, jsonEqual } from "./fingerprint";
 import type {
   GateRun,
   ModelRolloutSpec,

@@ -26,18 +26,3 @@ export function fingerprint(value: unknown): string {
 export function jsonEqual(a: unknown, b: unknown): boolean {
   return canonicalJson(a) === canonicalJson(b);
 }
-
-const DURATION_RE = /^(?:[0-9]+(?:ms|s|m|h))+$/;
-const PART_RE = /([0-9]+)(ms|s|m|h)/g;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/**
- * Milliseconds of a duration as the CRD accepts it (`30s`, `5m`, `1h`, `1m30s`, `500ms`), or
- * undefined when `text` is not one.
- */
-export function parseDuration(text: string): number | undefined {
-  if (!DURATION_RE.test(text)) return undefined;
-  let total = 0;
-  for (const [, amount, unit] of text.matchAll(PART_RE)) total += Number(amount) * UNIT_MS[unit];
-  return total;
-}

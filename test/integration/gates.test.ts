@@ -4,27 +4,7 @@
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
 import { startExporter, TestExporter } from "../support/exporter";
 import { RunningOperator, startOperator } from "../support/operator";
-
-interface Measurement {
-  phase: string;
-  value?: string;
-  message?: string;
-}
-interface Run {
-  phase: string;
-  message?: string;
-  metrics: { name: string; phase: string; measurements: Measurement[] }[];
-}
-interface Rollout {
-  status?: {
-    phase?: string;
-    canaryWeight?: number;
-    message?: string;
-    analysis?: Run;
-    stepAnalysis?: Run;
-    conditions?: { type: string; status: string; reason: string; message: string }[];
-  };
-}
+import { rolloutHelpers } from "../support/rollouts";
 
 let ns: TestNamespace;
 let operator: RunningOperator;
@@ -42,31 +22,11 @@ afterAll(async () => {
   await ns.cleanup();
 });
 
-const kubectl = (args: string[], input?: string) => env().kubectl(["-n", ns.name, ...args], input);
-const apply = (yaml: string) => kubectl(["apply", "-f", "-"], yaml);
-const rollout = (name: string): Rollout =>
-  JSON.parse(kubectl(["get", "modelrollout", name, "-o", "json"]));
+const { kubectl, apply, rollout, targetModels, waitForRollout } = rolloutHelpers(
+  () => ns.name,
+  () => operator.log,
+);
 const prometheus = () => env().info.prometheusUrl;
-
-async function waitForRollout(
-  name: string,
-  what: string,
-  check: (r: Rollout) => boolean,
-  timeoutMs = 30000,
-): Promise<Rollout> {
-  let last: Rollout | undefined;
-  await waitFor(
-    `ModelRollout ${name}: ${what}`,
-    () => check((last = rollout(name))),
-    timeoutMs,
-    `last status: ${JSON.stringify(last?.status)}; operator log: ${operator.log}`,
-  );
-  return last!;
-}
-
-function targetModels(model: string): { name: string; weight?: number }[] {
-  return JSON.parse(kubectl(["get", "inferencemodel", model, "-o", "json"])).spec.targetModels;
-}
 
 function model(name: string, stable: string): string {
   return `

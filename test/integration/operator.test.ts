@@ -8,17 +8,7 @@ import { modifyWithRetry } from "../../capabilities/modelrollout/targets";
 import { operatorKubeconfig } from "../../hack/env/rbac";
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
 import { RunningOperator, startOperator } from "../support/operator";
-
-interface Rollout {
-  metadata: { annotations?: Record<string, string>; generation: number };
-  status?: {
-    phase?: string;
-    currentStep?: number;
-    canaryWeight?: number;
-    message?: string;
-    conditions?: { type: string; status: string; reason: string; message: string }[];
-  };
-}
+import { rolloutHelpers } from "../support/rollouts";
 
 let ns: TestNamespace;
 let operator: RunningOperator;
@@ -39,34 +29,10 @@ afterAll(async () => {
   await ns.cleanup();
 });
 
-const kubectl = (args: string[], input?: string) => env().kubectl(["-n", ns.name, ...args], input);
-const apply = (yaml: string) => kubectl(["apply", "-f", "-"], yaml);
-const getJson = <T>(resource: string, name: string): T =>
-  JSON.parse(kubectl(["get", resource, name, "-o", "json"]));
-const rollout = (name: string) => getJson<Rollout>("modelrollout", name);
-
-async function waitForRollout(
-  name: string,
-  what: string,
-  check: (r: Rollout) => boolean,
-  timeoutMs = 30000,
-): Promise<Rollout> {
-  let last: Rollout | undefined;
-  await waitFor(
-    `ModelRollout ${name}: ${what}`,
-    () => check((last = rollout(name))),
-    timeoutMs,
-    `last status: ${JSON.stringify(last?.status)}; operator log: ${operator.log}`,
-  );
-  return last!;
-}
-
-function targetModels(model: string): { name: string; weight?: number }[] {
-  return getJson<{ spec: { targetModels: { name: string; weight?: number }[] } }>(
-    "inferencemodel",
-    model,
-  ).spec.targetModels;
-}
+const { kubectl, apply, getJson, rollout, targetModels, waitForRollout } = rolloutHelpers(
+  () => ns.name,
+  () => operator.log,
+);
 
 const seedPoolV1 = (name: string) => `
 apiVersion: inference.networking.x-k8s.io/v1alpha2

@@ -34,3 +34,8 @@ export function durationMs(text: string): number {
   });
   return total;
 }
+
+/** Milliseconds of a duration, or undefined when `text` is not one. */
+export function parseDuration(text: string): number | undefined {
+  return isDuration(text) ? durationMs(text) : undefined;
+}
