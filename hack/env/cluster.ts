@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
 import { ensurePki, kubeconfigYaml, Pki } from "./certs";
+import { releaseAllIps } from "./ip-claims";
 import { EnvConfig, envConfig, repoRoot } from "./config";
 import { isAlive, listProcs, readProc, run, startProc, stopProc, tailOf, waitFor } from "./procs";
 import {
@@ -262,6 +263,7 @@ export async function stopCluster(
     progress(`stopping ${p.name} (pid ${p.pid})`);
     await stopProc(cfg.stateDir, p.name);
   }
+  releaseAllIps(cfg.stateDir);
   for (const dir of ["model-servers", path.join("prometheus", "targets")]) {
     fs.rmSync(path.join(cfg.stateDir, dir), { recursive: true, force: true });
   }

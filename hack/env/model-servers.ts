@@ -5,7 +5,6 @@
 //   3. mark the Pod Ready with that podIP through the status subresource,
 //   4. register it as a Prometheus scrape target.
 // Removing it undoes all four.
-import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
@@ -13,6 +12,7 @@ import { ClusterInfo, kubectlFor } from "./cluster";
 import { repoRoot } from "./config";
 import { isAlive, readProc, startProc, stopProc, tailOf, waitFor } from "./procs";
 import { addScrapeTarget, removeScrapeTarget } from "./prometheus";
+import { claimIp, modelServerProcName as procName, releaseIp } from "./ip-claims";
 
 export interface ModelServerOptions {
   namespace: string;
@@ -42,14 +42,6 @@ export interface ModelServer {
   url: string;
 }
 
-function serversDir(info: ClusterInfo): string {
-  return path.join(info.stateDir, "model-servers");
-}
-
-function procName(namespace: string, name: string): string {
-  return `model-server.${namespace}.${name}`;
-}
-
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -59,31 +51,6 @@ function freePort(): Promise<number> {
     });
     srv.on("error", reject);
   });
-}
-
-/** Claims a free 127.0.0.N address; exclusive file creation makes this safe across processes. */
-function claimIp(info: ClusterInfo, owner: string): string {
-  const dir = path.join(serversDir(info), "ips");
-  fs.mkdirSync(dir, { recursive: true });
-  for (let n = 10; n < 255; n++) {
-    const ip = `127.0.0.${n}`;
-    try {
-      fs.writeFileSync(path.join(dir, ip), owner, { flag: "wx" });
-      return ip;
-    } catch {
-      continue;
-    }
-  }
-  throw new Error("no free loopback address left in 127.0.0.10-254; remove some model servers");
-}
-
-function releaseIp(info: ClusterInfo, owner: string): void {
-  const dir = path.join(serversDir(info), "ips");
-  if (!fs.existsSync(dir)) return;
-  for (const ip of fs.readdirSync(dir)) {
-    if (fs.readFileSync(path.join(dir, ip), "utf8") === owner)
-      fs.rmSync(path.join(dir, ip), { force: true });
-  }
 }
 
 /** The upstream simulator when present (LLM_D_INFERENCE_SIM or on PATH), else our stand-in. */
