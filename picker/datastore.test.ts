@@ -212,6 +212,39 @@ describe("Datastore", () => {
     expect(e.dispatchedSinceScrape).toBe(0);
   });
 
+  it("counts in-flight requests per LoRA adapter until they complete", () => {
+    const ds = store();
+    ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
+    ds.noteDispatched("10.0.0.1:8000", "v1");
+    ds.noteDispatched("10.0.0.1:8000", "v1");
+    ds.noteDispatched("10.0.0.1:8000", "v2");
+    ds.noteDispatched("10.0.0.1:8000");
+    const e = ds.readyEndpoints()[0];
+    expect([...e.sentAdapters!]).toEqual([
+      ["v1", 2],
+      ["v2", 1],
+    ]);
+    ds.noteCompleted("10.0.0.1:8000", "v1");
+    ds.noteCompleted("10.0.0.1:8000", "v2");
+    ds.noteCompleted("10.0.0.1:8000", "v3"); // never sent: ignored
+    // Completed adapters stay, in the order they were last sent (idle adapters stay loaded).
+    expect([...e.sentAdapters!]).toEqual([
+      ["v1", 1],
+      ["v2", 0],
+    ]);
+    expect(e.inflight).toBe(1);
+    ds.noteDispatched("10.0.0.1:8000", "v1");
+    expect([...e.sentAdapters!.keys()]).toEqual(["v2", "v1"]);
+    // Bounded: the least recently sent idle adapters go first.
+    for (let i = 0; i < 20; i++) {
+      ds.noteDispatched("10.0.0.1:8000", `x${i}`);
+      ds.noteCompleted("10.0.0.1:8000", `x${i}`);
+    }
+    expect(e.sentAdapters!.size).toBe(16);
+    expect(e.sentAdapters!.has("v2")).toBe(false);
+    expect(e.sentAdapters!.get("v1")).toBe(2);
+  });
+
   it("resolves model names: exact rewrite > InferenceModel > catch-all rewrite; oldest wins", () => {
     const ds = store();
     ds.upsertModel(

@@ -230,6 +230,9 @@ export interface EndpointState extends EndpointView {
   lastScrapeError?: string;
 }
 
+/** Adapters remembered per endpoint; more than any server's adapter slots. */
+const maxSentAdapters = 16;
+
 const byAge = <T extends { createdAtMs: number; name: string }>(a: T, b: T): number =>
   a.createdAtMs - b.createdAtMs || a.name.localeCompare(b.name);
 
@@ -271,17 +274,33 @@ export class Datastore implements PoolView {
     return found?.priority;
   }
 
-  noteDispatched(address: string): void {
+  noteDispatched(address: string, adapter?: string): void {
     const e = this.endpointsByAddress.get(address);
-    if (e) {
-      e.dispatchedSinceScrape++;
-      e.inflight++;
+    if (!e) return;
+    e.dispatchedSinceScrape++;
+    e.inflight++;
+    if (adapter) {
+      const sent = (e.sentAdapters ??= new Map());
+      const n = sent.get(adapter) ?? 0;
+      sent.delete(adapter); // re-inserted last: the most recently sent
+      sent.set(adapter, n + 1);
+      if (sent.size > maxSentAdapters) {
+        for (const [name, count] of sent) {
+          if (count === 0) {
+            sent.delete(name);
+            break;
+          }
+        }
+      }
     }
   }
 
-  noteCompleted(address: string): void {
+  noteCompleted(address: string, adapter?: string): void {
     const e = this.endpointsByAddress.get(address);
-    if (e && e.inflight > 0) e.inflight--;
+    if (!e) return;
+    if (e.inflight > 0) e.inflight--;
+    const n = adapter ? e.sentAdapters?.get(adapter) : undefined;
+    if (n !== undefined && n > 0) e.sentAdapters!.set(adapter!, n - 1);
   }
 
   // Pool and pods

@@ -6,6 +6,7 @@
 // mapping from objects to records lives in datastore.ts (pure, unit-tested).
 
 import { GenericKind, K8s, WatchEvent, kind } from "kubernetes-fluent-client";
+import type { WeightedTarget } from "./core/types";
 import {
   Datastore,
   GROUP_ALPHA,
@@ -18,6 +19,11 @@ import {
   poolSpecFromObject,
   rewriteFromObject,
 } from "./datastore";
+
+/** "a 90, b 10" for logs: every weight change shows up in the picker's log. */
+function targetsText(targets: readonly WeightedTarget[]): string {
+  return targets.length === 0 ? "(itself)" : targets.map(t => `${t.name} ${t.weight}`).join(", ");
+}
 
 export type PoolGroupChoice = "auto" | typeof GROUP_GA | typeof GROUP_ALPHA;
 
@@ -88,6 +94,11 @@ export class Discovery {
           const record = deleted ? undefined : inferenceModelFromObject(o);
           if (record) this.ds.upsertModel(record);
           else this.ds.deleteModel(name);
+          this.options.log(
+            record
+              ? `discovery: InferenceModel ${name}: ${record.modelName} → ${targetsText(record.targets)}`
+              : `discovery: InferenceModel ${name} removed`,
+          );
         },
       ),
     );
@@ -105,6 +116,11 @@ export class Discovery {
             const record = deleted ? undefined : rewriteFromObject(o);
             if (record) this.ds.upsertRewrite(record);
             else this.ds.deleteRewrite(`${group}/${name}`);
+            this.options.log(
+              record
+                ? `discovery: InferenceModelRewrite ${group}/${name}: ${record.rules.map(r => `${r.matches.join("|") || "*"} → ${targetsText(r.targets)}`).join("; ")}`
+                : `discovery: InferenceModelRewrite ${group}/${name} removed`,
+            );
           },
         ),
         this.watchKind(

@@ -454,7 +454,7 @@ export class ExtProcStream {
     if (this.finished || !this.decision) return;
     this.finished = true;
     const d = this.decision;
-    this.deps.pool.noteCompleted(d.endpoints[0].address);
+    this.deps.pool.noteCompleted(d.endpoints[0].address, d.adapter);
     if (!responded) return;
     const { metrics } = this.deps;
     metrics.observeDuration(d.model, d.targetModel, (this.deps.now() - this.startMs) / 1000);

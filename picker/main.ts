@@ -5,7 +5,7 @@
 import { PrefixIndex } from "./core/prefix";
 import { mathRandom } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import { Scheduler, defaultSchedulerConfig } from "./core/scheduler";
+import { Scheduler, SchedulerConfig, defaultSchedulerConfig } from "./core/scheduler";
 import { TrafficSplitter } from "./core/split";
 import { ConfigError, PickerConfig, parseConfig, usage } from "./config";
 import { Datastore } from "./datastore";
@@ -25,16 +25,29 @@ const log = (message: string) => console.log(`${new Date().toISOString()} ${mess
 /** The scheduler and scraper share this monotonic clock (milliseconds). */
 const now = () => performance.now();
 
-export async function runPicker(config: PickerConfig): Promise<() => Promise<void>> {
+export interface RunOptions {
+  /**
+   * Replaces the scheduling plugins built from `config.weights` (benchmarks compare against
+   * round-robin and random this way); receives the prefix index the default plugins would use.
+   */
+  schedulerConfig?: (prefixIndex: PrefixIndex) => SchedulerConfig;
+}
+
+export async function runPicker(
+  config: PickerConfig,
+  options: RunOptions = {},
+): Promise<() => Promise<void>> {
   const ds = new Datastore(config.pool);
   const metrics = new PickerMetrics(config.pool, { processMetrics: true });
   metrics.setPoolGaugeSource(() => poolGaugeValues(ds.readyEndpoints()));
 
   const prefixIndex = new PrefixIndex(config.prefix.capacityPerEndpoint);
   ds.onChange(() => prefixIndex.retain(new Set(ds.endpoints().map(e => e.name))));
+  const schedulerConfig =
+    options.schedulerConfig?.(prefixIndex) ?? defaultSchedulerConfig(config.weights, prefixIndex);
   const router = new RequestRouter(
     ds,
-    new Scheduler(defaultSchedulerConfig(config.weights, prefixIndex)),
+    new Scheduler(schedulerConfig),
     new TrafficSplitter({ rng: mathRandom, stickyCapacity: config.stickySessions }),
     mathRandom,
     {
@@ -142,10 +155,14 @@ export async function runPicker(config: PickerConfig): Promise<() => Promise<voi
   };
 }
 
-async function main(): Promise<void> {
+/** The command line: parses flags, runs until SIGTERM/SIGINT. */
+export async function main(
+  argv: string[] = process.argv.slice(2),
+  options: RunOptions = {},
+): Promise<void> {
   let config: PickerConfig | "help";
   try {
-    config = parseConfig(process.argv.slice(2), process.env);
+    config = parseConfig(argv, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`picker: ${err.message}\n\n${usage}`);
@@ -157,7 +174,7 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
-  const stop = await runPicker(config);
+  const stop = await runPicker(config, options);
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

@@ -282,7 +282,7 @@ export class InferenceProxy {
     let address = decision.endpoints[0].address;
     for (let attempt = 0; attempt < attempts; attempt++) {
       address = decision.endpoints[attempt].address;
-      if (attempt > 0) pool.noteDispatched(address);
+      if (attempt > 0) pool.noteDispatched(address, decision.adapter);
       metrics.recordPick(address);
       try {
         upstream = await undiciRequest(`http://${address}${req.url ?? "/"}`, {
@@ -294,7 +294,7 @@ export class InferenceProxy {
         });
         break;
       } catch (err) {
-        pool.noteCompleted(address);
+        pool.noteCompleted(address, decision.adapter);
         const code = errorCode(err);
         if (abort.signal.aborted) return; // the client went away
         if (connectErrors.has(code) && attempt + 1 < attempts) {
@@ -334,7 +334,9 @@ export class InferenceProxy {
     let first = true;
     let failed = false;
     res.writeHead(upstream.statusCode, responseHeaders(upstream.headers));
-    res.flushHeaders();
+    // An event stream's headers go out at once (the client learns the stream is open); other
+    // headers leave with the first body bytes, in the same write.
+    if (sse) res.flushHeaders();
     try {
       for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
         if (first) {
@@ -354,7 +356,7 @@ export class InferenceProxy {
       failed = !clientGone.aborted;
       res.destroy();
     } finally {
-      pool.noteCompleted(address);
+      pool.noteCompleted(address, d.adapter);
     }
     if (!counted) return;
     metrics.observeDuration(d.model, d.targetModel, (now() - startMs) / 1000);

@@ -28,7 +28,9 @@ class FakePool implements PoolView {
   objectivePriority(n: string) {
     return this.objectives.get(n);
   }
-  noteDispatched(address: string) {
+  adapters: [string, string][] = [];
+  noteDispatched(address: string, adapter?: string) {
+    if (adapter) this.adapters.push([address, adapter]);
     const e = this.endpoints.find(x => x.address === address);
     if (e) {
       e.inflight++;
@@ -109,6 +111,9 @@ describe("RequestRouter", () => {
     });
     expect(d.endpoints).toHaveLength(2);
     expect(pool.endpoints.reduce((n, e) => n + e.inflight, 0)).toBe(1);
+    // The split picked an adapter: it is named for in-flight accounting.
+    expect(d.adapter).toBe(d.targetModel);
+    expect(pool.adapters).toEqual([[d.endpoints[0].address, d.targetModel]]);
   });
 
   it("passes unknown models through unchanged, or answers 404 when strict", () => {

@@ -36,6 +36,8 @@ export interface RouteSuccess {
   ok: true;
   model: string;
   targetModel: string;
+  /** The LoRA adapter the request needs (the target of a split), for in-flight accounting. */
+  adapter?: string;
   /** Best first; the first is the destination, the next ones fallbacks or retry candidates. */
   endpoints: EndpointView[];
   body: Buffer;
@@ -126,12 +128,14 @@ export class RequestRouter {
     if (!result.ok) return fail(result.error, model, targetModel);
 
     const endpoints = withRemaining(result.ranked, candidates);
-    this.pool.noteDispatched(endpoints[0].address);
+    const adapter = resolution.adapters ? targetModel : undefined;
+    this.pool.noteDispatched(endpoints[0].address, adapter);
     const bodyChanged = targetModel !== model;
     return {
       ok: true,
       model,
       targetModel,
+      adapter,
       endpoints,
       body: bodyChanged ? rewriteModel(req.body, modelSpan, targetModel) : req.body,
       bodyChanged,

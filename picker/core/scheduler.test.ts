@@ -174,6 +174,59 @@ describe("LoRA affinity scorer", () => {
       expect(r.ok && r.ranked[0].name).toBe("a");
     }
   });
+
+  it("counts adapters of requests still in flight as active: the scrape lags", () => {
+    const inflight = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
+    // Idle at its last scrape, but we have since sent it v2 requests: it holds v2 by now.
+    const justSent = ep("just-sent", lora([], [], 1), inflight([["v2", 2]]));
+    const idle = ep("idle", lora([], [], 1));
+    const v1 = (e: EndpointView[]) =>
+      loraAffinityScorer.score(req({ targetModel: "v1", adapter: true }), e, ctx());
+    const v2 = (e: EndpointView[]) =>
+      loraAffinityScorer.score(req({ targetModel: "v2", adapter: true }), e, ctx());
+    expect(v2([justSent, idle])).toEqual([1, 0.8]);
+    expect(v1([justSent, idle])).toEqual([0, 0.8]);
+    // A request the scrape shows waiting is not active; two adapters in flight on a one-slot
+    // pod mean one of them waits.
+    expect(v2([ep("queued", lora(["v1"], ["v2"], 1), inflight([["v2", 1]]))])).toEqual([0.6]);
+    expect(
+      v2([
+        ep(
+          "crowded",
+          lora([], [], 1),
+          inflight([
+            ["v1", 1],
+            ["v2", 1],
+          ]),
+        ),
+      ]),
+    ).toEqual([0.6]);
+    // A second slot is still free.
+    expect(v1([ep("two-slots", lora([], [], 2), inflight([["v2", 1]]))])).toEqual([0.8]);
+  });
+
+  it("treats the adapters sent last as still loaded: serving another one there swaps", () => {
+    const sent = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
+    const score = (target: string, e: EndpointView) =>
+      loraAffinityScorer.score(req({ targetModel: target, adapter: true }), [e], ctx())[0];
+    // Idle now, but v2 was its last adapter: v2 needs no swap, v1 evicts v2.
+    const idleV2 = ep("idle-v2", lora([], [], 1), sent([["v2", 0]]));
+    expect([score("v2", idleV2), score("v1", idleV2)]).toEqual([1, 0.2]);
+    // Two slots: the two adapters sent last fill them (least recently sent first in the map).
+    const two = ep(
+      "two",
+      lora([], [], 2),
+      sent([
+        ["v1", 0],
+        ["v2", 0],
+        ["v3", 0],
+      ]),
+    );
+    expect([score("v3", two), score("v2", two), score("v1", two)]).toEqual([1, 1, 0.2]);
+    // Running adapters take their slots first; nothing idle left to evict means full.
+    const busy = ep("busy", lora(["v1"], [], 1), sent([["v2", 0]]));
+    expect(score("v3", busy)).toBe(0);
+  });
 });
 
 describe("prefix-cache affinity", () => {

@@ -139,18 +139,55 @@ export const kvCacheScorer: ScorerPlugin = {
   },
 };
 
-/** Adapter already active 1 > a free adapter slot 0.8 > adapter waiting to load 0.6 > full 0. */
+/** LoRA affinity scores. */
+export const loraScores = {
+  /** The adapter runs there, or sits idle in one of its slots: no adapter swap. */
+  active: 1,
+  /** A free adapter slot. */
+  freeSlot: 0.8,
+  /** The adapter waits there for a slot: it will be loaded anyway. */
+  waiting: 0.6,
+  /** Every slot is taken but one holds an idle adapter: serving here swaps adapters. */
+  evictIdle: 0.2,
+  /** Every slot runs another adapter: the request waits until one drains. */
+  full: 0,
+};
+
+/**
+ * Adapter active > free slot > adapter waiting > an idle adapter must be evicted > full.
+ * `vllm:lora_requests_info` is up to one scrape interval old and lists only adapters with
+ * running or waiting requests. So adapters of requests we sent that are still in flight count as
+ * running (unless the scrape shows them waiting), and the adapters we sent most recently fill the
+ * remaining slots as idle ones (servers evict the least recently used). Without this, a pod idle
+ * at its last scrape looks free for every adapter, gets two adapters at once with one slot, and
+ * one of them waits behind the other or evicts it.
+ */
 export const loraAffinityScorer: ScorerPlugin = {
   name: "lora-affinity-scorer",
   score(request, endpoints) {
     if (!request.adapter) return endpoints.map(() => 1);
+    const target = request.targetModel;
     return endpoints.map(e => {
       const lora = e.metrics?.lora;
-      if (!lora) return 0;
-      if (lora.running.includes(request.targetModel)) return 1;
-      if (lora.running.length + lora.waiting.length < lora.maxLora) return 0.8;
-      if (lora.waiting.includes(request.targetModel)) return 0.6;
-      return 0;
+      if (!lora) return loraScores.full;
+      if (lora.running.includes(target)) return loraScores.active;
+      const sent = e.sentAdapters ?? new Map<string, number>();
+      const running = new Set(lora.running);
+      for (const [adapter, n] of sent) {
+        if (n > 0 && !lora.waiting.includes(adapter)) running.add(adapter);
+      }
+      if (running.has(target)) {
+        return running.size <= lora.maxLora ? loraScores.active : loraScores.waiting;
+      }
+      const loaded = new Set(running);
+      for (const adapter of [...sent.keys()].reverse()) {
+        if (loaded.size >= lora.maxLora) break;
+        if (!lora.waiting.includes(adapter)) loaded.add(adapter);
+      }
+      if (loaded.has(target)) return loraScores.active;
+      if (new Set([...loaded, ...lora.waiting]).size < lora.maxLora) return loraScores.freeSlot;
+      if (lora.waiting.includes(target)) return loraScores.waiting;
+      return loaded.size > running.size ? loraScores.evictIdle : loraScores.full;
     });
   },
 };

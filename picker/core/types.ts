@@ -34,6 +34,13 @@ export interface EndpointView {
   dispatchedSinceScrape: number;
   /** Requests we sent that have not finished yet. */
   inflight: number;
+  /**
+   * LoRA adapters of requests we sent, least recently sent first, each with how many of those
+   * requests are still in flight. The scrape lags by up to one interval and lists only adapters
+   * with running requests; this says which adapters the endpoint runs by now, and which idle ones
+   * it probably still holds in its adapter slots.
+   */
+  sentAdapters?: Map<string, number>;
 }
 
 export type Criticality = "Critical" | "Standard" | "Sheddable";
@@ -61,8 +68,9 @@ export interface PoolView {
   resolveModel(model: string): ModelResolution | undefined;
   /** Priority of the InferenceObjective with that name, if it exists for this pool. */
   objectivePriority(name: string): number | undefined;
-  noteDispatched(address: string): void;
-  noteCompleted(address: string): void;
+  /** `adapter`: the LoRA adapter the request needs, if it targets one. */
+  noteDispatched(address: string, adapter?: string): void;
+  noteCompleted(address: string, adapter?: string): void;
 }
 
 /**

@@ -1,0 +1,206 @@
+// The benchmark's world: pickers as child processes, pools and simulated pods in one namespace of
+// the local environment, and what to read from a /metrics page.
+
+import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ClusterInfo } from "../../hack/env/cluster";
+import { repoRoot } from "../../hack/env/config";
+import { deployModelServer, ModelServer } from "../../hack/env/model-servers";
+import { waitFor } from "../../hack/env/procs";
+import { Strategy } from "./baselines";
+import { keepAliveAgent, post } from "./load";
+
+export const V1 = "travel-helper-v1";
+export const V2 = "travel-helper-v2";
+export const PORT = 8000;
+
+// --- Pickers as child processes ----------------------------------------------------------------
+
+export interface RunningPicker {
+  proxyUrl: string;
+  grpcPort: number;
+  metricsUrl: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+export async function startPicker(
+  info: ClusterInfo,
+  namespace: string,
+  pool: string,
+  strategy: Strategy,
+  nodeArgs: string[] = [],
+  pickerArgs: string[] = [],
+): Promise<RunningPicker> {
+  const script =
+    strategy === "picker"
+      ? [path.join(repoRoot, "picker", "main.ts")]
+      : [path.join(repoRoot, "bench", "picker", "baseline-picker.ts"), "--strategy", strategy];
+  const logFile = path.join(info.logDir, `picker-bench-${pool}-${strategy}.log`);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      "--import",
+      "tsx",
+      ...script,
+      ...["--pool", pool, "--namespace", namespace, "--host", "127.0.0.1"],
+      ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
+      ...pickerArgs,
+    ],
+    { cwd: repoRoot, env: { ...process.env, KUBECONFIG: info.kubeconfig }, stdio: "pipe" },
+  );
+  let output = "";
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+    fs.appendFileSync(logFile, chunk);
+  };
+  child.stdout!.on("data", collect);
+  child.stderr!.on("data", collect);
+  const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(killer);
+  };
+  try {
+    await waitFor(
+      `picker (${strategy}) to serve ${pool}`,
+      () => {
+        if (child.exitCode !== null) throw new Error(`picker exited: ${output}`);
+        return output.includes("serving pool");
+      },
+      30000,
+      `see ${logFile}`,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const portOf = (pattern: RegExp) => Number(pattern.exec(output)?.[1]);
+  return {
+    proxyUrl: `http://127.0.0.1:${portOf(/HTTP proxy on :(\d+)/)}`,
+    grpcPort: portOf(/ext_proc on :(\d+)/),
+    metricsUrl: `http://127.0.0.1:${portOf(/metrics on :(\d+)/)}/metrics`,
+    logFile,
+    stop,
+  };
+}
+
+/** Sum of a metric's series on a Prometheus text page whose line contains `labels`. */
+export function metricSum(text: string, name: string, labels = ""): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (line.includes(labels)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+export async function pageOf(url: string): Promise<string> {
+  return (await fetch(url)).text();
+}
+
+/** Ready once it sees `pods` ready pods and splits travel-helper onto an adapter. */
+export async function waitPickerReady(p: RunningPicker, pool: string, pods: number): Promise<void> {
+  const agent = keepAliveAgent(1);
+  const probe = Buffer.from(
+    JSON.stringify({ model: "travel-helper", prompt: "hi", max_tokens: 1 }),
+  );
+  await waitFor(
+    `picker to see ${pods} pods of ${pool} and the InferenceModel`,
+    async () => {
+      const page = await pageOf(p.metricsUrl);
+      if (metricSum(page, "inference_pool_ready_pods", `name="${pool}"`) !== pods) return false;
+      const r = await post(agent, `${p.proxyUrl}/v1/completions`, probe);
+      const model = r.status === 200 ? JSON.parse(r.body.toString()).model : "";
+      return model === V1 || model === V2;
+    },
+    30000,
+    `see ${p.logFile}`,
+  );
+  await agent.close();
+}
+
+// --- Pools and pods ------------------------------------------------------------------------------
+
+export interface Bench {
+  info: ClusterInfo;
+  namespace: string;
+  kubectl: (args: string[], input?: string) => string;
+  servers: ModelServer[];
+}
+
+export function poolYaml(name: string, weights: [number, number]): string {
+  return `
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: ${name}}
+spec:
+  selector: {app: ${name}}
+  targetPortNumber: ${PORT}
+  extensionRef: {name: ${name}-epp}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: travel-helper-${name}}
+spec:
+  modelName: travel-helper
+  criticality: Critical
+  poolRef: {name: ${name}}
+  targetModels: [{name: ${V1}, weight: ${weights[0]}}, {name: ${V2}, weight: ${weights[1]}}]
+`;
+}
+
+export async function deployPods(
+  b: Bench,
+  pool: string,
+  count: number,
+  sim: { maxNumSeqs: number; ttftMs: number; itlMs: number; maxLoras?: number },
+): Promise<ModelServer[]> {
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, (_, i) =>
+      deployModelServer(b.info, {
+        namespace: b.namespace,
+        name: `${pool}-${i}`,
+        labels: { app: pool },
+        port: PORT,
+        model: "Qwen/Qwen2.5-1.5B-Instruct",
+        servedModelNames: ["mymodel"],
+        loraAdapters: [V1, V2],
+        maxLoras: sim.maxLoras ?? 2,
+        maxNumSeqs: sim.maxNumSeqs,
+        timeToFirstTokenMs: sim.ttftMs,
+        interTokenLatencyMs: sim.itlMs,
+        extraArgs: ["--max-model-len=4096", "--seed=7"],
+      }),
+    ),
+  );
+  // Whatever started is recorded (and so removed at the end) even if another one failed.
+  const servers = started.filter(r => r.status === "fulfilled").map(r => r.value);
+  b.servers.push(...servers);
+  const failed = started.find(r => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return servers;
+}
+
+/** Waits until no pod runs or queues a request (the previous phase has drained). */
+export async function waitIdle(servers: ModelServer[]): Promise<void> {
+  await waitFor(
+    "the simulated pods to drain",
+    async () => {
+      for (const s of servers) {
+        const page = await pageOf(`${s.url}/metrics`);
+        if (
+          metricSum(page, "vllm:num_requests_running") +
+          metricSum(page, "vllm:num_requests_waiting")
+        )
+          return false;
+      }
+      return true;
+    },
+    60000,
+  );
+}

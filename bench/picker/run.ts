@@ -1,0 +1,485 @@
+// Picker benchmark:
+//   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3] [--profile DIR]
+//     [--picker-flags "--stale-ms 2000 ..."]
+//
+// (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
+//     through the HTTP proxy, and through ext_proc with Envoy's side played by a gRPC client
+//     (with and without the response phase) — one at a time (no queueing), at 1,000 req/s (open
+//     loop), and with 64 in flight (highest throughput). Rounds alternate the paths, so that
+//     background load on the machine hits them alike.
+// (b) Scheduling under load: four simulated pods that queue (max-num-seqs 2, TTFT and ITL set),
+//     Poisson arrivals at 90 % of their capacity, streamed completions of mixed lengths; p95
+//     latency and TTFT with the picker's scheduling versus round-robin versus random (same proxy,
+//     same split, same arrivals and lengths: only the choice of endpoint differs).
+//
+// Runs on the local environment (started here when none runs, and stopped again then), in its
+// own namespace, everything on loopback; every phase is bounded in requests and time.
+
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  ensureCluster,
+  isClusterRunning,
+  kubectlFor,
+  namespaceYaml,
+  stopCluster,
+} from "../../hack/env/cluster";
+import { ModelServer, removeModelServer } from "../../hack/env/model-servers";
+import { Strategy, strategies } from "./baselines";
+import {
+  Bench,
+  PORT,
+  RunningPicker,
+  V1,
+  V2,
+  deployPods,
+  metricSum,
+  pageOf,
+  poolYaml,
+  startPicker,
+  waitIdle,
+  waitPickerReady,
+} from "./env";
+import { EnvoyEmulator, Sample, Send, closedLoop, keepAliveAgent, openLoop, post } from "./load";
+import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./stats";
+
+const args = process.argv.slice(2);
+const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const quick = args.includes("--quick");
+const parts = flag("--part") ?? "ab";
+const profileDir = flag("--profile");
+/** Extra flags for every picker of part (b), e.g. --picker-flags "--stale-ms 2000". */
+const pickerFlags = (flag("--picker-flags") ?? "").split(" ").filter(Boolean);
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+function pickerNodeArgs(name: string): string[] {
+  if (!profileDir) return [];
+  fs.mkdirSync(profileDir, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`];
+}
+
+// --- (a) front-door overhead ------------------------------------------------------------------
+
+interface DoorResult {
+  door: string;
+  single: LatencySummary;
+  at1000: LatencySummary;
+  failedAt1000: number;
+  maxThroughput: number;
+  maxThroughputFailed: number;
+  maxThroughputP50: number;
+}
+
+interface PartA {
+  doors: DoorResult[];
+  decision: string;
+  rounds: number;
+  secondsAt1000: number;
+}
+
+async function partA(b: Bench): Promise<PartA> {
+  const pool = "bench-a";
+  const rate = 1000;
+  const rounds = quick ? 1 : 3;
+  const sliceSeconds = quick ? 3 : 4;
+  const warmupMs = 500;
+  const singleRequests = quick ? 300 : 500;
+  const concurrency = 64;
+  const throughputMs = quick ? 2000 : 4000;
+  b.kubectl(["apply", "-f", "-"], poolYaml(pool, [90, 10]));
+  const [server] = await deployPods(b, pool, 1, { maxNumSeqs: 4096, ttftMs: 0, itlMs: 0 });
+  const picker = await startPicker(b.info, b.namespace, pool, "picker", pickerNodeArgs("a"));
+  const agent = keepAliveAgent(256);
+  const envoy = new EnvoyEmulator(picker.grpcPort, agent);
+  try {
+    await waitPickerReady(picker, pool, 1);
+    const prompt = "Plan a weekend in Lisbon with a day trip to Sintra.";
+    const publicBody = Buffer.from(
+      JSON.stringify({ model: "travel-helper", prompt, max_tokens: 1 }),
+    );
+    // Direct: the client splits 90/10 itself, so every path serves the same mix of adapters.
+    const split = seededRandom(11);
+    const directBodies = [V1, V2].map(m =>
+      Buffer.from(JSON.stringify({ model: m, prompt, max_tokens: 1 })),
+    );
+    const doors: { name: string; send: Send }[] = [
+      {
+        name: "direct to the simulator (no picker)",
+        send: () =>
+          post(agent, `${server.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
+      },
+      {
+        name: "HTTP proxy",
+        send: () => post(agent, `${picker.proxyUrl}/v1/completions`, publicBody),
+      },
+      {
+        name: "ext_proc, request and response phases",
+        send: () => envoy.send("/v1/completions", publicBody),
+      },
+      {
+        name: "ext_proc, request phase only",
+        send: () => envoy.send("/v1/completions", publicBody, false),
+      },
+    ];
+    const single = doors.map(() => [] as number[]);
+    const open = doors.map(() => [] as Sample[]);
+    for (const door of doors) await closedLoop(door.send, 16, 1000); // warm-up
+    for (let round = 1; round <= rounds; round++) {
+      for (const [i, door] of doors.entries()) {
+        log(`(a) round ${round}/${rounds}, ${door.name}: one at a time, then ${rate} req/s`);
+        for (let n = 0; n < singleRequests; n++) {
+          const t0 = performance.now();
+          const r = await door.send(n);
+          if (r.status === 200) single[i].push(performance.now() - t0);
+        }
+        const arrivals = Array.from({ length: rate * sliceSeconds }, (_, k) => (k * 1000) / rate);
+        const samples = await openLoop(arrivals, door.send, {
+          maxInflight: 2000,
+          drainTimeoutMs: 10000,
+        });
+        open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
+      }
+    }
+    const results: DoorResult[] = [];
+    for (const [i, door] of doors.entries()) {
+      log(`(a) ${door.name}: ${concurrency} in flight for ${throughputMs / 1000} s`);
+      const max = await closedLoop(door.send, concurrency, throughputMs);
+      const ok = open[i].filter(s => s.status === 200);
+      results.push({
+        door: door.name,
+        single: summarize(single[i]),
+        at1000: summarize(ok.map(s => s.latencyMs)),
+        failedAt1000: open[i].length - ok.length,
+        maxThroughput: max.completed / max.seconds,
+        maxThroughputFailed: max.failed,
+        maxThroughputP50: summarize(max.latenciesMs).p50,
+      });
+      log(`(a) ${door.name}: ${JSON.stringify(results[i])}`);
+    }
+    const page = await pageOf(picker.metricsUrl);
+    const count = metricSum(page, "modelrollout_picker_decision_seconds_count");
+    const sum = metricSum(page, "modelrollout_picker_decision_seconds_sum");
+    const bucket = (le: string) =>
+      metricSum(page, "modelrollout_picker_decision_seconds_bucket", `le="${le}"`);
+    const decision =
+      `The decision itself (parse, resolve, split, schedule, rewrite; the picker's ` +
+      `\`modelrollout_picker_decision_seconds\`) over ${count} requests: mean ` +
+      `${((sum / count) * 1e6).toFixed(0)} µs, ${((100 * bucket("0.0001")) / count).toFixed(1)} % ` +
+      `under 100 µs, ${((100 * bucket("0.001")) / count).toFixed(2)} % under 1 ms.`;
+    return { doors: results, decision, rounds, secondsAt1000: rounds * sliceSeconds };
+  } finally {
+    envoy.close();
+    await agent.close();
+    await picker.stop();
+  }
+}
+
+// --- (b) scheduling under load ----------------------------------------------------------------
+
+interface Scenario {
+  name: string;
+  what: string;
+  pods: number;
+  maxNumSeqs: number;
+  maxLoras: number;
+  ttftMs: number;
+  itlMs: number;
+  /** Output lengths are exponential with this mean (at least 1, at most maxTokens). */
+  meanTokens: number;
+  maxTokens: number;
+  weights: [number, number];
+  /** Offered load as a share of the capacity measured before (all requests on one adapter). */
+  load: number;
+}
+
+const baseScenario = {
+  pods: 4,
+  maxNumSeqs: 2,
+  ttftMs: 40,
+  itlMs: 8,
+  meanTokens: 24,
+  maxTokens: 256,
+  weights: [90, 10] as [number, number],
+  load: 0.9,
+};
+
+const scenarios: Scenario[] = [
+  {
+    ...baseScenario,
+    name: "b1",
+    what: "mixed output lengths, both adapters fit on every pod (max-loras 2), 85 % load",
+    maxLoras: 2,
+    load: 0.85,
+  },
+  {
+    ...baseScenario,
+    name: "b2",
+    what: "the same at 95 % load",
+    maxLoras: 2,
+    load: 0.95,
+  },
+  {
+    ...baseScenario,
+    name: "b3",
+    what: "one adapter slot per pod (max-loras 1, vLLM's default), 90 % load",
+    maxLoras: 1,
+    load: 0.9,
+  },
+];
+
+interface StrategyResult {
+  strategy: Strategy;
+  latency: LatencySummary;
+  ttft: LatencySummary;
+  completed: number;
+  failed: number;
+  perPod: number[];
+}
+
+interface ScenarioResult {
+  scenario: Scenario;
+  rate: number;
+  capacity: number;
+  seconds: number;
+  requests: number;
+  results: StrategyResult[];
+}
+
+async function runStrategy(
+  b: Bench,
+  pool: string,
+  servers: ModelServer[],
+  strategy: Strategy,
+  arrivals: number[],
+  bodies: Buffer[],
+  warmupMs: number,
+): Promise<StrategyResult> {
+  await waitIdle(servers);
+  const picker: RunningPicker = await startPicker(
+    b.info,
+    b.namespace,
+    pool,
+    strategy,
+    pickerNodeArgs(`${pool}-${strategy}`),
+    pickerFlags,
+  );
+  const agent = keepAliveAgent(512);
+  try {
+    await waitPickerReady(picker, pool, servers.length);
+    const before = await pageOf(picker.metricsUrl);
+    log(`(b) ${pool} ${strategy}: ${arrivals.length} requests`);
+    const samples = await openLoop(
+      arrivals,
+      i => post(agent, `${picker.proxyUrl}/v1/completions`, bodies[i]),
+      { maxInflight: 2000, drainTimeoutMs: 60000 },
+    );
+    const after = await pageOf(picker.metricsUrl);
+    const measured = samples.filter(s => s.offsetMs >= warmupMs);
+    const ok = measured.filter(s => s.status === 200);
+    const picks = (s: ModelServer, page: string) =>
+      metricSum(page, "modelrollout_picker_endpoint_picks_total", `endpoint="${s.podIP}:${PORT}"`);
+    const result: StrategyResult = {
+      strategy,
+      latency: summarize(ok.map(s => s.latencyMs)),
+      ttft: summarize(ok.map(s => s.ttftMs ?? NaN)),
+      completed: ok.length,
+      failed: measured.length - ok.length,
+      perPod: servers.map(s => picks(s, after) - picks(s, before)),
+    };
+    log(`(b) ${pool} ${strategy}: ${JSON.stringify(result)}`);
+    return result;
+  } finally {
+    await agent.close();
+    await picker.stop();
+  }
+}
+
+/** Exponentially distributed output lengths, the same for every strategy. */
+function outputLengths(count: number, sc: Scenario, seed: number): number[] {
+  const random = seededRandom(seed);
+  return Array.from({ length: count }, () =>
+    Math.min(sc.maxTokens, Math.max(1, Math.round(-sc.meanTokens * Math.log(1 - random())))),
+  );
+}
+
+function completionBody(model: string, i: number, tokens: number): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      model,
+      prompt: `Request ${i}: suggest things to do in Porto.`,
+      max_tokens: tokens,
+      ignore_eos: true,
+      stream: true,
+    }),
+  );
+}
+
+/**
+ * What the pods really serve on this machine (simulator timers and CPU included): every pod
+ * kept full — its own closed loop with twice max-num-seqs in flight, one adapter — for a while.
+ */
+async function measureCapacity(servers: ModelServer[], sc: Scenario): Promise<number> {
+  const agent = keepAliveAgent(256);
+  const lengths = outputLengths(10_000, sc, 5);
+  try {
+    const perPod = await Promise.all(
+      servers.map(server =>
+        closedLoop(
+          i => post(agent, `${server.url}/v1/completions`, completionBody(V1, i, lengths[i])),
+          sc.maxNumSeqs * 2,
+          quick ? 5000 : 10000,
+        ),
+      ),
+    );
+    return perPod.reduce((sum, r) => sum + r.completed / r.seconds, 0);
+  } finally {
+    await agent.close();
+  }
+}
+
+async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
+  const pool = `bench-${sc.name}`;
+  const seconds = quick ? 10 : 30;
+  const warmupMs = 3000;
+  b.kubectl(["apply", "-f", "-"], poolYaml(pool, sc.weights));
+  const servers = await deployPods(b, pool, sc.pods, sc);
+  const results: StrategyResult[] = [];
+  try {
+    const capacity = await measureCapacity(servers, sc);
+    const rate = Math.round(capacity * sc.load);
+    log(`(b) ${pool}: ${sc.pods} pods serve ${capacity.toFixed(1)} req/s; offering ${rate} req/s`);
+    // The same arrivals and lengths for every strategy.
+    const arrivals = poissonArrivals(rate, seconds * 1000, seededRandom(2024));
+    const lengths = outputLengths(arrivals.length, sc, 99);
+    const bodies = lengths.map((n, i) => completionBody("travel-helper", i, n));
+    for (const strategy of strategies) {
+      results.push(await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs));
+    }
+    return { scenario: sc, rate, capacity, seconds, requests: arrivals.length, results };
+  } finally {
+    for (const s of servers) await removeModelServer(b.info, s.namespace, s.name);
+    b.servers = b.servers.filter(s => !servers.includes(s));
+  }
+}
+
+// --- Report -----------------------------------------------------------------------------------
+
+function reportA(a: PartA): string {
+  const [direct] = a.doors;
+  const added = (d: DoorResult, f: (x: DoorResult) => number) =>
+    d === direct ? "–" : `${ms(f(d) - f(direct))} ms`;
+  const lines = [
+    `One request at a time, then ${a.secondsAt1000} s at 1,000 req/s (open loop, latency from ` +
+      `the intended send time; ${a.rounds} rounds alternating the paths), then 64 in flight. ` +
+      `"Added" = the path's percentile minus the direct path's.`,
+    "",
+    "| path | one at a time p50 / p99 | added p50 / p99 | at 1,000 req/s p50 / p99 | added p50 / p99 | failed | highest throughput (64 in flight) |",
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const d of a.doors) {
+    lines.push(
+      `| ${d.door} | ${ms(d.single.p50)} / ${ms(d.single.p99)} ms | ` +
+        `${added(d, x => x.single.p50)} / ${added(d, x => x.single.p99)} | ` +
+        `${ms(d.at1000.p50)} / ${ms(d.at1000.p99)} ms | ` +
+        `${added(d, x => x.at1000.p50)} / ${added(d, x => x.at1000.p99)} | ${d.failedAt1000} | ` +
+        `${d.maxThroughput.toFixed(0)} req/s (p50 ${ms(d.maxThroughputP50)} ms` +
+        `${d.maxThroughputFailed ? `, ${d.maxThroughputFailed} failed` : ""}) |`,
+    );
+  }
+  return `${lines.join("\n")}\n\n${a.decision}`;
+}
+
+const strategyNames: Record<Strategy, string> = {
+  picker: "**picker** (default: capacity filter; queue, KV, prefix, LoRA scorers)",
+  "queue-only": "queue scorer alone (join the shortest queue; reference)",
+  "round-robin": "round-robin",
+  random: "random",
+};
+
+function reportB(all: ScenarioResult[]): string {
+  const lines: string[] = [];
+  for (const r of all) {
+    const s = r.scenario;
+    const rr = r.results.find(x => x.strategy === "round-robin")!;
+    lines.push(
+      `**${s.name}** — ${s.what}: ${s.pods} pods × max-num-seqs ${s.maxNumSeqs}, ` +
+        `TTFT ${s.ttftMs} ms, ITL ${s.itlMs} ms; travel-helper split ` +
+        `${s.weights[0]}/${s.weights[1]}; output lengths exponential, mean ${s.meanTokens} tokens ` +
+        `(1–${s.maxTokens}), streamed; the pods served ${r.capacity.toFixed(1)} req/s when kept ` +
+        `full, Poisson arrivals at ${r.rate} req/s (${((100 * r.rate) / r.capacity).toFixed(0)} %) ` +
+        `for ${r.seconds} s (${r.requests} requests), the first 3 s not counted.`,
+      "",
+      "| scheduling | p50 latency | p95 latency | p99 latency | p50 TTFT | p95 TTFT | p95 latency vs round-robin | p95 TTFT vs round-robin | failed | requests per pod |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const x of r.results) {
+      lines.push(
+        `| ${strategyNames[x.strategy]} | ` +
+          `${ms(x.latency.p50)} ms | ${ms(x.latency.p95)} ms | ${ms(x.latency.p99)} ms | ` +
+          `${ms(x.ttft.p50)} ms | ${ms(x.ttft.p95)} ms | ` +
+          `${(x.latency.p95 / rr.latency.p95).toFixed(2)} × | ${(x.ttft.p95 / rr.ttft.p95).toFixed(2)} × | ` +
+          `${x.failed} | ${x.perPod.join(" / ")} |`,
+      );
+    }
+    lines.push("");
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const startedHere = !isClusterRunning();
+  const info = await ensureCluster(msg => log(msg));
+  const namespace = `picker-bench-${randomBytes(3).toString("hex")}`;
+  const kubectl = kubectlFor(info);
+  kubectl(["apply", "-f", "-"], namespaceYaml(namespace));
+  const b: Bench = {
+    info,
+    namespace,
+    kubectl: (a, input) => kubectl(["-n", namespace, ...a], input),
+    servers: [],
+  };
+  const load = () =>
+    os
+      .loadavg()
+      .map(l => l.toFixed(1))
+      .join(" ");
+  const started = new Date().toISOString();
+  let output =
+    `Picker benchmark, ${started}${quick ? " (--quick)" : ""}: ${os.cpus().length} × ` +
+    `${os.cpus()[0]?.model ?? "CPU"}, Node ${process.version}; load average before ${load()}.\n`;
+  try {
+    if (parts.includes("a")) output += `\n#### (a) Front doors\n\n${reportA(await partA(b))}\n`;
+    if (parts.includes("b")) {
+      const results: ScenarioResult[] = [];
+      const only = flag("--scenario");
+      for (const sc of scenarios.filter(x => !only || x.name === only)) {
+        results.push(await runScenario(b, sc));
+      }
+      output += `\n#### (b) Scheduling under load\n\n${reportB(results)}`;
+    }
+    output += `\nLoad average after: ${load()}.\n`;
+    process.stdout.write(output);
+    const file = path.join(info.logDir, `picker-bench-${started.replace(/[:.]/g, "-")}.md`);
+    fs.writeFileSync(file, output);
+    log(`results also in ${file}`);
+  } finally {
+    for (const s of b.servers) await removeModelServer(info, s.namespace, s.name);
+    kubectl([
+      "-n",
+      namespace,
+      "delete",
+      "inferencemodels.inference.networking.x-k8s.io,inferencepools.inference.networking.x-k8s.io",
+      "--all",
+      "--ignore-not-found",
+    ]);
+    kubectl(["delete", "namespace", namespace, "--wait=false", "--ignore-not-found"]);
+    if (startedHere) await stopCluster(msg => log(msg));
+  }
+}
+
+main().catch(err => {
+  process.stderr.write(`[bench] ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
