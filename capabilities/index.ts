@@ -3,7 +3,7 @@
 import { Capability, Log } from "pepr";
 import "./kinds";
 import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
-import { forget, reconcileKey } from "./modelrollout/reconciler";
+import { dropFromIndex, forget, reconcileKey, remember } from "./modelrollout/reconciler";
 
 // MODELROLLOUT_NAMESPACES (comma list) limits the operator to some namespaces; default: all.
 const namespaces = process.env.MODELROLLOUT_NAMESPACES?.split(",")
@@ -27,12 +27,18 @@ When(ModelRollout)
     await reconcileKey(namespace, name);
   });
 
+// Not queued (unlike Reconcile): keeps the index other rollouts' conflict checks read current.
+When(ModelRollout)
+  .IsCreatedOrUpdated()
+  .Watch(mro => remember(mro));
+
 When(ModelRollout)
   .IsDeleted()
   .Watch(mro => {
     const { namespace, name } = mro.metadata ?? {};
     if (!namespace || !name) return;
     forget(namespace, name);
+    dropFromIndex(namespace, name);
     Log.info(
       { rollout: `${namespace}/${name}` },
       `ModelRollout ${namespace}/${name} deleted; targets are left as they are`,

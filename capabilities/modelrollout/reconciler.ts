@@ -67,6 +67,46 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
   return next;
 }
 
+/**
+ * Every ModelRollout seen (one LIST per namespace, then kept current by the watch and by each
+ * reconcile's GET), for conflict detection without a LIST per reconcile — that LIST made a
+ * reconcile O(rollouts) and the operator O(rollouts²).
+ */
+const rolloutIndex = new Map<string, ModelRollout>();
+const listedNamespaces = new Map<string, Promise<void>>();
+
+function newer(a: ModelRollout, b: ModelRollout | undefined): boolean {
+  const ra = Number(a.metadata?.resourceVersion);
+  const rb = Number(b?.metadata?.resourceVersion);
+  return !b || !Number.isFinite(ra) || !Number.isFinite(rb) || ra >= rb;
+}
+
+/** Records a ModelRollout from the watch or a GET (an older copy never replaces a newer one). */
+export function remember(mro: ModelRollout): void {
+  const { namespace, name } = mro.metadata ?? {};
+  if (!namespace || !name) return;
+  const key = keyOf(namespace, name);
+  if (newer(mro, rolloutIndex.get(key))) rolloutIndex.set(key, mro);
+}
+
+export function dropFromIndex(namespace: string, name: string): void {
+  rolloutIndex.delete(keyOf(namespace, name));
+}
+
+async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
+  let listed = listedNamespaces.get(namespace);
+  if (!listed) {
+    listed = K8s(ModelRollout)
+      .InNamespace(namespace)
+      .Get()
+      .then(list => list.items.forEach(remember));
+    listedNamespaces.set(namespace, listed);
+    listed.catch(() => listedNamespaces.delete(namespace));
+  }
+  await listed;
+  return [...rolloutIndex.values()].filter(r => r.metadata?.namespace === namespace);
+}
+
 export function forget(namespace: string, name: string): void {
   const key = keyOf(namespace, name);
   clearTimeout(timers.get(key));
@@ -118,7 +158,7 @@ async function conflictOf(
   claimsOf: (o: unknown, s: ModelRolloutSpec) => string[],
 ) {
   if (!inspection.object || inspection.claims.length === 0) return undefined;
-  const all = await K8s(ModelRollout).InNamespace(mro.metadata!.namespace!).Get();
+  const all = { items: await rolloutsIn(mro.metadata!.namespace!) };
   const claimant = (r: ModelRollout, claims: string[]): Claimant => ({
     name: r.metadata!.name!,
     creationTimestamp: String(r.metadata?.creationTimestamp ?? ""),
@@ -259,7 +299,11 @@ async function clearActionAnnotation(mro: ModelRollout): Promise<void> {
 
 async function reconcileOnce(namespace: string, name: string): Promise<void> {
   const mro = await getRollout(namespace, name);
-  if (!mro) return forget(namespace, name);
+  if (!mro) {
+    dropFromIndex(namespace, name);
+    return forget(namespace, name);
+  }
+  remember(mro);
   const now = new Date();
   const spec = mro.spec as unknown as ModelRolloutSpec;
   const prev = (mro.status ?? undefined) as ModelRolloutStatus | undefined;
