@@ -1,0 +1,45 @@
+// Experiment (`run.ts --shared-agent`), preloaded into the operator process with --import: makes
+// kubernetes-fluent-client reuse one undici Agent (one pool of keep-alive HTTPS connections)
+// instead of the new Agent it creates for every request (fluent/utils.js getHTTPSAgent), which
+// opens a fresh TLS connection per API call and leaves it open for keepAliveTimeout (600 s).
+// It changes nothing else; it shows what fixing that in the operator would gain.
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+
+type AgentCtor = new (options?: Record<string, unknown>) => object;
+
+const root = process.env.MODELROLLOUT_ROOT ?? process.cwd();
+const require = createRequire(path.join(root, "package.json"));
+// The fluent client resolves its own copy of undici when it has one.
+const nested = path.join(
+  root,
+  "node_modules",
+  "kubernetes-fluent-client",
+  "node_modules",
+  "undici",
+);
+const undici = require(fs.existsSync(nested) ? nested : "undici") as { Agent: AgentCtor };
+const Original = undici.Agent;
+const agents = new Map<string, object>();
+
+function fingerprintOf(options: Record<string, unknown> | undefined): string {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify(options ?? {}));
+  return hash.digest("hex");
+}
+
+/** `new SharedAgent(options)` returns the one Agent made for equal options. */
+function SharedAgent(options?: Record<string, unknown>): object {
+  const key = fingerprintOf(options);
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Original(options);
+    agents.set(key, agent);
+    process.stderr.write(`[shared-agent] created undici Agent #${agents.size}\n`);
+  }
+  return agent;
+}
+SharedAgent.prototype = Original.prototype;
+undici.Agent = SharedAgent as unknown as AgentCtor;
