@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import {
   ensureCluster,
@@ -139,7 +139,10 @@ function options(argv: string[]): Options {
 
 const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
-/** Fingerprint of the operator's code (capabilities/, pepr.ts), so results name what they measured. */
+/**
+ * Fingerprint of the operator's code (capabilities/, pepr.ts, and the files the launch command
+ * names, such as hack/run-operator.ts and its preloads), so results name what they measured.
+ */
 function codeFingerprint(): string {
   const hash = createHash("sha256");
   const walk = (dir: string): string[] =>
@@ -147,11 +150,16 @@ function codeFingerprint(): string {
       .readdirSync(dir, { withFileTypes: true })
       .flatMap(e => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]))
       .filter(f => f.endsWith(".ts") && !f.endsWith(".test.ts"));
-  for (const file of [
+  const launch = operatorCommand()
+    .args.map(a => (a.startsWith("file://") ? fileURLToPath(a) : a))
+    .filter(f => f.startsWith(repoRoot) && fs.existsSync(f));
+  const files = new Set([
     ...walk(path.join(repoRoot, "capabilities")),
     path.join(repoRoot, "pepr.ts"),
-  ].sort())
-    hash.update(file).update(fs.readFileSync(file));
+    path.join(repoRoot, "hack", "run-operator.ts"),
+    ...launch,
+  ]);
+  for (const file of [...files].sort()) hash.update(file).update(fs.readFileSync(file));
   return hash.digest("hex").slice(0, 12);
 }
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -617,7 +625,7 @@ class Bench {
         `operator sockets: peak ${r.operator.socketsPeak}, after idle ${r.operator.socketsIdle}`,
         `CPU while active (% of one core; ${r.cores} cores): operator ${r.operator.cpuActivePercent.toFixed(0)}, apiserver ${r.controlPlaneCpuPercent.apiserver.toFixed(0)}, etcd ${r.controlPlaneCpuPercent.etcd.toFixed(0)}, everything else (this benchmark, other workloads) ${r.otherCpuPercent.toFixed(0)}`,
         `mean apiserver time per request (ms): ${JSON.stringify(r.serverMs)}`,
-        `operator code ${this.#code} (sha256 of capabilities/**/*.ts and pepr.ts); details: ${file}`,
+        `operator code ${this.#code} (sha256 of capabilities/, pepr.ts and the launch files); details: ${file}`,
       ].join("\n"),
     );
   }
