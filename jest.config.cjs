@@ -11,6 +11,8 @@ const esmPackages = [
   "undici",
 ];
 const shared = {
+  // etcd snapshots (member/snap/*.snap) in the environment's state would look like obsolete jest snapshots.
+  modulePathIgnorePatterns: ["<rootDir>/.local/"],
   preset: "ts-jest/presets/js-with-ts",
   testEnvironment: "node",
   transform: {

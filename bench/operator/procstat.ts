@@ -115,9 +115,3 @@ export function machineBusySeconds(): number {
   const busy = cpu.reduce((a, b) => a + b, 0) - cpu[3] - (cpu[4] ?? 0);
   return busy / TICKS;
 }
-
-/** CPU seconds this process (the benchmark itself) has used. */
-export function selfCpuSeconds(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
