@@ -7,14 +7,19 @@ import {
   validateBuiltin,
 } from "./builtins";
 import { parse } from "./expr";
-import { placeholdersOf, renderQuery } from "./promql";
-import { measurementFrom } from "./run";
-import type { QueryResult } from "./types";
+import { placeholdersOf, renderQuery, variablesFor } from "./promql";
+import { lex } from "./promql-test-lexer";
+import { measurementFrom, resolveMetric } from "./run";
+import type { QueryResult, TemplateContext } from "./types";
 
 const vector = (...values: number[]): QueryResult => ({
   kind: "vector",
   series: values.map(value => ({ labels: {}, value })),
 });
+
+/** The matchers of every series selector in a rendered query: `metric{...}`. */
+const selectorsOf = (query: string) =>
+  [...query.matchAll(/inference_objective_[a-z_]+\{([^}]*)\}/g)].map(m => m[1]);
 
 function phaseOf(
   template: string,
@@ -148,7 +153,7 @@ describe("built-in gates", () => {
     [
       "error-rate",
       { maxratio: "0.1" },
-      /has no arg "maxratio" \(args: maxRatio, minRequests, window\)/,
+      /has no arg "maxratio" \(args: maxRatio, minRequests, window, namespaceLabel, selector\)/,
     ],
     ["error-rate", { maxRatio: "1.5" }, /maxRatio must be a number in \(0, 1\]/],
     ["error-rate", { maxRatio: "0" }, /maxRatio must be a number in \(0, 1\]/],
@@ -173,5 +178,240 @@ describe("built-in gates", () => {
       validateBuiltin("traffic-split", { tolerance: "3", minRequests: "50", window: "30s" }),
     ).toEqual([]);
     expect(validateBuiltin("error-rate", {})).toEqual([]);
+  });
+
+  describe("scoping by namespace and extra label matchers", () => {
+    it("no namespace matcher by default: the picker's series do not carry one", () => {
+      for (const template of BUILTIN_TEMPLATES) {
+        const e = expandBuiltin(template, {}, { scope: "pools", weight: 10, modelName: "m" });
+        expect(e.query).not.toContain("namespace");
+      }
+    });
+
+    it("namespaceLabel matches the rollout's namespace on that label", () => {
+      const e = expandBuiltin(
+        "error-rate",
+        { namespaceLabel: "namespace", window: "5m" },
+        { scope: "adapters" },
+      );
+      expect(e.query).toBe(
+        `(sum(increase(${PICKER_METRICS.errors}{target_model_name="{{canary}}",namespace="{{namespace}}"}[5m])) or on() vector(0))` +
+          ` / (sum(increase(${PICKER_METRICS.requests}{target_model_name="{{canary}}",namespace="{{namespace}}"}[5m])) >= 20)`,
+      );
+      expect(renderQuery(e.query, { canary: "c", namespace: "prod" })).toContain(
+        `{target_model_name="c",namespace="prod"}`,
+      );
+      const other = expandBuiltin(
+        "min-request-count",
+        { namespaceLabel: "kubernetes_namespace" },
+        { scope: "pools" },
+      );
+      expect(other.query).toBe(
+        `sum(increase(${PICKER_METRICS.requests}{pool="{{canary}}",kubernetes_namespace="{{namespace}}"}[2m]))`,
+      );
+    });
+
+    it.each(BUILTIN_TEMPLATES)(
+      "%s puts namespace and selector matchers on every series",
+      template => {
+        for (const scope of ["pools", "adapters"] as const) {
+          const e = expandBuiltin(
+            template,
+            { namespaceLabel: "namespace", selector: `{cluster="eu-1", job=~'picker.*'}` },
+            { scope, weight: 10 },
+          );
+          const query = renderQuery(e.query, { canary: "c", stable: "s", namespace: "prod" });
+          const found = selectorsOf(query);
+          expect(found.length).toBeGreaterThanOrEqual(1);
+          const label = scope === "pools" ? "pool" : "target_model_name";
+          for (const sel of found) {
+            expect(sel).toMatch(
+              new RegExp(`^${label}="[cs]",namespace="prod",cluster="eu-1",job=~"picker\\.\\*"$`),
+            );
+          }
+        }
+      },
+    );
+
+    it("selector values may use the rollout's names, escaped like any other", () => {
+      const e = expandBuiltin(
+        "min-request-count",
+        { selector: 'kubernetes_namespace="{{namespace}}",release=~"{{rollout}}-.*"' },
+        { scope: "pools" },
+      );
+      expect(renderQuery(e.query, { canary: "c", namespace: 'a"b', rollout: "r" })).toBe(
+        `sum(increase(${PICKER_METRICS.requests}{pool="c",kubernetes_namespace="a\\"b",release=~"r-.*"}[2m]))`,
+      );
+    });
+
+    it.each([
+      [{ namespaceLabel: "name space" }, /namespaceLabel: "name space" is not a label name/],
+      [{ namespaceLabel: "" }, /namespaceLabel: "" is not a label name/],
+      [{ namespaceLabel: "pool" }, /namespaceLabel cannot match pool/],
+      [{ selector: 'pool="x"' }, /selector cannot match pool/],
+      [{ selector: 'target_model_name=~".*"' }, /selector cannot match target_model_name/],
+      [{ selector: 'le="+Inf"' }, /selector cannot match le/],
+      [{ selector: '__name__=~".+"' }, /selector cannot match __name__/],
+      [{ selector: 'namespace="a"} or vector(1) #' }, /args.selector: unexpected "}"/],
+      [{ selector: "namespace=prod" }, /args.selector: expected a quoted value/],
+      [{ selector: 'a="{{weight}}"' }, /\{\{weight\}\} cannot be used here/],
+      [{ selector: 'a="{{args.x}}"' }, /\{\{args.x\}\} cannot be used here/],
+      [{ selector: 'a="{{a b}}"' }, /args.selector: malformed placeholder/],
+    ])("%j is rejected", (args, message) => {
+      expect(validateBuiltin("error-rate", args).join("\n")).toMatch(message);
+      expect(() => expandBuiltin("error-rate", args, { scope: "pools" })).toThrow(BuiltinError);
+    });
+  });
+
+  describe("traffic-split in a pool serving several models", () => {
+    const requests = (who: string, extra = "") =>
+      `(sum(increase(${PICKER_METRICS.requests}{pool="{{${who}}}"${extra}}[1m])) or on() vector(0))`;
+
+    it("counts only the rollout's model when its name is known (pools)", () => {
+      const e = expandBuiltin(
+        "traffic-split",
+        {},
+        { scope: "pools", weight: 10, modelName: "mymodel" },
+      );
+      const canary = requests("canary", `,model_name="{{modelName}}"`);
+      const stable = requests("stable", `,model_name="{{modelName}}"`);
+      expect(e.query).toBe(`100 * ${canary} / ((${canary} + ${stable}) >= 200)`);
+      expect(renderQuery(e.query, { canary: "v2", stable: "v1", modelName: "mymodel" })).toContain(
+        `{pool="v2",model_name="mymodel"}`,
+      );
+    });
+
+    it("counts every model when no model name is known (the old behaviour)", () => {
+      const e = expandBuiltin("traffic-split", {}, { scope: "pools", weight: 10 });
+      expect(e.query).toBe(
+        `100 * ${requests("canary")} / ((${requests("canary")} + ${requests("stable")}) >= 200)`,
+      );
+    });
+
+    it("leaves the adapters scenario alone: target_model_name already singles out the adapters", () => {
+      const e = expandBuiltin(
+        "traffic-split",
+        {},
+        { scope: "adapters", weight: 10, modelName: "m" },
+      );
+      expect(e.query).not.toMatch(/[{,]model_name=/);
+    });
+
+    it("only traffic-split restricts by model; the other gates measure the whole pool", () => {
+      for (const template of BUILTIN_TEMPLATES.filter(t => t !== "traffic-split")) {
+        const e = expandBuiltin(template, {}, { scope: "pools", weight: 10, modelName: "m" });
+        expect(e.query).not.toContain("model_name");
+      }
+    });
+
+    it('args.modelName names the model (both scenarios); "*" counts every model', () => {
+      for (const scope of ["pools", "adapters"] as const) {
+        const e = expandBuiltin("traffic-split", { modelName: "other" }, { scope, weight: 10 });
+        const query = renderQuery(e.query, {
+          canary: "c",
+          stable: "s",
+          args: { modelName: 'ot"her' },
+        });
+        expect(selectorsOf(query)).toEqual(
+          Array(3).fill(expect.stringContaining(`,model_name="ot\\"her"`)),
+        );
+      }
+      const all = expandBuiltin(
+        "traffic-split",
+        { modelName: "*" },
+        { scope: "pools", weight: 10, modelName: "m" },
+      );
+      expect(all.query).not.toContain("model_name");
+    });
+
+    it("a model_name matcher in the selector replaces the default", () => {
+      const e = expandBuiltin(
+        "traffic-split",
+        { selector: 'model_name=~"m|m-chat"' },
+        { scope: "pools", weight: 10, modelName: "m" },
+      );
+      expect(e.query).toContain(`{pool="{{canary}}",model_name=~"m|m-chat"}`);
+      expect(e.query).not.toContain("{{modelName}}");
+    });
+
+    it("rejects an empty model name and modelName on the other gates", () => {
+      expect(validateBuiltin("traffic-split", { modelName: "" }).join()).toMatch(
+        /modelName must not be empty \(use "\*" to count every model\)/,
+      );
+      expect(validateBuiltin("error-rate", { modelName: "m" }).join()).toMatch(
+        /has no arg "modelName"/,
+      );
+    });
+
+    it("resolveMetric passes the rollout's model name from the template context", () => {
+      const ctx: TemplateContext = {
+        scope: "pools",
+        namespace: "ns",
+        rollout: "r",
+        canary: "v2",
+        stable: "v1",
+        modelName: "mymodel",
+        weight: 10,
+      };
+      const resolved = resolveMetric({ name: "split", template: "traffic-split" }, ctx);
+      expect(resolved.query).toContain(`{pool="v2",model_name="mymodel"}`);
+      expect(resolved.query).toContain(`{pool="v1",model_name="mymodel"}`);
+      const unknown = resolveMetric(
+        { name: "split", template: "traffic-split" },
+        { ...ctx, modelName: undefined },
+      );
+      expect(unknown.query).not.toContain("model_name");
+    });
+  });
+
+  describe("names and arg values cannot change a built-in's query", () => {
+    const evil = [
+      '"} or vector(1) #',
+      "'} or vector(1) #",
+      '\\"} or vector(1) #',
+      "{{stable}}",
+      "a\nb",
+    ];
+    const ctx = (name: string): TemplateContext => ({
+      scope: "pools",
+      namespace: name,
+      rollout: name,
+      canary: name,
+      stable: name,
+      modelName: name,
+      weight: 10,
+    });
+    const args = (name: string) => ({
+      namespaceLabel: "namespace",
+      selector: `{team=${JSON.stringify(name)}, release="{{rollout}}"}`,
+    });
+
+    it.each(evil)("%j", name => {
+      for (const template of BUILTIN_TEMPLATES) {
+        const metric = (value: string) => ({
+          name: "m",
+          template,
+          args: { ...args(value), ...(template === "traffic-split" ? { modelName: value } : {}) },
+        });
+        const benign = lex(resolveMetric(metric("SAFE"), ctx("SAFE")).query);
+        const attacked = lex(resolveMetric(metric(name), ctx(name)).query);
+        expect(attacked.map(t => t.kind)).toEqual(benign.map(t => t.kind));
+        attacked.forEach((token, i) => {
+          if (token.kind === "string") {
+            expect(token.decoded).toBe(benign[i].decoded!.split("SAFE").join(name));
+          } else {
+            expect(token.text).toBe(benign[i].text);
+          }
+        });
+      }
+      // The context model name goes through the same escaping.
+      const split = resolveMetric({ name: "s", template: "traffic-split" }, ctx(name)).query;
+      expect(lex(split).map(t => t.kind)).toEqual(
+        lex(resolveMetric({ name: "s", template: "traffic-split" }, ctx("SAFE")).query).map(
+          t => t.kind,
+        ),
+      );
+      expect(variablesFor(ctx(name), {}).modelName).toBe(name);
+    });
   });
 });

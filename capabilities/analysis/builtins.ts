@@ -3,11 +3,24 @@
 // and a success and a failure condition. They query the picker's metrics; canary and stable are
 // told apart by the `pool` label (scope "pools") or `target_model_name` (scope "adapters").
 //
+// The picker's series carry no namespace: a `namespace` label, if any, comes from the scrape
+// config (ServiceMonitor / PodMonitor add it, a hand-written scrape job may not). So scoping by
+// namespace is opt-in (`namespaceLabel`), never assumed: a matcher on a missing label would make
+// every gate empty, i.e. Inconclusive forever. `selector` adds any other matchers.
+//
 // Low traffic is never a success: every query is filtered to nothing (`>= minRequests`, `and on()`)
 // while the canary has fewer than minRequests requests in the window, and both conditions require
 // exactly one finite sample, so an empty result or NaN is Inconclusive.
 
 import { durationMs, isDuration } from "../duration";
+import {
+  LABEL_NAME_RE,
+  TemplateError,
+  type LabelMatcher,
+  formatLabelMatcher,
+  parseLabelMatchers,
+  placeholdersOf,
+} from "./promql";
 import type { Scope } from "./types";
 
 export class BuiltinError extends Error {
@@ -17,7 +30,17 @@ export class BuiltinError extends Error {
   }
 }
 
-type ArgKind = "fraction" | "positive" | "count" | "duration" | "percent";
+type ArgKind =
+  | "fraction"
+  | "positive"
+  | "count"
+  | "duration"
+  | "percent"
+  | "labelName"
+  | "selector"
+  | "modelName";
+
+const NUMERIC_KINDS: readonly ArgKind[] = ["fraction", "positive", "count", "percent"];
 
 interface ArgSpec {
   kind: ArgKind;
@@ -26,12 +49,22 @@ interface ArgSpec {
   help: string;
 }
 
+/** Which series a built-in reads, as PromQL matcher text (placeholders are rendered later). */
+interface SeriesMatch {
+  /** The label that tells canary from stable: pool or target_model_name. */
+  label: string;
+  /** Matchers every series gets: the namespace label, the selector arg. */
+  common: string[];
+  /** traffic-split only: the model_name matcher, when a model is known. */
+  model?: string;
+}
+
 interface Builtin {
   description: string;
   args: Record<string, ArgSpec>;
   build(
     a: Record<string, string>,
-    label: string,
+    match: SeriesMatch,
   ): {
     query: string;
     successCondition: string;
@@ -54,17 +87,34 @@ const MIN_REQUESTS: ArgSpec = {
   help: "canary requests (observations) in the window below which the gate is Inconclusive",
 };
 
-/** `{label="{{who}}"}` — the value is substituted and escaped later by renderQuery. */
-function selector(label: string, who: "canary" | "stable"): string {
-  return `{${label}="{{${who}}}"}`;
+/** Labels the gates set themselves; a user matcher on them would break canary/stable or p95. */
+const RESERVED_LABELS = ["__name__", "pool", "target_model_name", "le"];
+
+/** Placeholders a selector value may use (names, escaped like the rest). */
+const SELECTOR_PLACEHOLDERS = ["namespace", "rollout", "modelName", "pool", "canary", "stable"];
+
+const SCOPE_ARGS: Record<string, ArgSpec> = {
+  namespaceLabel: {
+    kind: "labelName",
+    help: "label carrying the scraped picker's namespace (usually namespace); when set, every series must have the rollout's namespace in it (default: not matched)",
+  },
+  selector: {
+    kind: "selector",
+    help: 'extra label matchers for every series, e.g. {cluster="eu-1", job=~"picker.*"}; values may use {{namespace}}, {{rollout}}, {{modelName}}, {{pool}}',
+  },
+};
+
+/** `{label="{{who}}",...}` — values are substituted and escaped later by renderQuery. */
+function selector(m: SeriesMatch, who: "canary" | "stable"): string {
+  return `{${[`${m.label}="{{${who}}}"`, ...m.common].join(",")}}`;
 }
 
-function increase(metric: string, label: string, who: "canary" | "stable", window: string) {
-  return `sum(increase(${metric}${selector(label, who)}[${window}]))`;
+function increase(metric: string, m: SeriesMatch, who: "canary" | "stable", window: string) {
+  return `sum(increase(${metric}${selector(m, who)}[${window}]))`;
 }
 
-function p95(histogram: string, label: string, who: "canary" | "stable", window: string) {
-  return `histogram_quantile(0.95, sum by (le) (rate(${histogram}_bucket${selector(label, who)}[${window}])))`;
+function p95(histogram: string, m: SeriesMatch, who: "canary" | "stable", window: string) {
+  return `histogram_quantile(0.95, sum by (le) (rate(${histogram}_bucket${selector(m, who)}[${window}])))`;
 }
 
 /** One sample and it satisfies `check` (NaN satisfies no comparison). */
@@ -79,12 +129,13 @@ function p95Ratio(histogram: string, what: string): Builtin {
       maxRatio: { kind: "positive", default: "1.2", help: "allowed canary/stable p95 ratio" },
       minRequests: MIN_REQUESTS,
       window: WINDOW,
+      ...SCOPE_ARGS,
     },
-    build: (a, label) => ({
+    build: (a, match) => ({
       query:
-        `(${p95(histogram, label, "canary", a.window)} / ${p95(histogram, label, "stable", a.window)})` +
-        ` and on() (${increase(`${histogram}_count`, label, "canary", a.window)} >= ${a.minRequests})` +
-        ` and on() (${increase(`${histogram}_count`, label, "stable", a.window)} >= ${a.minRequests})`,
+        `(${p95(histogram, match, "canary", a.window)} / ${p95(histogram, match, "stable", a.window)})` +
+        ` and on() (${increase(`${histogram}_count`, match, "canary", a.window)} >= ${a.minRequests})` +
+        ` and on() (${increase(`${histogram}_count`, match, "stable", a.window)} >= ${a.minRequests})`,
       successCondition: single(`result[0] <= ${a.maxRatio}`),
       failureCondition: single(`result[0] > ${a.maxRatio}`),
     }),
@@ -98,12 +149,13 @@ const BUILTINS: Record<string, Builtin> = {
       maxRatio: { kind: "fraction", default: "0.05", help: "highest tolerated error ratio" },
       minRequests: MIN_REQUESTS,
       window: WINDOW,
+      ...SCOPE_ARGS,
     },
-    build: (a, label) => ({
+    build: (a, match) => ({
       // No error series at all means no errors: `or on() vector(0)`.
       query:
-        `(${increase(PICKER_METRICS.errors, label, "canary", a.window)} or on() vector(0))` +
-        ` / (${increase(PICKER_METRICS.requests, label, "canary", a.window)} >= ${a.minRequests})`,
+        `(${increase(PICKER_METRICS.errors, match, "canary", a.window)} or on() vector(0))` +
+        ` / (${increase(PICKER_METRICS.requests, match, "canary", a.window)} >= ${a.minRequests})`,
       successCondition: single(`result[0] < ${a.maxRatio}`),
       failureCondition: single(`result[0] >= ${a.maxRatio}`),
     }),
@@ -112,9 +164,9 @@ const BUILTINS: Record<string, Builtin> = {
   "ttft-p95-ratio": p95Ratio(PICKER_METRICS.ttft, "time to first token"),
   "min-request-count": {
     description: "canary requests in the window >= minRequests (else Inconclusive, never Failed)",
-    args: { minRequests: MIN_REQUESTS, window: WINDOW },
-    build: (a, label) => ({
-      query: increase(PICKER_METRICS.requests, label, "canary", a.window),
+    args: { minRequests: MIN_REQUESTS, window: WINDOW, ...SCOPE_ARGS },
+    build: (a, match) => ({
+      query: increase(PICKER_METRICS.requests, match, "canary", a.window),
       successCondition: single(`result[0] >= ${a.minRequests}`),
       // Too little traffic is a reason to wait, not to roll back.
       failureCondition: "false",
@@ -131,10 +183,17 @@ const BUILTINS: Record<string, Builtin> = {
       },
       minRequests: { ...MIN_REQUESTS, default: "200" },
       window: { ...WINDOW, default: "1m" },
+      modelName: {
+        kind: "modelName",
+        help: 'count only requests for this model_name (default: the rollout\'s model name in the pools scenario when known, else every model; "*" counts every model)',
+      },
+      ...SCOPE_ARGS,
     },
-    build: (a, label) => {
-      const canary = `(${increase(PICKER_METRICS.requests, label, "canary", a.window)} or on() vector(0))`;
-      const stable = `(${increase(PICKER_METRICS.requests, label, "stable", a.window)} or on() vector(0))`;
+    build: (a, match) => {
+      // A pool may serve several models; only the rolled-out one's requests are split.
+      const m = match.model ? { ...match, common: [match.model, ...match.common] } : match;
+      const canary = `(${increase(PICKER_METRICS.requests, m, "canary", a.window)} or on() vector(0))`;
+      const stable = `(${increase(PICKER_METRICS.requests, m, "stable", a.window)} or on() vector(0))`;
       const weight = Number(a.weight);
       const tolerance = a.tolerance ?? defaultTolerance(weight, Number(a.minRequests));
       const deviation = `abs(result[0] - ${weight})`;
@@ -158,15 +217,54 @@ export const BUILTIN_TEMPLATES = Object.keys(BUILTINS);
 
 const NUMBER_RE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
+function checkLabelName(name: string, label: string): string | undefined {
+  if (!LABEL_NAME_RE.test(label)) {
+    return `args.${name}: ${JSON.stringify(label)} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`;
+  }
+  if (RESERVED_LABELS.includes(label)) {
+    return `args.${name} cannot match ${label}: the gate sets it itself`;
+  }
+  return undefined;
+}
+
+/** The selector arg's matchers, or a readable error. */
+function selectorMatchers(value: string): { matchers: LabelMatcher[] } | { error: string } {
+  let matchers: LabelMatcher[];
+  try {
+    matchers = parseLabelMatchers(value);
+  } catch (err) {
+    if (err instanceof TemplateError) {
+      return { error: `args.selector: ${err.message} (want label matchers like {cluster="eu-1"})` };
+    }
+    throw err;
+  }
+  for (const matcher of matchers) {
+    const problem = checkLabelName("selector", matcher.label);
+    if (problem) return { error: problem };
+    let used: string[];
+    try {
+      used = placeholdersOf(formatLabelMatcher(matcher));
+    } catch (err) {
+      if (err instanceof TemplateError) return { error: `args.selector: ${err.message}` };
+      throw err;
+    }
+    const wrong = used.find(p => !SELECTOR_PLACEHOLDERS.includes(p));
+    if (wrong !== undefined) {
+      const allowed = SELECTOR_PLACEHOLDERS.map(n => `{{${n}}}`).join(", ");
+      return { error: `args.selector: {{${wrong}}} cannot be used here (${allowed} can)` };
+    }
+  }
+  return { matchers };
+}
+
 /** A readable error for one arg value, or undefined when valid. */
 function checkArg(name: string, spec: ArgSpec, value: string): string | undefined {
-  if (spec.kind === "duration") {
-    return isDuration(value) && durationMs(value) > 0
-      ? undefined
-      : `args.${name} must be a positive duration like 30s or 2m, got ${JSON.stringify(value)}`;
-  }
   const n = NUMBER_RE.test(value.trim()) ? Number(value) : NaN;
   switch (spec.kind) {
+    case "duration":
+      return isDuration(value) && durationMs(value) > 0
+        ? undefined
+        : `args.${name} must be a positive duration like 30s or 2m, got ${JSON.stringify(value)}`;
     case "fraction":
       return n > 0 && n <= 1
         ? undefined
@@ -183,6 +281,16 @@ function checkArg(name: string, spec: ArgSpec, value: string): string | undefine
       return n >= 0 && n <= 100
         ? undefined
         : `args.${name} must be a number from 0 to 100, got ${JSON.stringify(value)}`;
+    case "labelName":
+      return checkLabelName(name, value);
+    case "selector": {
+      const parsed = selectorMatchers(value);
+      return "error" in parsed ? parsed.error : undefined;
+    }
+    case "modelName":
+      return value === ""
+        ? `args.${name} must not be empty (use "*" to count every model)`
+        : undefined;
   }
 }
 
@@ -216,20 +324,52 @@ export function validateBuiltin(template: string, args: Record<string, string> =
 }
 
 export interface BuiltinExpansion {
-  /** PromQL template: {{canary}} / {{stable}} are still placeholders. */
+  /** PromQL template: {{canary}}, {{stable}} (and {{namespace}}, {{modelName}}, {{args.X}}…) are still placeholders. */
   query: string;
   successCondition: string;
   failureCondition: string;
 }
 
+export interface BuiltinContext {
+  scope: Scope;
+  /** The current canary weight, the default of traffic-split's weight arg. */
+  weight?: number;
+  /** The rollout's model name, when known: traffic-split counts only its requests (pools). */
+  modelName?: string;
+}
+
+function seriesMatch(
+  builtin: Builtin,
+  values: Record<string, string>,
+  opts: BuiltinContext,
+): SeriesMatch {
+  const common: string[] = [];
+  // Values stay placeholders: renderQuery escapes them like every other name.
+  if (values.namespaceLabel !== undefined) common.push(`${values.namespaceLabel}="{{namespace}}"`);
+  const extra = values.selector === undefined ? undefined : selectorMatchers(values.selector);
+  const userMatchers = extra && "matchers" in extra ? extra.matchers : [];
+  common.push(...userMatchers.map(formatLabelMatcher));
+  let model: string | undefined;
+  if ("modelName" in builtin.args) {
+    // A model_name matcher in the selector already says which models count.
+    const selectsModel = userMatchers.some(m => m.label === "model_name");
+    if (values.modelName !== undefined) {
+      if (values.modelName !== "*") model = `model_name="{{args.modelName}}"`;
+    } else if (opts.scope === "pools" && opts.modelName !== undefined && !selectsModel) {
+      // In the adapters scenario target_model_name already singles out the adapters.
+      model = `model_name="{{modelName}}"`;
+    }
+  }
+  return { label: opts.scope === "adapters" ? "target_model_name" : "pool", common, model };
+}
+
 /**
- * Expand a built-in gate. `weight` is the current canary weight, the default of traffic-split's
- * weight arg. Throws BuiltinError for an unknown template or invalid args.
+ * Expand a built-in gate. Throws BuiltinError for an unknown template or invalid args.
  */
 export function expandBuiltin(
   template: string,
   args: Record<string, string> | undefined,
-  opts: { scope: Scope; weight?: number },
+  opts: BuiltinContext,
 ): BuiltinExpansion {
   const errors = validateBuiltin(template, args);
   if (errors.length) throw new BuiltinError(`template ${template}: ${errors.join("; ")}`);
@@ -242,7 +382,7 @@ export function expandBuiltin(
   }
   // Numbers go into conditions in canonical form ("0.050" -> "0.05").
   for (const [name, spec] of Object.entries(builtin.args)) {
-    if (values[name] !== undefined && spec.kind !== "duration") {
+    if (values[name] !== undefined && NUMERIC_KINDS.includes(spec.kind)) {
       values[name] = String(Number(values[name]));
     }
   }
@@ -254,8 +394,7 @@ export function expandBuiltin(
     }
     values.weight = String(opts.weight);
   }
-  const label = opts.scope === "adapters" ? "target_model_name" : "pool";
-  return builtin.build(values, label);
+  return builtin.build(values, seriesMatch(builtin, values, opts));
 }
 
 /** Name, description and args of every built-in, for documentation and `kubectl explain`-like help. */

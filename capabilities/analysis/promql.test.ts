@@ -1,93 +1,15 @@
 import {
   TemplateError,
   escapePromQLString,
+  formatLabelMatcher,
+  parseLabelMatchers,
   placeholdersOf,
   quotePromQLString,
   renderQuery,
   variablesFor,
   type QueryVariables,
 } from "./promql";
-
-// A minimal PromQL lexer for the tests: enough to compare the structure of two queries. String
-// literals are decoded with Go's escape rules, which the PromQL lexer uses.
-type Token = { kind: "string" | "word" | "op" | "comment"; text: string; decoded?: string };
-
-function decodeString(raw: string): string {
-  const quote = raw[0];
-  const body = raw.slice(1, -1);
-  if (quote === "`") return body;
-  let out = "";
-  for (let i = 0; i < body.length; i++) {
-    const ch = body[i];
-    if (ch !== "\\") {
-      if (ch === quote || ch === "\n") throw new Error(`unescaped ${JSON.stringify(ch)} in ${raw}`);
-      out += ch;
-      continue;
-    }
-    const next = body[++i];
-    const simple: Record<string, string> = {
-      a: "\x07",
-      b: "\b",
-      f: "\f",
-      n: "\n",
-      r: "\r",
-      t: "\t",
-      v: "\v",
-      "\\": "\\",
-      '"': '"',
-      "'": "'",
-    };
-    if (next in simple) {
-      if ((next === '"' || next === "'") && next !== quote) throw new Error(`bad escape in ${raw}`);
-      out += simple[next];
-    } else if (next === "x") {
-      out += String.fromCharCode(parseInt(body.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (next === "u") {
-      out += String.fromCharCode(parseInt(body.slice(i + 1, i + 5), 16));
-      i += 4;
-    } else {
-      throw new Error(`unknown escape \\${next} in ${raw}`);
-    }
-  }
-  return out;
-}
-
-function lex(query: string): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < query.length) {
-    const ch = query[i];
-    if (/\s/.test(ch)) {
-      i++;
-    } else if (ch === "#") {
-      const end = query.indexOf("\n", i);
-      const stop = end < 0 ? query.length : end;
-      tokens.push({ kind: "comment", text: query.slice(i, stop) });
-      i = stop;
-    } else if (ch === '"' || ch === "'" || ch === "`") {
-      let j = i + 1;
-      while (j < query.length && query[j] !== ch) j += ch !== "`" && query[j] === "\\" ? 2 : 1;
-      if (j >= query.length) throw new Error(`unterminated string at ${i} in ${query}`);
-      const text = query.slice(i, j + 1);
-      tokens.push({ kind: "string", text, decoded: decodeString(text) });
-      i = j + 1;
-    } else if (/[A-Za-z0-9_:.]/.test(ch)) {
-      const word = /[A-Za-z0-9_:.]+/y;
-      word.lastIndex = i;
-      const text = word.exec(query)![0];
-      tokens.push({ kind: "word", text });
-      i += text.length;
-    } else {
-      const two = query.slice(i, i + 2);
-      const text = ["==", "!=", "=~", "!~", "<=", ">="].includes(two) ? two : ch;
-      if (!"{}[]()+-*/%^,<>=!~@".includes(text[0])) throw new Error(`unexpected ${ch} in ${query}`);
-      tokens.push({ kind: "op", text });
-      i += text.length;
-    }
-  }
-  return tokens;
-}
+import { lex, type Token } from "./promql-test-lexer";
 
 const base: QueryVariables = {
   canary: "canary-pool",
@@ -311,5 +233,64 @@ describe("a name cannot change the query", () => {
     const benign = lex(naive("SAFE"));
     const attacked = lex(naive('"} or vector(1) #'));
     expect(attacked.map(t => t.kind)).not.toEqual(benign.map(t => t.kind));
+  });
+});
+
+describe("parseLabelMatchers / formatLabelMatcher", () => {
+  it("reads matchers with or without braces, every operator and quote", () => {
+    expect(parseLabelMatchers('{namespace="prod", job=~"picker.*"}')).toEqual([
+      { label: "namespace", op: "=", value: "prod" },
+      { label: "job", op: "=~", value: "picker.*" },
+    ]);
+    expect(parseLabelMatchers(" cluster != 'eu-1' ,zone!~`a\\b`, ")).toEqual([
+      { label: "cluster", op: "!=", value: "eu-1" },
+      { label: "zone", op: "!~", value: "a\\b" },
+    ]);
+    expect(parseLabelMatchers("{}")).toEqual([]);
+    expect(parseLabelMatchers("")).toEqual([]);
+  });
+
+  it("decodes Go escapes, and re-quotes the value itself", () => {
+    const [m] = parseLabelMatchers('a="q\\"x\\\\y\\n\\x41\\u00e9\\U0001F680\\101"');
+    expect(m.value).toBe('q"x\\y\nAé🚀A');
+    expect(formatLabelMatcher(m)).toBe('a="q\\"x\\\\y\\nAé🚀A"');
+    expect(lex(formatLabelMatcher(m)).map(t => t.decoded ?? t.text)).toEqual(["a", "=", m.value]);
+    expect(formatLabelMatcher({ label: "b", op: "=~", value: "it's" })).toBe('b=~"it\'s"');
+  });
+
+  it.each([
+    ['namespace="a"} or vector(1) #', /unexpected "}"/],
+    ['{namespace="a"} or vector(1)', /unexpected "o"/],
+    ['{namespace="a"', /expected "}"/],
+    ["namespace=prod", /expected a quoted value/],
+    ['namespace=="prod"', /expected a quoted value/],
+    ['namespace>"prod"', /expected =, !=, =~ or !~/],
+    ['1abc="x"', /expected a label name/],
+    ['a="x" b="y"', /unexpected "b"/],
+    ['a="x', /unterminated string/],
+    ['a="x\\q"', /unknown escape \\q/],
+    ['a="\\xZZ"', /bad \\x escape/],
+    ['a="\\ud800"', /invalid code point/],
+    ['a="x\ny"', /line break/],
+    ["a='x\"", /unterminated string/],
+  ])("rejects %j", (text, message) => {
+    expect(() => parseLabelMatchers(text)).toThrow(TemplateError);
+    expect(() => parseLabelMatchers(text)).toThrow(message);
+  });
+
+  it("whatever the input, the re-quoted matcher is one label, one operator, one string", () => {
+    const values = ['"} or vector(1) #', "\\", "a\nb", "`", "{{x}}", "'", "}"];
+    for (const value of values) {
+      for (const quoted of [
+        JSON.stringify(value),
+        `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'").replace(/\n/g, "\\n")}'`,
+      ]) {
+        const [m] = parseLabelMatchers(`l=${quoted}`);
+        expect(m.value).toBe(value);
+        const tokens = lex(formatLabelMatcher(m));
+        expect(tokens.map(t => t.kind)).toEqual(["word", "op", "string"]);
+        expect(tokens[2].decoded).toBe(value);
+      }
+    }
   });
 });

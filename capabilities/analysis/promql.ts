@@ -232,3 +232,134 @@ export function renderQuery(template: string, vars: QueryVariables): string {
   }
   return out + template.slice(last);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Label matchers given by users (the `selector` arg of the built-in gates)
+
+export type MatchOp = "=" | "!=" | "=~" | "!~";
+
+export interface LabelMatcher {
+  label: string;
+  op: MatchOp;
+  /** The decoded value (what Prometheus compares), not the literal. */
+  value: string;
+}
+
+export const LABEL_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const SIMPLE_ESCAPES: Record<string, string> = {
+  a: "\x07",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+  v: "\v",
+  "\\": "\\",
+};
+
+/** Decodes the PromQL (Go) string literal starting at `start`; returns its value and end. */
+function readStringLiteral(text: string, start: number): { value: string; end: number } {
+  const quote = text[start];
+  let value = "";
+  let i = start + 1;
+  while (i < text.length) {
+    const ch = text[i];
+    if (ch === quote) return { value, end: i + 1 };
+    if (quote === "`") {
+      value += ch;
+      i++;
+      continue;
+    }
+    if (ch === "\n") throw new TemplateError(`line break inside the string at offset ${start}`);
+    if (ch !== "\\") {
+      value += ch;
+      i++;
+      continue;
+    }
+    const next = text[i + 1] ?? "";
+    const hex = (digits: number) => {
+      const body = text.slice(i + 2, i + 2 + digits);
+      if (!new RegExp(`^[0-9A-Fa-f]{${digits}}$`).test(body)) {
+        throw new TemplateError(`bad \\${next} escape at offset ${i}`);
+      }
+      const code = parseInt(body, 16);
+      if (code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
+        throw new TemplateError(`invalid code point in the escape at offset ${i}`);
+      }
+      i += 2 + digits;
+      return String.fromCodePoint(code);
+    };
+    if (next in SIMPLE_ESCAPES) {
+      value += SIMPLE_ESCAPES[next];
+      i += 2;
+    } else if (next === quote) {
+      value += quote;
+      i += 2;
+    } else if (next === "x") value += hex(2);
+    else if (next === "u") value += hex(4);
+    else if (next === "U") value += hex(8);
+    else if (/^[0-7]{3}$/.test(text.slice(i + 1, i + 4))) {
+      const code = parseInt(text.slice(i + 1, i + 4), 8);
+      if (code > 255) throw new TemplateError(`octal escape above \\377 at offset ${i}`);
+      value += String.fromCharCode(code);
+      i += 4;
+    } else {
+      throw new TemplateError(`unknown escape \\${next} at offset ${i}`);
+    }
+  }
+  throw new TemplateError(`unterminated string starting at offset ${start}`);
+}
+
+/**
+ * Parses label matchers as written inside a PromQL selector: `a="x", b=~"y|z"`, optionally in
+ * braces. Values are PromQL string literals ("...", '...' or `...`) and are decoded, so the caller
+ * re-quotes them (formatLabelMatcher) instead of pasting the user's text into a query.
+ */
+export function parseLabelMatchers(text: string): LabelMatcher[] {
+  let i = 0;
+  const skipSpace = () => {
+    while (i < text.length && /\s/.test(text[i])) i++;
+  };
+  skipSpace();
+  const braced = text[i] === "{";
+  if (braced) i++;
+  const matchers: LabelMatcher[] = [];
+  for (;;) {
+    skipSpace();
+    if (i >= text.length || (braced && text[i] === "}")) break;
+    const name = /[A-Za-z_][A-Za-z0-9_]*/y;
+    name.lastIndex = i;
+    const label = name.exec(text)?.[0];
+    if (!label) throw new TemplateError(`expected a label name at offset ${i}`);
+    i += label.length;
+    skipSpace();
+    const op = (["=~", "!~", "!=", "="] as const).find(o => text.startsWith(o, i));
+    if (!op) throw new TemplateError(`expected =, !=, =~ or !~ after ${label} at offset ${i}`);
+    i += op.length;
+    skipSpace();
+    if (!['"', "'", "`"].includes(text[i])) {
+      throw new TemplateError(`expected a quoted value after ${label}${op} at offset ${i}`);
+    }
+    const { value, end } = readStringLiteral(text, i);
+    i = end;
+    matchers.push({ label, op, value });
+    skipSpace();
+    if (text[i] === ",") i++;
+    else break;
+  }
+  skipSpace();
+  if (braced) {
+    if (text[i] !== "}") throw new TemplateError(`expected "}" at offset ${i}`);
+    i++;
+    skipSpace();
+  }
+  if (i < text.length)
+    throw new TemplateError(`unexpected ${JSON.stringify(text[i])} at offset ${i}`);
+  return matchers;
+}
+
+/** One matcher as PromQL text, its value re-quoted by quotePromQLString. */
+export function formatLabelMatcher(m: LabelMatcher): string {
+  return `${m.label}${m.op}${quotePromQLString(m.value)}`;
+}

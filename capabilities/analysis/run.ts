@@ -276,6 +276,7 @@ export function resolveMetric(
     const expansion = expandBuiltin(metric.template, metric.args, {
       scope: ctx.scope,
       weight: ctx.weight,
+      modelName: ctx.modelName,
     });
     query = renderQuery(expansion.query, vars);
     successCondition = expansion.successCondition;

@@ -1,6 +1,13 @@
 // Prometheus gates against the real Prometheus server: it scrapes an exporter whose values the
 // test sets, and the operator's gates query it. Good canaries pass, bad ones are rolled back,
 // errors and missing data never promote.
+import {
+  measurementFrom,
+  queryPrometheus,
+  resolveMetric,
+  type MetricSpec,
+  type TemplateContext,
+} from "../../capabilities/analysis";
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
 import { startExporter, TestExporter } from "../support/exporter";
 import { RunningOperator, startOperator } from "../support/operator";
@@ -290,5 +297,76 @@ spec:
       /broken/,
     );
     expect(targetModels("invalid-model")).toEqual([{ name: "i-v1", weight: 100 }]);
+  });
+
+  it("built-in gates: namespaceLabel keeps another namespace's pickers out; traffic-split counts the rollout's model", async () => {
+    // A second "picker" with the same pool names, scraped with another namespace label.
+    const other = await startExporter(`${ns.name}-other`);
+    try {
+      const stable = "split-v1";
+      const canary = "split-v2";
+      const series = [
+        { e: exporter, pool: canary, model: "mymodel", n: 100 },
+        { e: exporter, pool: stable, model: "mymodel", n: 300 },
+        { e: exporter, pool: stable, model: "travelhelper", n: 600 },
+        { e: other, pool: canary, model: "mymodel", n: 1000 },
+      ];
+      const labels = (s: (typeof series)[number]) => ({
+        model_name: s.model,
+        target_model_name: s.model,
+        pool: s.pool,
+      });
+      // Series exist at 0 before they grow, so increase() sees every request.
+      for (const s of series) s.e.requests.inc(labels(s), 0);
+      await Promise.all([exporter.scraped(), other.scraped()]);
+      for (const s of series) s.e.requests.inc(labels(s), s.n);
+      await Promise.all([exporter.scraped(), other.scraped()]);
+
+      const ctx: TemplateContext = {
+        scope: "pools",
+        namespace: ns.name,
+        rollout: "r",
+        canary,
+        stable,
+        modelName: "mymodel",
+        weight: 25,
+      };
+      const measure = async (metric: Omit<MetricSpec, "name">, context = ctx) => {
+        const resolved = resolveMetric({ name: "m", ...metric }, context);
+        const result = await queryPrometheus({ address: prometheus() }, resolved.query);
+        return measurementFrom(resolved, result, new Date());
+      };
+      const value = (m: { value?: string }) => Number(JSON.parse(m.value ?? "[]")[0]);
+
+      // Unscoped, the other namespace's canary requests count as ours.
+      const mixed = await measure({ template: "min-request-count", args: { window: "1m" } });
+      expect(value(mixed)).toBeGreaterThan(1000);
+      const scoped = await measure({
+        template: "min-request-count",
+        args: { window: "1m", namespaceLabel: "namespace" },
+      });
+      expect(value(scoped)).toBeGreaterThanOrEqual(100);
+      expect(value(scoped)).toBeLessThan(200);
+
+      // 100 of 400 mymodel requests went to the canary: 25 %, as configured.
+      const split = await measure({
+        template: "traffic-split",
+        args: { window: "1m", namespaceLabel: "namespace" },
+      });
+      expect(split.phase).toBe("Successful");
+      expect(value(split)).toBeCloseTo(25, 5);
+      // Counting travelhelper too (no model name known) sees 10 %: a false alarm.
+      const allModels = await measure(
+        { template: "traffic-split", args: { window: "1m", namespaceLabel: "namespace" } },
+        { ...ctx, modelName: undefined },
+      );
+      expect(value(allModels)).toBeCloseTo(10, 5);
+      expect(allModels.phase).toBe("Failed");
+      // Without the namespace matcher the other namespace's 1000 requests swamp the split.
+      const unscoped = await measure({ template: "traffic-split", args: { window: "1m" } });
+      expect(unscoped.phase).toBe("Failed");
+    } finally {
+      await other.close();
+    }
   });
 });
