@@ -1,9 +1,16 @@
 // Bindings of the ModelRollout operator (one place, as in the uds-core Pepr operator); the
 // reconciler beside them does the work. Watch-only: no admission webhooks are needed.
+import "./kubeconfig-cache";
 import { Capability, Log } from "pepr";
 import "./kinds";
 import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
-import { dropFromIndex, forget, reconcileKey, remember } from "./modelrollout/reconciler";
+import {
+  alreadyReconciled,
+  dropFromIndex,
+  forget,
+  reconcileKey,
+  remember,
+} from "./modelrollout/reconciler";
 
 // MODELROLLOUT_NAMESPACES (comma list) limits the operator to some namespaces; default: all.
 const namespaces = process.env.MODELROLLOUT_NAMESPACES?.split(",")
@@ -19,18 +26,19 @@ export const ModelRollouts = new Capability({
 
 const { When } = ModelRollouts;
 
+// One watch for creates and updates (Pepr opens a watch per binding, and every ModelRollout event
+// costs each of them). Not Pepr's Reconcile queue: reconcileKey serializes per rollout itself, and
+// each reconcile reads the newest copy from the index, so event order cannot move traffic back.
 When(ModelRollout)
   .IsCreatedOrUpdated()
-  .Reconcile(async mro => {
+  .Watch(mro => {
     const { namespace, name } = mro.metadata ?? {};
     if (!namespace || !name) return;
-    await reconcileKey(namespace, name);
+    remember(mro);
+    // The echo of our own status write: already reconciled (timers drive what is due next).
+    if (alreadyReconciled(mro)) return;
+    void reconcileKey(namespace, name);
   });
-
-// Not queued (unlike Reconcile): keeps the index other rollouts' conflict checks read current.
-When(ModelRollout)
-  .IsCreatedOrUpdated()
-  .Watch(mro => remember(mro));
 
 When(ModelRollout)
   .IsDeleted()
@@ -38,7 +46,7 @@ When(ModelRollout)
     const { namespace, name } = mro.metadata ?? {};
     if (!namespace || !name) return;
     forget(namespace, name);
-    dropFromIndex(namespace, name);
+    dropFromIndex(namespace, name, mro.metadata?.uid);
     Log.info(
       { rollout: `${namespace}/${name}` },
       `ModelRollout ${namespace}/${name} deleted; targets are left as they are`,

@@ -5,7 +5,8 @@
 // Calls for one rollout are serialized here (watch events and timers both come through
 // `reconcileKey`), and each call starts from a fresh GET: a queued watch event may carry an old
 // status, and acting on it could move traffic backwards.
-import { K8s, kind } from "kubernetes-fluent-client";
+import { K8s } from "kubernetes-fluent-client";
+import pLimit from "p-limit";
 import { Log } from "pepr";
 import {
   AnalysisRunStatus,
@@ -38,7 +39,9 @@ import {
   TargetInspection,
   trafficTargetFor,
 } from "./targets";
-import type { GateRun, ModelRolloutSpec, ModelRolloutStatus } from "./types";
+import { EventRecorder } from "./event-recorder";
+import { RolloutIndex } from "./rollout-index";
+import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "./types";
 
 const TERMINAL = ["Succeeded", "Failed", "Aborted"];
 const RETRY_MIN_MS = 1_000;
@@ -46,6 +49,12 @@ const RETRY_MAX_MS = 60_000;
 
 /** In-memory only: timers and backoff. Everything that matters for progress is in status. */
 const timers = new Map<string, NodeJS.Timeout>();
+/**
+ * Reconciles in flight at once, over all rollouts: a wave of due steps must not become thousands of
+ * concurrent API calls (API Priority and Fairness answers a ServiceAccount's flood with 429s).
+ */
+const MAX_CONCURRENT_RECONCILES = Number(process.env.MODELROLLOUT_MAX_CONCURRENT_RECONCILES) || 32;
+const reconcileSlots = pLimit(MAX_CONCURRENT_RECONCILES);
 const chains = new Map<string, Promise<void>>();
 const failures = new Map<string, number>();
 
@@ -58,7 +67,7 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
   const key = keyOf(namespace, name);
   const prev = chains.get(key) ?? Promise.resolve();
   const next = prev
-    .then(() => reconcileOnce(namespace, name))
+    .then(() => reconcileSlots(() => reconcileOnce(namespace, name)))
     .catch(err => onError(namespace, name, err));
   chains.set(key, next);
   void next.finally(() => {
@@ -68,29 +77,30 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
 }
 
 /**
- * Every ModelRollout seen (one LIST per namespace, then kept current by the watch and by each
- * reconcile's GET), for conflict detection without a LIST per reconcile — that LIST made a
- * reconcile O(rollouts) and the operator O(rollouts²).
+ * Every ModelRollout seen (one LIST per namespace, then kept current by the watch and by the
+ * responses of our writes): the reconciler reads from it instead of a GET per reconcile, and
+ * checks conflicts without a LIST — that LIST made the operator O(rollouts²).
  */
-const rolloutIndex = new Map<string, ModelRollout>();
+const rolloutIndex = new RolloutIndex();
+const events = new EventRecorder();
 const listedNamespaces = new Map<string, Promise<void>>();
 
-function newer(a: ModelRollout, b: ModelRollout | undefined): boolean {
-  const ra = Number(a.metadata?.resourceVersion);
-  const rb = Number(b?.metadata?.resourceVersion);
-  return !b || !Number.isFinite(ra) || !Number.isFinite(rb) || ra >= rb;
-}
-
-/** Records a ModelRollout from the watch or a GET (an older copy never replaces a newer one). */
+/** Records a ModelRollout from the watch (an older copy never replaces a newer one). */
 export function remember(mro: ModelRollout): void {
-  const { namespace, name } = mro.metadata ?? {};
-  if (!namespace || !name) return;
-  const key = keyOf(namespace, name);
-  if (newer(mro, rolloutIndex.get(key))) rolloutIndex.set(key, mro);
+  rolloutIndex.remember(mro);
 }
 
-export function dropFromIndex(namespace: string, name: string): void {
-  rolloutIndex.delete(keyOf(namespace, name));
+/**
+ * A watch event the reconciler has already acted on: the echo of its own status write (half of
+ * all events), or older. Skipping it saves the reads of a reconcile that would change nothing.
+ */
+export function alreadyReconciled(mro: ModelRollout): boolean {
+  return rolloutIndex.isHandled(mro);
+}
+
+/** `uid`: from a delete event, so that no late event brings the rollout back. */
+export function dropFromIndex(namespace: string, name: string, uid?: string): void {
+  rolloutIndex.drop(namespace, name, uid);
 }
 
 async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
@@ -104,7 +114,7 @@ async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
     listed.catch(() => listedNamespaces.delete(namespace));
   }
   await listed;
-  return [...rolloutIndex.values()].filter(r => r.metadata?.namespace === namespace);
+  return rolloutIndex.inNamespace(namespace);
 }
 
 export function forget(namespace: string, name: string): void {
@@ -191,14 +201,48 @@ function gateErrors(spec: ModelRolloutSpec): string | undefined {
   return errors.length ? errors.join("; ") : undefined;
 }
 
-/** Takes the due measurements of the running gates; returns the status with updated runs and the next due time. */
+/** The gate runs in `status` and the spec each runs. */
+function gateRuns(
+  spec: ModelRolloutSpec,
+  status: ModelRolloutStatus,
+): Array<["analysis" | "stepAnalysis", GateSpec | undefined]> {
+  return [
+    ["analysis", spec.analysis as GateSpec | undefined],
+    [
+      "stepAnalysis",
+      status.stepAnalysis?.stepIndex !== undefined
+        ? (spec.steps[status.stepAnalysis.stepIndex]?.analysis as GateSpec | undefined)
+        : undefined,
+    ],
+  ];
+}
+
+/** Milliseconds until the next measurement of a running gate in `status` is due. */
+function nextMeasurementInMs(
+  spec: ModelRolloutSpec,
+  status: ModelRolloutStatus,
+  now: Date,
+): number | undefined {
+  let next: number | undefined;
+  for (const [field, gate] of gateRuns(spec, status)) {
+    const run = status[field] as unknown as AnalysisRunStatus | undefined;
+    if (!run || !gate || run.phase !== "Running") continue;
+    const { due, nextDueAt } = dueMetrics(gate, run, now);
+    if (!due.length && !nextDueAt) continue;
+    const ms = due.length ? 0 : Date.parse(nextDueAt!) - now.getTime();
+    next = next === undefined ? ms : Math.min(next, ms);
+  }
+  return next;
+}
+
+/** Takes the due measurements of the running gates; returns the status with updated runs. */
 async function measureGates(
   namespace: string,
   spec: ModelRolloutSpec,
   status: ModelRolloutStatus,
   ctx: TemplateContext,
   now: Date,
-): Promise<{ status: ModelRolloutStatus; nextDueMs?: number }> {
+): Promise<ModelRolloutStatus> {
   const secrets = new Map<string, string>();
   const secret = async (ref?: { name: string; key: string }) => {
     if (!ref) return undefined;
@@ -215,17 +259,7 @@ async function measureGates(
       promql,
     );
   const out = { ...status };
-  let nextDueMs: number | undefined;
-  const runs: Array<["analysis" | "stepAnalysis", GateSpec | undefined]> = [
-    ["analysis", spec.analysis as GateSpec | undefined],
-    [
-      "stepAnalysis",
-      status.stepAnalysis?.stepIndex !== undefined
-        ? (spec.steps[status.stepAnalysis.stepIndex]?.analysis as GateSpec | undefined)
-        : undefined,
-    ],
-  ];
-  for (const [field, gate] of runs) {
+  for (const [field, gate] of gateRuns(spec, status)) {
     const run = out[field] as unknown as AnalysisRunStatus | undefined;
     if (!run || !gate || run.phase !== "Running") continue;
     const measured = await measureDue(
@@ -236,56 +270,18 @@ async function measureGates(
       query,
     );
     out[field] = measured as unknown as GateRun;
-    const { nextDueAt } = dueMetrics(gate, measured, now);
-    if (nextDueAt) {
-      const ms = Date.parse(nextDueAt) - now.getTime();
-      nextDueMs = nextDueMs === undefined ? ms : Math.min(nextDueMs, ms);
-    }
   }
-  return { status: out, nextDueMs };
+  return out;
 }
 
-async function recordEvent(
-  mro: ModelRollout,
-  action: Extract<Action, { type: "event" }>,
-  now: Date,
-): Promise<void> {
-  const name = mro.metadata!.name!;
-  const namespace = mro.metadata!.namespace!;
-  await K8s(kind.CoreEvent).Create({
-    apiVersion: "v1",
-    kind: "Event",
-    metadata: {
-      name: `${name}.${now.getTime().toString(16)}${Math.random().toString(16).slice(2, 6)}`,
-      namespace,
-    },
-    involvedObject: {
-      apiVersion: mro.apiVersion,
-      kind: "ModelRollout",
-      name,
-      namespace,
-      uid: mro.metadata!.uid,
-      resourceVersion: mro.metadata!.resourceVersion,
-    },
-    reason: action.reason,
-    message: action.message,
-    type: action.eventType,
-    source: { component: "modelrollout-operator" },
-    reportingComponent: "modelrollout-operator",
-    reportingInstance: process.env.HOSTNAME ?? "local",
-    firstTimestamp: now,
-    lastTimestamp: now,
-    count: 1,
-  } as kind.CoreEvent);
-}
-
-async function clearActionAnnotation(mro: ModelRollout): Promise<void> {
+/** Removes the annotation unless it changed meanwhile; returns the patched rollout. */
+async function clearActionAnnotation(mro: ModelRollout): Promise<ModelRollout | undefined> {
   const value = mro.metadata?.annotations?.[ACTION_ANNOTATION];
-  if (value === undefined) return;
+  if (value === undefined) return undefined;
   const path = `/metadata/annotations/${ACTION_ANNOTATION.replace(/~/g, "~0").replace(/\//g, "~1")}`;
   try {
     // `test` first: a newer action given meanwhile is not removed unseen.
-    await K8s(ModelRollout, {
+    return await K8s(ModelRollout, {
       name: mro.metadata!.name!,
       namespace: mro.metadata!.namespace!,
     }).Patch([
@@ -294,16 +290,79 @@ async function clearActionAnnotation(mro: ModelRollout): Promise<void> {
     ]);
   } catch (err) {
     if (apiFailure(err).status !== 422) throw err;
+    return undefined;
   }
 }
 
-async function reconcileOnce(namespace: string, name: string): Promise<void> {
+/** What an action writes, for messages. */
+function describeAction(action: Action, namespace: string): string {
+  switch (action.type) {
+    case "setWeight":
+      return `set canary weight ${action.canaryWeight}% on ${action.target.kind} ${namespace}/${action.target.name}`;
+    case "finalize":
+      return `finalize (${action.outcome}) ${action.target.kind} ${namespace}/${action.target.name}`;
+    case "ensureCanaryPool":
+      return `create the canary InferencePool in ${namespace}`;
+    case "deletePool":
+      return `delete InferencePool ${namespace}/${action.pool}`;
+    default:
+      return action.type;
+  }
+}
+
+/**
+ * A refusal that retrying alone will not fix, as a Ready=False reason and a message that names
+ * the object and the fix; undefined for transient failures (5xx, timeouts, network).
+ */
+export function actionFailure(
+  err: unknown,
+  action: Action,
+  namespace: string,
+): { reason: string; message: string } | undefined {
+  const { status, message } = apiFailure(err);
+  const what = `cannot ${describeAction(action, namespace)}: ${message}`;
+  switch (status) {
+    case 401:
+      return {
+        reason: "Unauthorized",
+        message: `${what} (the operator's credentials were refused; check its ServiceAccount token or kubeconfig)`,
+      };
+    case 403:
+      return {
+        reason: "Forbidden",
+        message: `${what} (grant the operator the rules listed in package.json pepr.rbac; see docs/install.md)`,
+      };
+    case 400:
+    case 404:
+    case 409:
+    case 422:
+      return {
+        reason: "TargetUpdateRejected",
+        message: `${what} (fix the object or the ModelRollout spec; the operator retries with backoff)`,
+      };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The rollout as the index has it (the watch's newest copy, or our last write's response), else a
+ * GET. Never older than what this reconciler last wrote, so traffic cannot move backwards.
+ */
+async function currentRollout(namespace: string, name: string): Promise<ModelRollout | undefined> {
+  const known = rolloutIndex.get(namespace, name);
+  if (known) return known;
   const mro = await getRollout(namespace, name);
+  if (mro) remember(mro);
+  return mro;
+}
+
+async function reconcileOnce(namespace: string, name: string): Promise<void> {
+  const mro = await currentRollout(namespace, name);
   if (!mro) {
     dropFromIndex(namespace, name);
     return forget(namespace, name);
   }
-  remember(mro);
   const now = new Date();
   const spec = mro.spec as unknown as ModelRolloutSpec;
   const prev = (mro.status ?? undefined) as ModelRolloutStatus | undefined;
@@ -322,7 +381,6 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   };
 
   let status = prev ?? {};
-  let nextDueMs: number | undefined;
   if (!specError && target && !TERMINAL.includes(String(status.phase))) {
     const ctx: TemplateContext = {
       scope: spec.pools ? "pools" : "adapters",
@@ -334,13 +392,23 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       pool: inspection.pool,
       weight: status.canaryWeight ?? 0,
     };
-    ({ status, nextDueMs } = await measureGates(namespace, spec, status, ctx, now));
+    status = await measureGates(namespace, spec, status, ctx, now);
   }
 
-  const result = reconcileRollout(spec, status, obs, now);
+  let result = reconcileRollout(spec, status, obs, now);
 
   const rollout = { name, namespace };
-  for (const action of result.actions) {
+  // The object inspect() just read is the base of the first write to the same target (a second
+  // GET would only cost time); later writes in this reconcile read afresh, since the first one
+  // changed it. The resourceVersion precondition catches any other change.
+  let unwrittenTarget = inspection.object;
+  const sameTarget = (t: RolloutTarget) => {
+    if (!target || t.kind !== target.kind || t.name !== target.name) return undefined;
+    const known = unwrittenTarget;
+    unwrittenTarget = undefined;
+    return known;
+  };
+  const applyAction = async (action: Action): Promise<void> => {
     switch (action.type) {
       case "ensureCanaryPool": {
         const created = await ensureCanaryPool(rollout, spec);
@@ -353,7 +421,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       }
       case "setWeight": {
         const t = trafficTargetFor(namespace, spec, action.target);
-        if (await t.setWeight(action.canaryWeight)) {
+        if (await t.setWeight(action.canaryWeight, sameTarget(action.target))) {
           Log.info(
             { ...log, canaryWeight: action.canaryWeight, target: action.target.name },
             `ModelRollout ${log.rollout}: canary weight ${action.canaryWeight}%`,
@@ -363,7 +431,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       }
       case "finalize": {
         const t = trafficTargetFor(namespace, spec, action.target);
-        if (await t.finalize(action.outcome))
+        if (await t.finalize(action.outcome, sameTarget(action.target)))
           Log.info(
             { ...log, outcome: action.outcome },
             `ModelRollout ${log.rollout}: finalized (${action.outcome})`,
@@ -380,6 +448,22 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       default:
         break;
     }
+  };
+  let applying: Action | undefined;
+  try {
+    for (const action of result.actions) {
+      applying = action;
+      await applyAction(action);
+    }
+  } catch (err) {
+    // A write the apiserver refuses for good (RBAC, validation, a vanished object) will not heal
+    // by retrying alone: report it like a blocked target — Ready=False with the apiserver's words
+    // and the fix, a Warning Event — and retry with backoff. Nothing of this step is recorded as
+    // done, so the retry repeats it. Transient failures (5xx, network) only log and retry.
+    const failure = applying && actionFailure(err, applying, namespace);
+    if (!failure) throw err;
+    Log.warn({ ...log, reason: failure.reason }, `ModelRollout ${log.rollout}: ${failure.message}`);
+    result = reconcileRollout(spec, status, { ...obs, targets: { ready: false, ...failure } }, now);
   }
 
   // A background run still measuring when the rollout ends is concluded for the record (status and
@@ -388,20 +472,52 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   if (TERMINAL.includes(String(result.status.phase)) && bg?.phase === "Running" && spec.analysis) {
     result.status.analysis = concludeRun(spec.analysis as GateSpec, bg, now) as unknown as GateRun;
   }
-  // Events before the status: a crash in between repeats an Event on restart instead of losing it.
-  for (const action of result.actions) {
-    if (action.type === "event") await recordEvent(mro, action, now);
-  }
+  events.record(
+    mro,
+    result.actions.filter(a => a.type === "event"),
+    now,
+  );
+  // Each write's response is the rollout's newest state: the index keeps it, so the next
+  // reconcile starts from it. When the response holds nobody else's change (same generation and
+  // action annotation as expected), its watch echo is recognized and skipped; otherwise the
+  // other change's event must still be reconciled, so only what we read counts as handled.
+  const generation = mro.metadata?.generation;
+  const reflectsOnlyUs = (o: ModelRollout, annotation: string | undefined) =>
+    o.metadata?.generation === generation &&
+    o.metadata?.annotations?.[ACTION_ANNOTATION] === annotation;
+  let handled = mro.metadata?.resourceVersion;
   const patch = statusMergePatch(prev, result.status);
-  if (patch)
-    await K8s(ModelRollout).PatchStatus({
-      metadata: { name, namespace },
-      status: patch,
-    } as unknown as ModelRollout);
-  if (result.actions.some(a => a.type === "clearActionAnnotation"))
-    await clearActionAnnotation(mro);
+  if (patch) {
+    let written: ModelRollout;
+    try {
+      written = await K8s(ModelRollout).PatchStatus({
+        metadata: { name, namespace },
+        status: patch,
+      } as unknown as ModelRollout);
+    } catch (err) {
+      // Deleted while we worked (the index had not heard yet): nothing left to reconcile.
+      if (apiFailure(err).status !== 404) throw err;
+      dropFromIndex(namespace, name);
+      return forget(namespace, name);
+    }
+    remember(written);
+    if (reflectsOnlyUs(written, mro.metadata?.annotations?.[ACTION_ANNOTATION]))
+      handled = written.metadata?.resourceVersion;
+  }
+  if (result.actions.some(a => a.type === "clearActionAnnotation")) {
+    const cleared = await clearActionAnnotation(mro);
+    if (cleared) {
+      remember(cleared);
+      if (reflectsOnlyUs(cleared, undefined)) handled = cleared.metadata?.resourceVersion;
+    }
+  }
+  rolloutIndex.markHandled(namespace, name, handled);
 
   failures.delete(keyOf(namespace, name));
+  // Runs the engine just started are due too: nothing else would wake us for them.
+  const nextDueMs = TERMINAL.includes(String(result.status.phase))
+    ? undefined
+    : nextMeasurementInMs(spec, result.status, now);
   const waits = [result.requeueAfterMs, nextDueMs].filter((ms): ms is number => ms !== undefined);
   if (waits.length) schedule(namespace, name, Math.min(...waits));
   else forget(namespace, name);

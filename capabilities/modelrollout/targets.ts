@@ -84,9 +84,14 @@ export async function modifyWithRetry<T>(
   name: string,
   transform: (current: T) => T | null,
   attempts = 5,
+  known?: unknown,
 ): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
-    const current = await K8s(model).InNamespace(namespace).Get(name);
+    // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
+    const current =
+      attempt === 1 && known
+        ? (known as GenericKind)
+        : await K8s(model).InNamespace(namespace).Get(name);
     const next = transform(current as T) as unknown as GenericKind | null;
     if (next === null) return false;
     try {
@@ -123,8 +128,9 @@ export interface TrafficTarget {
   inspect(): Promise<TargetInspection>;
   /** Claims another rollout with `spec` would have on the object this target inspected. */
   claimsOf(object: unknown, spec: ModelRolloutSpec): string[];
-  setWeight(canaryWeight: number): Promise<boolean>;
-  finalize(outcome: "Promoted" | "RolledBack"): Promise<boolean>;
+  /** `known`: the object inspect() returned, to start from without another read. */
+  setWeight(canaryWeight: number, known?: unknown): Promise<boolean>;
+  finalize(outcome: "Promoted" | "RolledBack", known?: unknown): Promise<boolean>;
 }
 
 function notFound(kindName: string, namespace: string, name: string) {
@@ -191,13 +197,23 @@ function httpRouteTarget(
         rule: t.httpRouteRule,
       }).claims;
     },
-    setWeight: w =>
-      modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, r =>
-        setHTTPRouteWeight(r, split(), w),
+    setWeight: (w, known) =>
+      modifyWithRetry<HTTPRoute>(
+        HTTPRouteKind,
+        namespace,
+        target.name,
+        r => setHTTPRouteWeight(r, split(), w),
+        5,
+        known,
       ),
-    finalize: outcome =>
-      modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, r =>
-        finalizeHTTPRoute(r, split(), outcome),
+    finalize: (outcome, known) =>
+      modifyWithRetry<HTTPRoute>(
+        HTTPRouteKind,
+        namespace,
+        target.name,
+        r => finalizeHTTPRoute(r, split(), outcome),
+        5,
+        known,
       ),
   };
 }
@@ -224,13 +240,23 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
       return inspectInferenceModel(object as InferenceModel, { stable: a.stable, canary: a.canary })
         .claims;
     },
-    setWeight: w =>
-      modifyWithRetry<InferenceModel>(InferenceModelKind, namespace, target.name, m =>
-        setInferenceModelWeight(m, split, w),
+    setWeight: (w, known) =>
+      modifyWithRetry<InferenceModel>(
+        InferenceModelKind,
+        namespace,
+        target.name,
+        m => setInferenceModelWeight(m, split, w),
+        5,
+        known,
       ),
-    finalize: outcome =>
-      modifyWithRetry<InferenceModel>(InferenceModelKind, namespace, target.name, m =>
-        finalizeInferenceModel(m, split, outcome),
+    finalize: (outcome, known) =>
+      modifyWithRetry<InferenceModel>(
+        InferenceModelKind,
+        namespace,
+        target.name,
+        m => finalizeInferenceModel(m, split, outcome),
+        5,
+        known,
       ),
   };
 }
@@ -256,13 +282,23 @@ function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): 
         canary: a.canary,
       }).claims;
     },
-    setWeight: w =>
-      modifyWithRetry<InferenceModelRewrite>(Rewrite, namespace, target.name, r =>
-        setInferenceModelRewriteWeight(r, split, w),
+    setWeight: (w, known) =>
+      modifyWithRetry<InferenceModelRewrite>(
+        Rewrite,
+        namespace,
+        target.name,
+        r => setInferenceModelRewriteWeight(r, split, w),
+        5,
+        known,
       ),
-    finalize: outcome =>
-      modifyWithRetry<InferenceModelRewrite>(Rewrite, namespace, target.name, r =>
-        finalizeInferenceModelRewrite(r, split, outcome),
+    finalize: (outcome, known) =>
+      modifyWithRetry<InferenceModelRewrite>(
+        Rewrite,
+        namespace,
+        target.name,
+        r => finalizeInferenceModelRewrite(r, split, outcome),
+        5,
+        known,
       ),
   };
 }

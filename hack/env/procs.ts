@@ -116,7 +116,7 @@ export async function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
   timeoutMs: number,
-  hint = "",
+  hint: string | (() => string) = "",
   intervalMs = 100,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -130,8 +130,9 @@ export async function waitFor(
     await delay(intervalMs);
   }
   const cause = lastError ? ` (last error: ${(lastError as Error).message ?? lastError})` : "";
+  const more = typeof hint === "function" ? hint() : hint; // a function reads the last state
   throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${cause}${hint ? `; ${hint}` : ""}`,
+    `timed out after ${timeoutMs} ms waiting for ${what}${cause}${more ? `; ${more}` : ""}`,
   );
 }
 

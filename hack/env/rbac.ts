@@ -7,16 +7,36 @@ import { ClusterInfo, kubectlFor } from "./cluster";
 import { issueClientCert, kubeconfigYaml } from "./certs";
 import { repoRoot } from "./config";
 
-/** Writes a kubeconfig for `user` authorized only by the module's declared rules; returns its path. */
-export function operatorKubeconfig(info: ClusterInfo, user = "modelrollout-operator"): string {
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+/** The module's declared rules (package.json pepr.rbac). */
+export function declaredRules(): PolicyRule[] {
+  return JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")).pepr.rbac;
+}
+
+/**
+ * Writes a kubeconfig for `user` authorized only by the module's declared rules (or `rules`, for a
+ * test of what the operator does without some of them); returns its path. Applying it again with
+ * other rules changes the user's rights in place.
+ */
+export function operatorKubeconfig(
+  info: ClusterInfo,
+  user = "modelrollout-operator",
+  rules: PolicyRule[] = declaredRules(),
+): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"));
-  const name = `pepr-${pkg.pepr.uuid}`;
+  const name =
+    user === "modelrollout-operator" ? `pepr-${pkg.pepr.uuid}` : `pepr-${pkg.pepr.uuid}-${user}`;
   const objects = [
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name },
-      rules: pkg.pepr.rbac,
+      rules,
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",

@@ -5,7 +5,7 @@
 import { K8s } from "kubernetes-fluent-client";
 import { HTTPRoute } from "../../capabilities/kinds";
 import { modifyWithRetry } from "../../capabilities/modelrollout/targets";
-import { operatorKubeconfig } from "../../hack/env/rbac";
+import { declaredRules, operatorKubeconfig } from "../../hack/env/rbac";
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
 import { RunningOperator, startOperator } from "../support/operator";
 import { rolloutHelpers } from "../support/rollouts";
@@ -390,6 +390,78 @@ spec:
       (route as unknown as { spec: { rules: { backendRefs: { weight: number }[] }[] } }).spec
         .rules[0].backendRefs[0].weight,
     ).toBe(42);
+  });
+});
+
+describe("a write the apiserver refuses", () => {
+  it("says Forbidden on Ready with the fix, changes nothing, and proceeds once the right is granted", async () => {
+    // A second operator whose identity lacks `patch` on InferenceModels, in a namespace of its own.
+    const restricted = createTestNamespace("operator-rbac");
+    const user = "modelrollout-operator-no-patch";
+    const withoutPatch = declaredRules().map(r =>
+      r.resources.includes("inferencemodels")
+        ? { ...r, verbs: r.verbs.filter(v => v !== "patch") }
+        : r,
+    );
+    const kubeconfig = operatorKubeconfig(env().info, user, withoutPatch);
+    const op = await startOperator({
+      namespaces: [restricted.name],
+      kubeconfig,
+      name: restricted.name,
+    });
+    const h = rolloutHelpers(
+      () => restricted.name,
+      () => op.log,
+    );
+    try {
+      h.apply(`
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: rbac-model}
+spec:
+  modelName: rbac
+  poolRef: {name: mymodel-pool-v1}
+  targetModels: [{name: rbac-v1, weight: 100}]
+---
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: rbac}
+spec:
+  adapters: {inferenceModel: rbac-model, stable: rbac-v1, canary: rbac-v2}
+  steps: [{setWeight: 10}, {pause: {}}]
+`);
+      const refused = await h.waitForRollout(
+        "rbac",
+        "Ready=False Forbidden",
+        r => !!r.status?.conditions?.some(c => c.type === "Ready" && c.reason === "Forbidden"),
+      );
+      const ready = refused.status!.conditions!.find(c => c.type === "Ready")!;
+      expect(ready.status).toBe("False");
+      expect(ready.message).toContain(
+        `cannot set canary weight 10% on InferenceModel ${restricted.name}/rbac-model`,
+      );
+      expect(ready.message).toContain("cannot patch resource");
+      expect(ready.message).toContain("package.json pepr.rbac");
+      expect(refused.status?.canaryWeight).toBeUndefined();
+      expect(h.targetModels("rbac-model")).toEqual([{ name: "rbac-v1", weight: 100 }]);
+      expect(h.kubectl(["describe", "modelrollout", "rbac"])).toMatch(/Warning\s+Forbidden/);
+
+      operatorKubeconfig(env().info, user); // now with every declared rule
+      await h.waitForRollout(
+        "rbac",
+        "canary 10% after the grant",
+        r =>
+          r.status?.canaryWeight === 10 &&
+          r.status?.conditions?.find(c => c.type === "Ready")?.status === "True",
+      );
+      expect(h.targetModels("rbac-model")).toEqual([
+        { name: "rbac-v1", weight: 90 },
+        { name: "rbac-v2", weight: 10 },
+      ]);
+    } finally {
+      await op.stop();
+      await restricted.cleanup();
+    }
   });
 });
 

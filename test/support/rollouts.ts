@@ -49,7 +49,7 @@ export function rolloutHelpers(namespace: () => string, logHint: () => string) {
       `ModelRollout ${name}: ${what}`,
       () => check((last = rollout(name))),
       timeoutMs,
-      `last status: ${JSON.stringify(last?.status)}; operator log: ${logHint()}`,
+      () => `last status: ${JSON.stringify(last?.status)}; operator log: ${logHint()}`,
     );
     return last!;
   }
