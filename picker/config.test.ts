@@ -18,7 +18,23 @@ describe("parseConfig", () => {
       weights: { queue: 2, kvCache: 2, prefix: 3, lora: 3 },
       saturation: { staleAfterMs: 200, queueThreshold: 5, kvCacheThreshold: 0.8 },
       scrape: { intervalMs: 50 },
+      flowControl: { enabled: true, maxRunning: 0, maxWaitMs: 10000, maxQueue: 1024 },
     });
+  });
+
+  it("reads the flow-control flags", () => {
+    const c = parseConfig(
+      ["--pool", "p", "--flow-control", "off", "--max-running", "8", "--flow-max-wait-ms", "500"],
+      {},
+    );
+    expect(c !== "help" && c.flowControl).toEqual({
+      enabled: false,
+      maxRunning: 8,
+      maxWaitMs: 500,
+      maxQueue: 1024,
+    });
+    expect(() => parseConfig(["--pool", "p", "--flow-control", "maybe"], {})).toThrow(ConfigError);
+    expect(() => parseConfig(["--pool", "p", "--max-running", "-1"], {})).toThrow(ConfigError);
   });
 
   it("reads flags and the environment", () => {

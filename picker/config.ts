@@ -1,6 +1,7 @@
 // Command-line configuration of the picker (pure: argv and env in, a checked config out).
 
 import { parseArgs } from "node:util";
+import { FlowControlConfig, defaultFlowControlConfig } from "./core/flow";
 import { PrefixConfig, defaultPrefixConfig } from "./core/prefix";
 import {
   SaturationConfig,
@@ -32,6 +33,7 @@ export interface PickerConfig {
   prefix: PrefixConfig;
   scrape: { intervalMs: number; timeoutMs: number; concurrency: number; path: string };
   proxy: { retries: number; connectTimeoutMs: number; upstreamTimeoutMs: number };
+  flowControl: FlowControlConfig;
 }
 
 export const usage = `Usage: npm run picker -- --pool NAME [--namespace NS] [options]
@@ -70,6 +72,12 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --proxy-retries N           other endpoints tried when connecting fails        [2]
   --connect-timeout-ms N      proxy connect timeout                              [2000]
   --upstream-timeout-ms N     proxy: time to response headers and between chunks [300000]
+  --flow-control on|off       proxy: hold requests in the picker while every pod runs all it
+                              can, and send each to the first pod that frees a slot   [on]
+  --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
+                              0 = learnt from scrapes                            [0]
+  --flow-max-wait-ms N        a request held this long goes to a pod's own queue [10000]
+  --flow-max-queue N          requests held at most; more go to pods' queues     [1024]
   --help                      this text
 `;
 
@@ -152,6 +160,10 @@ const options = {
   "proxy-retries": { type: "string" },
   "connect-timeout-ms": { type: "string" },
   "upstream-timeout-ms": { type: "string" },
+  "flow-control": { type: "string" },
+  "max-running": { type: "string" },
+  "flow-max-wait-ms": { type: "string" },
+  "flow-max-queue": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -178,6 +190,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
   const port = (name: keyof typeof options, fallback: number) =>
     int(name, values[name] as string | undefined, fallback, 0, 65535);
   const upstreamTimeoutMs = int("upstream-timeout-ms", values["upstream-timeout-ms"], 300_000, 1);
+  const flowControl = values["flow-control"] ?? "on";
+  if (flowControl !== "on" && flowControl !== "off") {
+    throw new ConfigError("--flow-control must be on or off");
+  }
   const prefixBlockSize = int(
     "prefix-block-size",
     values["prefix-block-size"],
@@ -239,6 +255,22 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
       retries: int("proxy-retries", values["proxy-retries"], 2, 0, 16),
       connectTimeoutMs: int("connect-timeout-ms", values["connect-timeout-ms"], 2000, 1),
       upstreamTimeoutMs,
+    },
+    flowControl: {
+      enabled: flowControl === "on",
+      maxRunning: int("max-running", values["max-running"], defaultFlowControlConfig.maxRunning, 0),
+      maxWaitMs: int(
+        "flow-max-wait-ms",
+        values["flow-max-wait-ms"],
+        defaultFlowControlConfig.maxWaitMs,
+        0,
+      ),
+      maxQueue: int(
+        "flow-max-queue",
+        values["flow-max-queue"],
+        defaultFlowControlConfig.maxQueue,
+        0,
+      ),
     },
   };
 }

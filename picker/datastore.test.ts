@@ -1,4 +1,5 @@
 import {
+  queuesForSlots,
   Datastore,
   inferenceModelFromObject,
   objectiveFromObject,
@@ -210,6 +211,47 @@ describe("Datastore", () => {
     expect([e.inflight, e.dispatchedSinceScrape]).toEqual([1, 2]);
     ds.setMetrics("10.0.0.1:8000", { waiting: 0, running: 1, kvCacheUsage: 0, scrapedAtMs: 5 });
     expect(e.dispatchedSinceScrape).toBe(0);
+  });
+
+  it("learns the running capacity from scrapes where requests wait for a running slot", () => {
+    const ds = store();
+    ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
+    const e = ds.readyEndpoints()[0];
+    const scrape = (
+      running: number,
+      waiting: number,
+      lora?: { running: string[]; waiting: string[] },
+    ) =>
+      ds.setMetrics("10.0.0.1:8000", {
+        waiting,
+        running,
+        kvCacheUsage: 0,
+        scrapedAtMs: 5,
+        lora: lora && { ...lora, maxLora: 1 },
+      });
+    scrape(3, 0); // nothing waits: says nothing about the capacity
+    expect(e.learntMaxRunning).toBeUndefined();
+    scrape(1, 2, { running: ["v1"], waiting: ["v2"] }); // v2 waits for an adapter slot
+    expect(e.learntMaxRunning).toBeUndefined();
+    scrape(2, 1, { running: ["v1"], waiting: ["v1"] });
+    expect(e.learntMaxRunning).toBe(2);
+    scrape(1, 4);
+    expect(e.learntMaxRunning).toBe(2); // the most seen
+    expect(queuesForSlots({ waiting: 1, running: 2, kvCacheUsage: 0, scrapedAtMs: 0 })).toBe(true);
+  });
+
+  it("counts completions since the scrape and tells capacity listeners", () => {
+    const ds = store();
+    ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
+    let calls = 0;
+    ds.onCapacity(() => calls++);
+    ds.noteDispatched("10.0.0.1:8000");
+    ds.noteCompleted("10.0.0.1:8000");
+    const e = ds.readyEndpoints()[0];
+    expect(e.completedSinceScrape).toBe(1);
+    ds.setMetrics("10.0.0.1:8000", { waiting: 0, running: 0, kvCacheUsage: 0, scrapedAtMs: 5 });
+    expect(e.completedSinceScrape).toBe(0);
+    expect(calls).toBe(2);
   });
 
   it("counts in-flight requests per LoRA adapter until they complete", () => {

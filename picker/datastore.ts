@@ -230,6 +230,18 @@ export interface EndpointState extends EndpointView {
   lastScrapeError?: string;
 }
 
+/**
+ * Requests wait although none waits for an adapter slot: every running slot is taken, so
+ * `running` is the server's running capacity (vLLM --max-num-seqs). Requests that wait for an
+ * adapter to load do not show it (with --max-loras 1, one adapter can block the other while a
+ * running slot is free).
+ */
+export function queuesForSlots(m: EndpointMetrics): boolean {
+  if (m.waiting === 0) return false;
+  const lora = m.lora;
+  return !lora || lora.waiting.every(a => lora.running.includes(a));
+}
+
 /** Adapters remembered per endpoint; more than any server's adapter slots. */
 const maxSentAdapters = 16;
 
@@ -247,6 +259,7 @@ export class Datastore implements PoolView {
   private resolutions: Map<string, ModelResolution> | undefined;
   private genericResolution: ModelResolution | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly capacityListeners = new Set<() => void>();
 
   constructor(readonly expectedPoolName: string) {}
 
@@ -299,8 +312,10 @@ export class Datastore implements PoolView {
     const e = this.endpointsByAddress.get(address);
     if (!e) return;
     if (e.inflight > 0) e.inflight--;
+    e.completedSinceScrape = (e.completedSinceScrape ?? 0) + 1;
     const n = adapter ? e.sentAdapters?.get(adapter) : undefined;
     if (n !== undefined && n > 0) e.sentAdapters!.set(adapter!, n - 1);
+    this.notifyCapacity();
   }
 
   // Pool and pods
@@ -343,7 +358,12 @@ export class Datastore implements PoolView {
     if (!e) return;
     e.metrics = metrics;
     e.dispatchedSinceScrape = 0;
+    e.completedSinceScrape = 0;
     e.lastScrapeError = undefined;
+    if (metrics.running > (e.learntMaxRunning ?? 0) && queuesForSlots(metrics)) {
+      e.learntMaxRunning = metrics.running;
+    }
+    this.notifyCapacity();
   }
 
   noteScrapeError(address: string, message: string): void {
@@ -382,6 +402,19 @@ export class Datastore implements PoolView {
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Called when an endpoint may have room for another request: one of ours finished, a scrape
+   * arrived, or the endpoints changed (flow control dispatches held requests then).
+   */
+  onCapacity(listener: () => void): () => void {
+    this.capacityListeners.add(listener);
+    return () => this.capacityListeners.delete(listener);
+  }
+
+  private notifyCapacity(): void {
+    for (const l of this.capacityListeners) l();
   }
 
   private modelsChanged(): void {
@@ -426,6 +459,7 @@ export class Datastore implements PoolView {
       .filter(e => e.ready)
       .sort((a, b) => a.name.localeCompare(b.name));
     this.notify();
+    this.notifyCapacity();
   }
 
   private buildResolutions(): void {

@@ -31,6 +31,8 @@ export interface RunOptions {
    * round-robin and random this way); receives the prefix index the default plugins would use.
    */
   schedulerConfig?: (prefixIndex: PrefixIndex) => SchedulerConfig;
+  /** Overrides `config.flowControl.enabled` (baselines dispatch at once, as they always did). */
+  flowControl?: boolean;
 }
 
 export async function runPicker(
@@ -57,8 +59,19 @@ export async function runPicker(
       maxBodyBytes: config.maxBodyBytes,
       prefix: config.prefix,
       saturation: config.saturation,
+      flowControl: {
+        ...config.flowControl,
+        enabled: options.flowControl ?? config.flowControl.enabled,
+      },
     },
   );
+  // Held requests leave when a pod may have room: a request finished, a scrape came in, the
+  // pods changed; and at least every 50 ms for those held too long.
+  metrics.setFlowQueueSource(() => router.heldCount());
+  const drainHeld = () => router.drainHeld(now());
+  ds.onCapacity(drainHeld);
+  const drainTimer = setInterval(drainHeld, 50);
+  drainTimer.unref();
 
   const discovery = new Discovery(ds, {
     namespace: config.namespace,
@@ -149,6 +162,7 @@ export async function runPicker(
   log(`serving pool ${config.namespace}/${config.pool}`);
 
   return async () => {
+    clearInterval(drainTimer);
     discovery.stop();
     await scraper.stop();
     await Promise.all(closers.map(c => c()));

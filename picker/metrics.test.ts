@@ -18,7 +18,13 @@ describe("PickerMetrics", () => {
         { podName: "b" },
       ]),
     );
+    m.setFlowQueueSource(() => ({ now: 3, total: 17 }));
     const text = await m.registry.metrics();
+    expect(text).toContain('modelrollout_picker_flow_queue_size{pool="pool-a"} 3');
+    expect(text).toContain('modelrollout_picker_flow_held_total{pool="pool-a"} 17');
+    expect(await m.registry.metrics()).toContain(
+      'modelrollout_picker_flow_held_total{pool="pool-a"} 17',
+    );
     const labels = 'model_name="travel-helper",target_model_name="travel-helper-v2",pool="pool-a"';
     expect(text).toContain(`inference_objective_request_total{${labels}} 1`);
     expect(text).toContain(

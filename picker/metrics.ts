@@ -40,6 +40,10 @@ export class PickerMetrics {
   private readonly outputTokens: Histogram<(typeof requestLabels)[number]>;
   private readonly decision: Histogram<"pool">;
   private readonly picks: Counter<"pool" | "endpoint">;
+  private readonly seriesByModel = new Map<string, RequestSeries>();
+  private readonly picksByEndpoint = new Map<string, { inc(): void }>();
+  private readonly decisionSeries: { observe(value: number): void };
+  private flowQueue: () => { now: number; total: number } = () => ({ now: 0, total: 0 });
   private poolGauges: () => PoolGaugeValues = () => ({
     averageKvCacheUtilization: 0,
     averageQueueSize: 0,
@@ -134,7 +138,33 @@ export class PickerMetrics {
       labelNames: ["pool", "endpoint"],
       registers,
     });
+    this.decisionSeries = this.decision.labels({ pool: poolName });
+    const flow = () => this.flowQueue();
+    new Gauge({
+      name: "modelrollout_picker_flow_queue_size",
+      help: "Requests held by flow control until an endpoint has a free running slot.",
+      labelNames: ["pool"],
+      registers,
+      collect() {
+        this.set({ pool: poolName }, flow().now);
+      },
+    });
+    new Counter({
+      name: "modelrollout_picker_flow_held_total",
+      help: "Requests flow control held because every endpoint was running all it can.",
+      labelNames: ["pool"],
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ pool: poolName }, flow().total);
+      },
+    });
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
+  }
+
+  /** Flow control's queue: requests held now, and held since the start. */
+  setFlowQueueSource(source: () => { now: number; total: number }): void {
+    this.flowQueue = source;
   }
 
   setPoolGaugeSource(source: () => PoolGaugeValues): void {
@@ -145,8 +175,29 @@ export class PickerMetrics {
     return { model_name: model, target_model_name: target, pool: this.poolName };
   }
 
+  /**
+   * The per-(model, target) series, bound once: spares prom-client's label-object checks on the
+   * five or six updates of every request. As many entries as series prom-client keeps anyway.
+   */
+  private series(model: string, target: string): RequestSeries {
+    const key = `${model}\u0000${target}`;
+    let s = this.seriesByModel.get(key);
+    if (!s) {
+      const l = this.labels(model, target);
+      s = {
+        requests: this.requests.labels(l),
+        duration: this.duration.labels(l),
+        ttft: this.ttft.labels(l),
+        inputTokens: this.inputTokens.labels(l),
+        outputTokens: this.outputTokens.labels(l),
+      };
+      this.seriesByModel.set(key, s);
+    }
+    return s;
+  }
+
   recordRequest(model: string, target: string): void {
-    this.requests.inc(this.labels(model, target));
+    this.series(model, target).requests.inc();
   }
 
   recordError(model: string, target: string, code: string): void {
@@ -154,25 +205,39 @@ export class PickerMetrics {
   }
 
   observeDuration(model: string, target: string, seconds: number): void {
-    if (seconds >= 0) this.duration.observe(this.labels(model, target), seconds);
+    if (seconds >= 0) this.series(model, target).duration.observe(seconds);
   }
 
   observeTtft(model: string, target: string, seconds: number): void {
-    if (seconds >= 0) this.ttft.observe(this.labels(model, target), seconds);
+    if (seconds >= 0) this.series(model, target).ttft.observe(seconds);
   }
 
   observeTokens(model: string, target: string, input: number, output: number): void {
-    if (input > 0) this.inputTokens.observe(this.labels(model, target), input);
-    if (output > 0) this.outputTokens.observe(this.labels(model, target), output);
+    const s = this.series(model, target);
+    if (input > 0) s.inputTokens.observe(input);
+    if (output > 0) s.outputTokens.observe(output);
   }
 
   observeDecision(seconds: number): void {
-    this.decision.observe({ pool: this.poolName }, seconds);
+    this.decisionSeries.observe(seconds);
   }
 
   recordPick(endpoint: string): void {
-    this.picks.inc({ pool: this.poolName, endpoint });
+    let c = this.picksByEndpoint.get(endpoint);
+    if (!c) {
+      c = this.picks.labels({ pool: this.poolName, endpoint });
+      this.picksByEndpoint.set(endpoint, c);
+    }
+    c.inc();
   }
+}
+
+interface RequestSeries {
+  requests: { inc(): void };
+  duration: { observe(value: number): void };
+  ttft: { observe(value: number): void };
+  inputTokens: { observe(value: number): void };
+  outputTokens: { observe(value: number): void };
 }
 
 /** Averages over ready endpoints that have metrics, as the upstream pool gauges do. */

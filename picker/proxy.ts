@@ -225,6 +225,10 @@ export class InferenceProxy {
       );
       return;
     }
+    const clientGone = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) clientGone.abort();
+    });
     let decision: RouteDecision;
     if (route.kind === "bodyless") {
       decision = this.timed(() => this.deps.router.decideBodyless(this.deps.now()));
@@ -244,9 +248,20 @@ export class InferenceProxy {
         const v = req.headers[name];
         return Array.isArray(v) ? v.join(",") : v;
       };
-      decision = this.timed(() =>
-        this.deps.router.decide({ body: read.body, header, nowMs: this.deps.now() }),
+      const t0 = performance.now();
+      const now = this.deps.now();
+      const decided = this.deps.router.decideOrHold(
+        { body: read.body, header, nowMs: now },
+        clientGone.signal,
       );
+      this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
+      // Held by flow control until a pod has a free slot (the wait is not decision time).
+      decision = decided instanceof Promise ? await decided : decided;
+      if (clientGone.signal.aborted) {
+        if (decision.ok)
+          this.deps.pool.noteCompleted(decision.endpoints[0].address, decision.adapter);
+        return;
+      }
       this.deps.metrics.recordRequest(decision.model, decision.targetModel);
       if (!decision.ok) {
         this.deps.metrics.recordError(decision.model, decision.targetModel, decision.error.code);
@@ -254,7 +269,7 @@ export class InferenceProxy {
         return;
       }
     }
-    await this.forward(req, res, decision, route.kind === "inference", startMs);
+    await this.forward(req, res, decision, route.kind === "inference", startMs, clientGone);
   }
 
   private timed(decide: () => RouteDecision): RouteDecision {
@@ -270,12 +285,9 @@ export class InferenceProxy {
     decision: RouteSuccess,
     counted: boolean,
     startMs: number,
+    abort: AbortController,
   ): Promise<void> {
     const { config, metrics, pool } = this.deps;
-    const abort = new AbortController();
-    res.on("close", () => {
-      if (!res.writableFinished) abort.abort();
-    });
     const attempts = Math.min(decision.endpoints.length, 1 + config.maxRetries);
     const headers = forwardHeaders(req, config.destinationHeader, decision.body.length);
     let upstream: Dispatcher.ResponseData | undefined;
@@ -333,6 +345,7 @@ export class InferenceProxy {
     let keptBytes = 0;
     let first = true;
     let failed = false;
+    let held: Buffer | undefined;
     res.writeHead(upstream.statusCode, responseHeaders(upstream.headers));
     // An event stream's headers go out at once (the client learns the stream is open); other
     // headers leave with the first body bytes, in the same write.
@@ -348,9 +361,17 @@ export class InferenceProxy {
           keptBytes += chunk.length;
           kept.push(chunk);
         }
-        if (!res.write(chunk)) await waitDrain(res);
+        if (sse) {
+          if (!res.write(chunk)) await waitDrain(res);
+          continue;
+        }
+        // Other answers are written one chunk late, so the last goes out with end(): the usual
+        // one-chunk answer leaves in one write with its headers, not in two system calls.
+        if (held && !res.write(held)) await waitDrain(res);
+        held = chunk;
       }
-      res.end();
+      if (held) res.end(held);
+      else res.end();
     } catch {
       // A client that left is not the model server's failure.
       failed = !clientGone.aborted;

@@ -1,6 +1,7 @@
 // The picker with a baseline scheduler, for bench/picker/run.ts:
 //   node --import tsx bench/picker/baseline-picker.ts --strategy STRATEGY <picker flags>
-// with STRATEGY one of queue-only, round-robin, random.
+// with STRATEGY one of queue-only, round-robin, random. Baselines dispatch every request at once
+// (no flow control), as the schedulers they stand for do.
 import { main } from "../../picker/main";
 import { Baseline, baselineSchedulerConfig } from "./baselines";
 
@@ -13,7 +14,9 @@ if (!baselines.includes(strategy)) {
   process.exit(2);
 }
 argv.splice(at, 2);
-main(argv, { schedulerConfig: () => baselineSchedulerConfig(strategy) }).catch(err => {
-  console.error(err);
-  process.exit(1);
-});
+main(argv, { schedulerConfig: () => baselineSchedulerConfig(strategy), flowControl: false }).catch(
+  err => {
+    console.error(err);
+    process.exit(1);
+  },
+);

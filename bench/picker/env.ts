@@ -1,13 +1,12 @@
 // The benchmark's world: pickers as child processes, pools and simulated pods in one namespace of
 // the local environment, and what to read from a /metrics page.
 
-import { ChildProcess, spawn } from "node:child_process";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { ClusterInfo } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
+import { startPickerProcess } from "../../picker/spawn";
 import { Strategy } from "./baselines";
 import { keepAliveAgent, post } from "./load";
 
@@ -32,60 +31,28 @@ export async function startPicker(
   strategy: Strategy,
   nodeArgs: string[] = [],
   pickerArgs: string[] = [],
+  runtimeFlags?: readonly string[],
 ): Promise<RunningPicker> {
-  const script =
-    strategy === "picker"
-      ? [path.join(repoRoot, "picker", "main.ts")]
-      : [path.join(repoRoot, "bench", "picker", "baseline-picker.ts"), "--strategy", strategy];
   const logFile = path.join(info.logDir, `picker-bench-${pool}-${strategy}.log`);
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      ...nodeArgs,
-      "--import",
-      "tsx",
-      ...script,
-      ...["--pool", pool, "--namespace", namespace, "--host", "127.0.0.1"],
-      ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
-      ...pickerArgs,
-    ],
-    { cwd: repoRoot, env: { ...process.env, KUBECONFIG: info.kubeconfig }, stdio: "pipe" },
-  );
-  let output = "";
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString("utf8");
-    fs.appendFileSync(logFile, chunk);
-  };
-  child.stdout!.on("data", collect);
-  child.stderr!.on("data", collect);
-  const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(killer);
-  };
-  try {
-    await waitFor(
-      `picker (${strategy}) to serve ${pool}`,
-      () => {
-        if (child.exitCode !== null) throw new Error(`picker exited: ${output}`);
-        return output.includes("serving pool");
-      },
-      30000,
-      `see ${logFile}`,
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  const portOf = (pattern: RegExp) => Number(pattern.exec(output)?.[1]);
-  return {
-    proxyUrl: `http://127.0.0.1:${portOf(/HTTP proxy on :(\d+)/)}`,
-    grpcPort: portOf(/ext_proc on :(\d+)/),
-    metricsUrl: `http://127.0.0.1:${portOf(/metrics on :(\d+)/)}/metrics`,
+  const p = await startPickerProcess({
+    pool,
+    namespace,
+    kubeconfig: info.kubeconfig,
+    nodeArgs,
+    runtimeFlags,
+    args: pickerArgs,
+    script:
+      strategy === "picker"
+        ? undefined
+        : [path.join(repoRoot, "bench", "picker", "baseline-picker.ts"), "--strategy", strategy],
     logFile,
-    stop,
+  });
+  return {
+    proxyUrl: p.proxyUrl!,
+    grpcPort: p.grpcPort!,
+    metricsUrl: `${p.metricsBaseUrl}/metrics`,
+    logFile,
+    stop: p.stop,
   };
 }
 

@@ -1,6 +1,6 @@
 // Picker benchmark:
 //   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3] [--profile DIR]
-//     [--picker-flags "--stale-ms 2000 ..."]
+//     [--paths proxy,extproc,extproc-request] [--picker-flags "--stale-ms 2000 ..."]
 //
 // (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
 //     through the HTTP proxy, and through ext_proc with Envoy's side played by a gRPC client
@@ -19,6 +19,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import {
   ensureCluster,
   isClusterRunning,
@@ -50,20 +51,89 @@ const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 
 const quick = args.includes("--quick");
 const parts = flag("--part") ?? "ab";
 const profileDir = flag("--profile");
+/** Replaces the picker's Node runtime flags (picker/spawn.ts), e.g. "" for Node's defaults. */
+const runtimeFlagsArg = flag("--picker-node-flags");
+const runtimeFlags =
+  runtimeFlagsArg === undefined ? undefined : runtimeFlagsArg.split(" ").filter(Boolean);
+/** Part (a) paths to run besides the direct one: proxy, extproc, extproc-request. */
+const onlyPaths = flag("--paths")?.split(",");
 /** Extra flags for every picker of part (b), e.g. --picker-flags "--stale-ms 2000". */
 const pickerFlags = (flag("--picker-flags") ?? "").split(" ").filter(Boolean);
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
 function pickerNodeArgs(name: string): string[] {
   if (!profileDir) return [];
-  fs.mkdirSync(profileDir, { recursive: true });
-  return ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`];
+  // One directory per picker and Node's default file names: with tsx the loader runs in a worker
+  // thread that writes a profile too, and a fixed name would let it overwrite the main thread's.
+  const dir = path.join(profileDir, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`];
 }
 
 // --- (a) front-door overhead ------------------------------------------------------------------
 
+/** What the processes themselves saw during one path's 1,000 req/s phases. */
+interface PhaseView {
+  requests: number;
+  pickerCpuSeconds: number;
+  pickerGcPauses: number;
+  pickerGcSeconds: number;
+  /** Worst of the phases (the picker's prom-client event-loop monitor, reset at each scrape). */
+  pickerLoopP99Ms: number;
+  pickerLoopMaxMs: number;
+  loadLoopP99Ms: number;
+  loadLoopMaxMs: number;
+}
+
+const emptyView = (): PhaseView => ({
+  requests: 0,
+  pickerCpuSeconds: 0,
+  pickerGcPauses: 0,
+  pickerGcSeconds: 0,
+  pickerLoopP99Ms: 0,
+  pickerLoopMaxMs: 0,
+  loadLoopP99Ms: 0,
+  loadLoopMaxMs: 0,
+});
+
+/** prom-client's event-loop monitor in the picker samples every 10 ms (its default). */
+const pickerLoopIntervalMs = 10;
+
+/**
+ * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay) and the
+ * load generator (its own event-loop delay) saw meanwhile to `view`.
+ */
+async function observed<T>(
+  metricsUrl: string,
+  view: PhaseView,
+  requests: number,
+  phase: () => Promise<T>,
+): Promise<T> {
+  const before = await pageOf(metricsUrl); // also resets the picker's event-loop histogram
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const result = await phase();
+  loop.disable();
+  const after = await pageOf(metricsUrl);
+  const diff = (name: string) => metricSum(after, name) - metricSum(before, name);
+  view.requests += requests;
+  view.pickerCpuSeconds += diff("process_cpu_seconds_total");
+  view.pickerGcPauses += diff("nodejs_gc_duration_seconds_count");
+  view.pickerGcSeconds += diff("nodejs_gc_duration_seconds_sum");
+  // Both monitors record the time between two ticks of a timer: the delay is what exceeds the
+  // timer's interval (prom-client's default 10 ms in the picker, 1 ms here).
+  const worst = (name: string, current: number) =>
+    Math.max(current, 1000 * metricSum(after, name) - pickerLoopIntervalMs);
+  view.pickerLoopP99Ms = worst("nodejs_eventloop_lag_p99_seconds", view.pickerLoopP99Ms);
+  view.pickerLoopMaxMs = worst("nodejs_eventloop_lag_max_seconds", view.pickerLoopMaxMs);
+  view.loadLoopP99Ms = Math.max(view.loadLoopP99Ms, loop.percentile(99) / 1e6 - 1);
+  view.loadLoopMaxMs = Math.max(view.loadLoopMaxMs, loop.max / 1e6 - 1);
+  return result;
+}
+
 interface DoorResult {
   door: string;
+  view: PhaseView;
   single: LatencySummary;
   at1000: LatencySummary;
   failedAt1000: number;
@@ -90,7 +160,15 @@ async function partA(b: Bench): Promise<PartA> {
   const throughputMs = quick ? 2000 : 4000;
   b.kubectl(["apply", "-f", "-"], poolYaml(pool, [90, 10]));
   const [server] = await deployPods(b, pool, 1, { maxNumSeqs: 4096, ttftMs: 0, itlMs: 0 });
-  const picker = await startPicker(b.info, b.namespace, pool, "picker", pickerNodeArgs("a"));
+  const picker = await startPicker(
+    b.info,
+    b.namespace,
+    pool,
+    "picker",
+    pickerNodeArgs("a"),
+    [],
+    runtimeFlags,
+  );
   const agent = keepAliveAgent(256);
   const envoy = new EnvoyEmulator(picker.grpcPort, agent);
   try {
@@ -104,27 +182,36 @@ async function partA(b: Bench): Promise<PartA> {
     const directBodies = [V1, V2].map(m =>
       Buffer.from(JSON.stringify({ model: m, prompt, max_tokens: 1 })),
     );
-    const doors: { name: string; send: Send }[] = [
+    const allDoors: { key: string; name: string; send: Send }[] = [
       {
+        key: "direct",
         name: "direct to the simulator (no picker)",
         send: () =>
           post(agent, `${server.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
       },
       {
+        key: "proxy",
         name: "HTTP proxy",
         send: () => post(agent, `${picker.proxyUrl}/v1/completions`, publicBody),
       },
       {
+        key: "extproc",
         name: "ext_proc, request and response phases",
         send: () => envoy.send("/v1/completions", publicBody),
       },
       {
+        key: "extproc-request",
         name: "ext_proc, request phase only",
         send: () => envoy.send("/v1/completions", publicBody, false),
       },
     ];
+    // The direct path always runs: "added" is measured against it.
+    const doors = allDoors.filter(
+      d => d.key === "direct" || !onlyPaths || onlyPaths.includes(d.key),
+    );
     const single = doors.map(() => [] as number[]);
     const open = doors.map(() => [] as Sample[]);
+    const views = doors.map(emptyView);
     for (const door of doors) await closedLoop(door.send, 16, 1000); // warm-up
     for (let round = 1; round <= rounds; round++) {
       for (const [i, door] of doors.entries()) {
@@ -135,10 +222,9 @@ async function partA(b: Bench): Promise<PartA> {
           if (r.status === 200) single[i].push(performance.now() - t0);
         }
         const arrivals = Array.from({ length: rate * sliceSeconds }, (_, k) => (k * 1000) / rate);
-        const samples = await openLoop(arrivals, door.send, {
-          maxInflight: 2000,
-          drainTimeoutMs: 10000,
-        });
+        const samples = await observed(picker.metricsUrl, views[i], arrivals.length, () =>
+          openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
+        );
         open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
       }
     }
@@ -149,6 +235,7 @@ async function partA(b: Bench): Promise<PartA> {
       const ok = open[i].filter(s => s.status === 200);
       results.push({
         door: door.name,
+        view: views[i],
         single: summarize(single[i]),
         at1000: summarize(ok.map(s => s.latencyMs)),
         failedAt1000: open[i].length - ok.length,
@@ -236,6 +323,8 @@ interface StrategyResult {
   completed: number;
   failed: number;
   perPod: number[];
+  /** Requests flow control held in the picker until a pod had a free slot. */
+  held: number;
 }
 
 interface ScenarioResult {
@@ -264,6 +353,7 @@ async function runStrategy(
     strategy,
     pickerNodeArgs(`${pool}-${strategy}`),
     pickerFlags,
+    runtimeFlags,
   );
   const agent = keepAliveAgent(512);
   try {
@@ -287,6 +377,9 @@ async function runStrategy(
       completed: ok.length,
       failed: measured.length - ok.length,
       perPod: servers.map(s => picks(s, after) - picks(s, before)),
+      held:
+        metricSum(after, "modelrollout_picker_flow_held_total") -
+        metricSum(before, "modelrollout_picker_flow_held_total"),
     };
     log(`(b) ${pool} ${strategy}: ${JSON.stringify(result)}`);
     return result;
@@ -388,11 +481,30 @@ function reportA(a: PartA): string {
         `${d.maxThroughputFailed ? `, ${d.maxThroughputFailed} failed` : ""}) |`,
     );
   }
+  lines.push(
+    "",
+    "What the processes saw during the 1,000 req/s phases (the picker runs, and scrapes the " +
+      "simulator every 50 ms, during the direct path's phases too; event-loop delay beyond the " +
+      "sampling timer's interval, worst phase: the picker's from prom-client's monitor (10 ms), " +
+      "the load generator's sampled every 1 ms):",
+    "",
+    "| path | picker CPU per request | picker GC pauses | picker GC time | picker event-loop delay p99 / max | load generator event-loop delay p99 / max |",
+    "|---|---|---|---|---|---|",
+  );
+  for (const d of a.doors) {
+    const v = d.view;
+    lines.push(
+      `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs | ` +
+        `${v.pickerGcPauses} | ${(1000 * v.pickerGcSeconds).toFixed(0)} ms | ` +
+        `${ms(v.pickerLoopP99Ms)} / ${ms(v.pickerLoopMaxMs)} ms | ` +
+        `${ms(v.loadLoopP99Ms)} / ${ms(v.loadLoopMaxMs)} ms |`,
+    );
+  }
   return `${lines.join("\n")}\n\n${a.decision}`;
 }
 
 const strategyNames: Record<Strategy, string> = {
-  picker: "**picker** (default: capacity filter; queue, KV, prefix, LoRA scorers)",
+  picker: "**picker** (defaults: flow control; capacity filter; queue, KV, prefix, LoRA scorers)",
   "queue-only": "queue scorer alone (join the shortest queue; reference)",
   "round-robin": "round-robin",
   random: "random",
@@ -411,8 +523,8 @@ function reportB(all: ScenarioResult[]): string {
         `full, Poisson arrivals at ${r.rate} req/s (${((100 * r.rate) / r.capacity).toFixed(0)} %) ` +
         `for ${r.seconds} s (${r.requests} requests), the first 3 s not counted.`,
       "",
-      "| scheduling | p50 latency | p95 latency | p99 latency | p50 TTFT | p95 TTFT | p95 latency vs round-robin | p95 TTFT vs round-robin | failed | requests per pod |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "| scheduling | p50 latency | p95 latency | p99 latency | p50 TTFT | p95 TTFT | p95 latency vs round-robin | p95 TTFT vs round-robin | failed | requests per pod | held in the picker |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const x of r.results) {
       lines.push(
@@ -420,7 +532,7 @@ function reportB(all: ScenarioResult[]): string {
           `${ms(x.latency.p50)} ms | ${ms(x.latency.p95)} ms | ${ms(x.latency.p99)} ms | ` +
           `${ms(x.ttft.p50)} ms | ${ms(x.ttft.p95)} ms | ` +
           `${(x.latency.p95 / rr.latency.p95).toFixed(2)} × | ${(x.ttft.p95 / rr.ttft.p95).toFixed(2)} × | ` +
-          `${x.failed} | ${x.perPod.join(" / ")} |`,
+          `${x.failed} | ${x.perPod.join(" / ")} | ${x.held} |`,
       );
     }
     lines.push("");

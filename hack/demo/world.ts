@@ -15,6 +15,7 @@ import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prom
 import { operatorKubeconfig } from "../env/rbac";
 import { operatorCommand, operatorEnv } from "../run-operator";
 import { PODS, SEED, seedObjects } from "./manifests";
+import { pickerCommand, pickerLogPatterns } from "../../picker/spawn";
 
 export type Log = (message: string) => void;
 
@@ -249,17 +250,14 @@ export async function startWorld(
   const pickers = Promise.all(
     POOLS.map(async pool => {
       const name = `${prefix}picker.${pool}`;
-      const { command, args } = nodeTsx("picker/main.ts", [
-        ...["--pool", pool, "--namespace", namespace, "--host", "127.0.0.1", "--disable-grpc"],
-        ...["--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
-      ]);
+      const { command, args } = pickerCommand({ pool, namespace, args: ["--disable-grpc"] });
       const started = await startAndWatch(
         info,
         name,
         command,
         args,
         childEnv,
-        [/metrics on :(\d+)/, /HTTP proxy on :(\d+)/, /serving pool/],
+        [pickerLogPatterns.metrics, pickerLogPatterns.proxy, pickerLogPatterns.serving],
         90_000,
       );
       const endpoint: PickerEndpoint = {

@@ -39,7 +39,10 @@ class FakePool implements PoolView {
   }
   noteCompleted(address: string) {
     const e = this.endpoints.find(x => x.address === address);
-    if (e) e.inflight--;
+    if (e) {
+      e.inflight--;
+      e.completedSinceScrape = (e.completedSinceScrape ?? 0) + 1;
+    }
   }
 }
 
@@ -176,5 +179,96 @@ describe("RequestRouter", () => {
     const { router } = setup();
     const d = router.decideBodyless(NOW);
     expect(d.ok && d.endpoints[0].address).toMatch(/^10\.0\.0\.\d:8000$/);
+  });
+});
+
+describe("RequestRouter with flow control", () => {
+  const flow = { enabled: true, maxRunning: 2, maxWaitMs: 1000, maxQueue: 10 };
+  const body = { model: "travel-helper" };
+
+  it("dispatches at once while an endpoint has a free running slot", () => {
+    const { router, pool } = setup({ flowControl: flow });
+    for (let i = 0; i < 4; i++) {
+      const d = router.decideOrHold(request(body));
+      expect(d instanceof Promise).toBe(false);
+    }
+    expect(pool.endpoints.map(e => e.inflight)).toEqual([2, 2]);
+  });
+
+  it("holds requests while every slot is taken and sends them, oldest first, to the pod that frees one", async () => {
+    const { router, pool } = setup({ flowControl: flow });
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const first = router.decideOrHold(request({ model: "travel-helper", prompt: "first" }));
+    const second = router.decideOrHold(request({ model: "travel-helper", prompt: "second" }));
+    expect(first instanceof Promise && second instanceof Promise).toBe(true);
+    expect(router.heldCount()).toEqual({ now: 2, total: 2 });
+    router.drainHeld(NOW); // nothing freed yet
+    expect(router.heldCount().now).toBe(2);
+    pool.noteCompleted(pool.endpoints[1].address);
+    router.drainHeld(NOW + 5);
+    expect(router.heldCount().now).toBe(1);
+    const d = await first;
+    expect(d.ok && d.endpoints[0].address).toBe(pool.endpoints[1].address);
+    expect(d.ok && d.body.toString()).toContain("first");
+    pool.noteCompleted(pool.endpoints[0].address);
+    router.drainHeld(NOW + 6);
+    const d2 = await second;
+    expect(d2.ok && d2.endpoints[0].address).toBe(pool.endpoints[0].address);
+    expect(router.heldCount().now).toBe(0);
+  });
+
+  it("sends a request held longer than maxWaitMs to a pod's queue anyway", async () => {
+    const { router, pool } = setup({ flowControl: flow });
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const held = router.decideOrHold(request(body));
+    router.drainHeld(NOW + 999);
+    expect(router.heldCount().now).toBe(1);
+    router.drainHeld(NOW + 1000);
+    expect((await held).ok).toBe(true);
+    expect(pool.endpoints[0].inflight + pool.endpoints[1].inflight).toBe(5);
+  });
+
+  it("dispatches at once when the queue is full, and never holds with flow control off", () => {
+    const full = setup({ flowControl: { ...flow, maxQueue: 1 } });
+    for (let i = 0; i < 4; i++) void full.router.decideOrHold(request(body));
+    expect(full.router.decideOrHold(request(body)) instanceof Promise).toBe(true);
+    expect(full.router.decideOrHold(request(body)) instanceof Promise).toBe(false);
+    const off = setup({ flowControl: { ...flow, enabled: false } });
+    for (let i = 0; i < 6; i++) {
+      expect(off.router.decideOrHold(request(body)) instanceof Promise).toBe(false);
+    }
+  });
+
+  it("takes a held request out of the queue when its client leaves", async () => {
+    const { router, pool } = setup({ flowControl: flow });
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const gone = new AbortController();
+    const held = router.decideOrHold(request(body), gone.signal);
+    gone.abort();
+    expect((await held).ok).toBe(false);
+    expect(router.heldCount().now).toBe(0);
+    pool.noteCompleted(pool.endpoints[0].address);
+    router.drainHeld(NOW);
+    expect(pool.endpoints.map(e => e.inflight)).toEqual([1, 2]);
+  });
+
+  it("answers 503 at once when no endpoint is ready, and releases held requests with 503 when the last one goes", async () => {
+    const { router, pool } = setup({ flowControl: flow });
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const held = router.decideOrHold(request(body));
+    expect(held instanceof Promise).toBe(true);
+    pool.endpoints = [];
+    router.drainHeld(NOW + 1);
+    const d = await held;
+    expect(!d.ok && d.error.status).toBe(503);
+    const now = router.decideOrHold(request(body));
+    expect(!(now instanceof Promise) && !now.ok && now.error.status).toBe(503);
+  });
+
+  it("holds nothing while the running capacity is unknown", () => {
+    const { router } = setup({ flowControl: { ...flow, maxRunning: 0 } });
+    for (let i = 0; i < 10; i++) {
+      expect(router.decideOrHold(request(body)) instanceof Promise).toBe(false);
+    }
   });
 });

@@ -2,9 +2,10 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
+import { FlowControlConfig, FlowQueue, endpointsWithFreeSlot } from "./flow";
 import { PrefixConfig, hashPromptBlocks } from "./prefix";
-import { parseInferenceRequest, rewriteModel } from "./request";
-import { SaturationConfig, Scheduler } from "./scheduler";
+import { ByteSpan, parseInferenceRequest, rewriteModel } from "./request";
+import { SaturationConfig, Scheduler, SchedulingContext, SchedulingRequest } from "./scheduler";
 import { TrafficSplitter } from "./split";
 import { EndpointView, PickerError, PoolView, Rng, pickerError } from "./types";
 
@@ -18,6 +19,8 @@ export interface RouterOptions {
   maxBodyBytes: number;
   prefix: PrefixConfig;
   saturation: SaturationConfig;
+  /** Used by `decideOrHold`; absent or disabled: requests are never held. */
+  flowControl?: FlowControlConfig;
 }
 
 export const defaultObjectiveHeaders = [
@@ -55,7 +58,26 @@ export interface RouteFailure {
 
 export type RouteDecision = RouteSuccess | RouteFailure;
 
+interface PreparedRequest {
+  ok: true;
+  model: string;
+  targetModel: string;
+  adapters: boolean;
+  stream: boolean;
+  body: Buffer;
+  modelSpan: ByteSpan;
+  scheduling: SchedulingRequest;
+}
+
+interface HeldEntry {
+  prepared: PreparedRequest;
+  resolve: (decision: RouteDecision) => void;
+}
+
 export class RequestRouter {
+  private readonly held = new FlowQueue<HeldEntry>();
+  private heldTotal = 0;
+
   constructor(
     private readonly pool: PoolView,
     private readonly scheduler: Scheduler,
@@ -65,6 +87,78 @@ export class RequestRouter {
   ) {}
 
   decide(req: IncomingRequest): RouteDecision {
+    const prepared = this.prepare(req);
+    if (!prepared.ok) return prepared;
+    return this.place(prepared, req.nowMs);
+  }
+
+  /**
+   * Like `decide`, but with flow control: when no endpoint has a free running slot, the request
+   * is held until one has (or `maxWaitMs` passed), oldest first. `drainHeld` releases held
+   * requests; the caller calls it whenever capacity may have changed. An aborted `signal` takes
+   * a held request out of the queue (its promise then resolves to a 499-style failure).
+   */
+  decideOrHold(req: IncomingRequest, signal?: AbortSignal): RouteDecision | Promise<RouteDecision> {
+    const prepared = this.prepare(req);
+    if (!prepared.ok) return prepared;
+    const flow = this.options.flowControl;
+    if (!flow?.enabled) return this.place(prepared, req.nowMs);
+    const ready = this.pool.readyEndpoints();
+    // No endpoint at all: 503 now, not after holding.
+    if (ready.length === 0) return this.place(prepared, req.nowMs);
+    if (this.held.size === 0 || this.held.size >= flow.maxQueue) {
+      const free = endpointsWithFreeSlot(prepared.scheduling, ready, flow, this.context(req.nowMs));
+      if (free.length > 0 || this.held.size >= flow.maxQueue) {
+        return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
+      }
+    }
+    return new Promise<RouteDecision>(resolve => {
+      const entry: HeldEntry = { prepared, resolve };
+      const handle = this.held.hold(entry, req.nowMs);
+      this.heldTotal++;
+      signal?.addEventListener(
+        "abort",
+        () => {
+          if (this.held.remove(handle)) {
+            resolve({
+              ok: false,
+              error: pickerError("BadRequest", "the client closed the request while it waited"),
+              model: prepared.model,
+              targetModel: prepared.targetModel,
+            });
+          }
+        },
+        { once: true },
+      );
+      this.drainHeld(req.nowMs); // younger requests for other adapters may start at once
+    });
+  }
+
+  /** Requests held by flow control now, and since the start. */
+  heldCount(): { now: number; total: number } {
+    return { now: this.held.size, total: this.heldTotal };
+  }
+
+  /** Dispatches held requests that an endpoint can start now, and those held too long. */
+  drainHeld(nowMs: number): void {
+    const flow = this.options.flowControl;
+    if (!flow || this.held.size === 0) return;
+    const endpoints = this.pool.readyEndpoints();
+    const ctx = this.context(nowMs);
+    this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue) => {
+      const free = endpointsWithFreeSlot(entry.prepared.scheduling, endpoints, flow, ctx);
+      if (free.length === 0 && !overdue && endpoints.length > 0) return false;
+      entry.resolve(this.place(entry.prepared, nowMs, free.length > 0 ? free : undefined));
+      return true;
+    });
+  }
+
+  private context(nowMs: number): SchedulingContext {
+    return { nowMs, rng: this.rng, saturation: this.options.saturation };
+  }
+
+  /** Parse, resolve, split: everything up to the choice of endpoint. */
+  private prepare(req: IncomingRequest): PreparedRequest | RouteFailure {
     const fail = (error: PickerError, model = "", targetModel = ""): RouteFailure => ({
       ok: false,
       error,
@@ -118,29 +212,39 @@ export class RequestRouter {
       promptText.length >= this.options.prefix.blockSize
         ? hashPromptBlocks(`${targetModel}\u0000${cacheSalt}`, promptText, this.options.prefix)
         : [];
-
-    const candidates = this.pool.readyEndpoints();
-    const result = this.scheduler.schedule(
-      { model, targetModel, adapter: resolution.adapters, sheddable, prefixHashes },
-      candidates,
-      { nowMs: req.nowMs, rng: this.rng, saturation: this.options.saturation },
-    );
-    if (!result.ok) return fail(result.error, model, targetModel);
-
-    const endpoints = withRemaining(result.ranked, candidates);
-    const adapter = resolution.adapters ? targetModel : undefined;
-    this.pool.noteDispatched(endpoints[0].address, adapter);
-    const bodyChanged = targetModel !== model;
     return {
       ok: true,
       model,
       targetModel,
+      adapters: resolution.adapters,
+      stream,
+      body: req.body,
+      modelSpan,
+      scheduling: { model, targetModel, adapter: resolution.adapters, sheddable, prefixHashes },
+    };
+  }
+
+  /** Schedules among `among` (default: every ready endpoint) and notes the dispatch. */
+  private place(p: PreparedRequest, nowMs: number, among?: readonly EndpointView[]): RouteDecision {
+    const ready = this.pool.readyEndpoints();
+    const result = this.scheduler.schedule(p.scheduling, among ?? ready, this.context(nowMs));
+    if (!result.ok) {
+      return { ok: false, error: result.error, model: p.model, targetModel: p.targetModel };
+    }
+    const endpoints = withRemaining(result.ranked, ready);
+    const adapter = p.adapters ? p.targetModel : undefined;
+    this.pool.noteDispatched(endpoints[0].address, adapter);
+    const bodyChanged = p.targetModel !== p.model;
+    return {
+      ok: true,
+      model: p.model,
+      targetModel: p.targetModel,
       adapter,
       endpoints,
-      body: bodyChanged ? rewriteModel(req.body, modelSpan, targetModel) : req.body,
+      body: bodyChanged ? rewriteModel(p.body, p.modelSpan, p.targetModel) : p.body,
       bodyChanged,
-      stream,
-      sheddable,
+      stream: p.stream,
+      sheddable: p.scheduling.sheddable,
     };
   }
 

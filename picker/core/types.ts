@@ -34,6 +34,13 @@ export interface EndpointView {
   dispatchedSinceScrape: number;
   /** Requests we sent that have not finished yet. */
   inflight: number;
+  /** Requests we sent that finished since the last successful scrape. */
+  completedSinceScrape?: number;
+  /**
+   * The most requests the endpoint was seen running while others waited there: its running
+   * capacity (vLLM --max-num-seqs), learnt from scrapes; undefined until it queued once.
+   */
+  learntMaxRunning?: number;
   /**
    * LoRA adapters of requests we sent, least recently sent first, each with how many of those
    * requests are still in flight. The scrape lags by up to one interval and lists only adapters

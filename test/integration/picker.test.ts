@@ -3,11 +3,9 @@
 // and InferenceModels by watching the real kube-apiserver, scrapes the simulators' /metrics, and
 // serves real traffic through its two front doors. Every test has its own namespace, pods and
 // picker, and removes them again.
-import { ChildProcess, execFile, spawn } from "node:child_process";
-import * as fs from "node:fs";
+import { execFile } from "node:child_process";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { repoRoot } from "../../hack/env/config";
 import {
   ModelServer,
   ModelServerOptions,
@@ -17,6 +15,7 @@ import {
 } from "../../hack/env/model-servers";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { loadExtProcDefinition } from "../../picker/protos";
+import { startPickerProcess } from "../../picker/spawn";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
 
 const V1 = "travel-helper-v1";
@@ -42,55 +41,20 @@ interface RunningPicker {
 async function startPicker(namespace: string, extraArgs: string[] = []): Promise<RunningPicker> {
   const { info } = env();
   const logFile = path.join(info.logDir, `picker-${namespace}.log`);
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      path.join(repoRoot, "picker", "main.ts"),
-      ...["--pool", POOL, "--namespace", namespace, "--host", "127.0.0.1"],
-      ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
-      ...extraArgs,
-    ],
-    { cwd: repoRoot, env: { ...process.env, KUBECONFIG: info.kubeconfig }, stdio: "pipe" },
-  );
-  let output = "";
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString("utf8");
-    fs.appendFileSync(logFile, chunk);
-  };
-  child.stdout!.on("data", collect);
-  child.stderr!.on("data", collect);
-  const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(killer);
-  };
-  const portOf = (pattern: RegExp) => Number(pattern.exec(output)?.[1]);
-  try {
-    await waitFor(
-      "the picker to listen and start serving its pool",
-      () => {
-        if (child.exitCode !== null) throw new Error(`picker exited: ${output}`);
-        return /serving pool/.test(output);
-      },
-      30000,
-      `see ${logFile}`,
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  const metricsPort = portOf(/metrics on :(\d+)/);
-  return {
-    proxyUrl: `http://127.0.0.1:${portOf(/HTTP proxy on :(\d+)/)}`,
-    grpcPort: portOf(/ext_proc on :(\d+)/),
-    metricsUrl: `http://127.0.0.1:${metricsPort}`,
-    metricsPort,
+  const p = await startPickerProcess({
+    pool: POOL,
+    namespace,
+    kubeconfig: info.kubeconfig,
+    args: extraArgs,
     logFile,
-    stop,
+  });
+  return {
+    proxyUrl: p.proxyUrl!,
+    grpcPort: p.grpcPort!,
+    metricsUrl: p.metricsBaseUrl,
+    metricsPort: p.metricsPort,
+    logFile,
+    stop: p.stop,
   };
 }
 
@@ -720,6 +684,51 @@ describe("picker on the real control plane with simulated model servers", () => 
       // balancing would put about half of the requests on the other adapter's pod.
       expect(majorities.sort()).toEqual([V1, V2]);
       expect(minority / outcomes.length).toBeLessThan(0.05);
+    } finally {
+      await tearDown(f);
+    }
+  });
+
+  it("holds requests while every pod runs all it can, and sends each to the pod that frees a slot first (flow control)", async () => {
+    // Two pods that run one request at a time; eight clients. Without flow control six requests
+    // would wait in the pods' own queues; with it they wait in the picker and reach a free pod.
+    const f = await setUp("picker-flow", {
+      pods: 2,
+      weights: [90, 10],
+      sim: { maxNumSeqs: 1, maxLoras: 2, timeToFirstTokenMs: 40, interTokenLatencyMs: 5 },
+      pickerArgs: ["--max-running", "1"],
+    });
+    try {
+      const queueTime = async () => {
+        let sum = 0;
+        let count = 0;
+        for (const s of f.servers) {
+          const page = await (await fetch(`${s.url}/metrics`)).text();
+          for (const line of page.split("\n")) {
+            const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+            if (line.startsWith("vllm:request_queue_time_seconds_sum")) sum += value;
+            if (line.startsWith("vllm:request_queue_time_seconds_count")) count += value;
+          }
+        }
+        return { sum, count };
+      };
+      const before = await queueTime();
+      const outcomes = await drive(f.picker.proxyUrl, 48, 8, () => ({ maxTokens: 4 }));
+      expect(failures(outcomes)).toEqual([]);
+      const after = await queueTime();
+      const held = await pickerMetric(f.picker, "modelrollout_picker_flow_held_total");
+      const meanQueueMs = (1000 * (after.sum - before.sum)) / (after.count - before.count);
+      report(
+        `flow control, 48 requests, 8 clients, 2 pods × max-num-seqs 1: ${held} held in the ` +
+          `picker, mean wait in a pod's queue ${meanQueueMs.toFixed(1)} ms, per pod ` +
+          JSON.stringify(countBy(outcomes, o => o.pod)),
+      );
+      expect(after.count - before.count).toBe(48);
+      expect(held).toBeGreaterThanOrEqual(40);
+      // A request reaches a pod when it has a free slot: it hardly waits there (each of the
+      // 48 × 55 ms of work would otherwise wait about three service times in a pod's queue).
+      expect(meanQueueMs).toBeLessThan(15);
+      expect(Object.keys(countBy(outcomes, o => o.pod))).toHaveLength(2);
     } finally {
       await tearDown(f);
     }

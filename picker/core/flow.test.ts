@@ -1,0 +1,104 @@
+import { seededRng } from "./rng";
+import {
+  FlowQueue,
+  currentLoad,
+  defaultFlowControlConfig,
+  endpointsWithFreeSlot,
+  runningCapacity,
+} from "./flow";
+import { SchedulingContext, SchedulingRequest, defaultSaturationConfig } from "./scheduler";
+import { EndpointMetrics, EndpointView } from "./types";
+
+const NOW = 5000;
+const ctx: SchedulingContext = {
+  nowMs: NOW,
+  rng: seededRng(1),
+  saturation: defaultSaturationConfig,
+};
+
+function ep(
+  name: string,
+  m: Partial<EndpointMetrics> | undefined,
+  extra: Partial<EndpointView> = {},
+): EndpointView {
+  return {
+    name,
+    address: `${name}:8000`,
+    podName: name,
+    metrics: m && { waiting: 0, running: 0, kvCacheUsage: 0, scrapedAtMs: NOW, ...m },
+    dispatchedSinceScrape: 0,
+    inflight: 0,
+    ...extra,
+  };
+}
+
+const req = (over: Partial<SchedulingRequest> = {}): SchedulingRequest => ({
+  model: "m",
+  targetModel: "m",
+  adapter: false,
+  sheddable: false,
+  prefixHashes: [],
+  ...over,
+});
+
+const learn = { ...defaultFlowControlConfig, maxRunning: 0 };
+
+describe("running capacity", () => {
+  it("is the flag when given, else the most any endpoint was seen running while others waited", () => {
+    const pods = [
+      ep("a", {}, { learntMaxRunning: 2 }),
+      ep("b", {}),
+      ep("c", {}, { learntMaxRunning: 3 }),
+    ];
+    expect(runningCapacity(pods, { ...learn, maxRunning: 8 })).toBe(8);
+    expect(runningCapacity(pods, learn)).toBe(3);
+    expect(runningCapacity([ep("b", {})], learn)).toBeUndefined();
+  });
+});
+
+describe("current load", () => {
+  it("takes requests that finished since the scrape off at once, never below our own count", () => {
+    expect(currentLoad(ep("a", { running: 2, waiting: 1 }, { completedSinceScrape: 1 }))).toBe(2);
+    expect(currentLoad(ep("a", { running: 2 }, { dispatchedSinceScrape: 1 }))).toBe(3);
+    expect(currentLoad(ep("a", { running: 0 }, { inflight: 2, completedSinceScrape: 1 }))).toBe(2);
+    expect(currentLoad(ep("a", undefined, { inflight: 1 }))).toBe(1);
+  });
+});
+
+describe("endpoints with a free slot", () => {
+  it("are those below the running capacity; everyone while it is unknown", () => {
+    const pods = [ep("full", { running: 2 }, { learntMaxRunning: 2 }), ep("free", { running: 1 })];
+    expect(endpointsWithFreeSlot(req(), pods, learn, ctx).map(e => e.name)).toEqual(["free"]);
+    const unknown = [ep("x", { running: 5 }), ep("y", { running: 9 })];
+    expect(endpointsWithFreeSlot(req(), unknown, learn, ctx)).toHaveLength(2);
+  });
+
+  it("leave out pods whose adapter slots all run other adapters", () => {
+    const lora = (running: string[]) => ({ running, waiting: [], maxLora: 1 });
+    const pods = [
+      ep("other", { running: 1, lora: lora(["v1"]) }, { learntMaxRunning: 2 }),
+      ep("same", { running: 1, lora: lora(["v2"]) }),
+    ];
+    const v2 = req({ targetModel: "v2", adapter: true });
+    expect(endpointsWithFreeSlot(v2, pods, learn, ctx).map(e => e.name)).toEqual(["same"]);
+  });
+});
+
+describe("FlowQueue", () => {
+  it("offers held items oldest first, keeps refused ones, and forces overdue ones", () => {
+    const q = new FlowQueue<string>();
+    q.hold("a", 0);
+    q.hold("b", 50);
+    q.hold("c", 90);
+    const seen: string[] = [];
+    q.drain(100, 100, (item, overdue) => {
+      seen.push(`${item}${overdue ? "!" : ""}`);
+      return item === "b";
+    });
+    expect(seen).toEqual(["a!", "b", "c"]);
+    expect(q.size).toBe(2);
+    const h = q.hold("d", 100);
+    expect(q.remove(h)).toBe(true);
+    expect(q.remove(h)).toBe(false);
+  });
+});

@@ -1,0 +1,121 @@
+// Flow control: when every endpoint already runs as many requests as it can (vLLM
+// --max-num-seqs), a new request waits in the picker instead of in one pod's queue, and leaves
+// for the first endpoint that frees a running slot. One central queue in front of all pods
+// (M/G/c) instead of a queue per pod (c × M/G/k): a request never waits behind a long
+// generation on one pod while another pod finishes first. Like the upstream EPP's flow-control
+// layer, it holds requests only while the pool is saturated. Pure: the caller owns the clock and
+// calls `FlowQueue.drain` when capacity may have changed.
+
+import { SchedulingContext, SchedulingRequest, loraAffinityScorer, loraScores } from "./scheduler";
+import { EndpointView } from "./types";
+
+export interface FlowControlConfig {
+  enabled: boolean;
+  /**
+   * Requests one endpoint runs at once (vLLM --max-num-seqs). 0: learnt per endpoint from its
+   * scrapes (the most it ran while requests waited there); until then nothing is held.
+   */
+  maxRunning: number;
+  /** A request held this long is dispatched anyway (to a pod's own queue): nothing starves. */
+  maxWaitMs: number;
+  /** More held requests than this: new ones are dispatched at once, as without flow control. */
+  maxQueue: number;
+}
+
+export const defaultFlowControlConfig: FlowControlConfig = {
+  enabled: true,
+  maxRunning: 0,
+  maxWaitMs: 10_000,
+  maxQueue: 1024,
+};
+
+/**
+ * Running requests one endpoint takes, or undefined while unknown: the flag, else the most any
+ * endpoint was seen running while requests waited there. The pods of one pool run the same
+ * server with the same flags; and a pod that never queued must not look free forever (with flow
+ * control it would never queue).
+ */
+export function runningCapacity(
+  endpoints: readonly EndpointView[],
+  config: FlowControlConfig,
+): number | undefined {
+  if (config.maxRunning > 0) return config.maxRunning;
+  let learnt: number | undefined;
+  for (const e of endpoints) {
+    if (e.learntMaxRunning !== undefined && e.learntMaxRunning > (learnt ?? 0)) {
+      learnt = e.learntMaxRunning;
+    }
+  }
+  return learnt;
+}
+
+/**
+ * Requests at the endpoint now. Our own in-flight count is exact for our traffic; the scrape
+ * (plus what we sent and saw finish since) also counts other senders' requests. Unlike the queue
+ * scorer's estimate, requests that finished since the scrape are taken off at once: a slot that
+ * frees must be refilled now, not one scrape later.
+ */
+export function currentLoad(e: EndpointView): number {
+  const m = e.metrics;
+  if (!m) return e.inflight;
+  const scraped = m.waiting + m.running + e.dispatchedSinceScrape - (e.completedSinceScrape ?? 0);
+  return Math.max(e.inflight, scraped);
+}
+
+/**
+ * Endpoints that can start this request now: a free running slot (or capacity unknown), and for
+ * a LoRA adapter, a slot for it (every adapter slot busy with other adapters means waiting
+ * there for one to drain).
+ */
+export function endpointsWithFreeSlot(
+  request: SchedulingRequest,
+  endpoints: readonly EndpointView[],
+  config: FlowControlConfig,
+  ctx: SchedulingContext,
+): EndpointView[] {
+  const capacity = runningCapacity(endpoints, config);
+  const free =
+    capacity === undefined ? [...endpoints] : endpoints.filter(e => currentLoad(e) < capacity);
+  if (!request.adapter || free.length === 0) return free;
+  const lora = loraAffinityScorer.score(request, free, ctx);
+  // Without LoRA info (a server that does not report it) nothing is known to block the adapter.
+  return free.filter((e, i) => !e.metrics?.lora || lora[i] > loraScores.full);
+}
+
+export interface HeldRequest<T> {
+  readonly item: T;
+  readonly heldSinceMs: number;
+}
+
+/** The queue itself: first come, first served among requests an endpoint can take. */
+export class FlowQueue<T> {
+  private held: HeldRequest<T>[] = [];
+
+  get size(): number {
+    return this.held.length;
+  }
+
+  hold(item: T, nowMs: number): HeldRequest<T> {
+    const h = { item, heldSinceMs: nowMs };
+    this.held.push(h);
+    return h;
+  }
+
+  /** Takes a request out (its client left); false when it had already left the queue. */
+  remove(h: HeldRequest<T>): boolean {
+    const i = this.held.indexOf(h);
+    if (i < 0) return false;
+    this.held.splice(i, 1);
+    return true;
+  }
+
+  /**
+   * Offers the held requests, oldest first, to `place`; `overdue` is true for one held at least
+   * `maxWaitMs`, which must be placed. Requests `place` accepts leave the queue. A request that
+   * cannot start anywhere does not block younger ones that can (another adapter, say).
+   */
+  drain(nowMs: number, maxWaitMs: number, place: (item: T, overdue: boolean) => boolean): void {
+    if (this.held.length === 0) return;
+    this.held = this.held.filter(h => !place(h.item, nowMs - h.heldSinceMs >= maxWaitMs));
+  }
+}

@@ -1,0 +1,160 @@
+// Starts a picker as a child process, as `npm run picker` does — for tests, benchmarks and
+// demos: every port chosen by the OS (read back from its log), ready once /readyz answers 200,
+// stopped with SIGTERM (SIGKILL after 5 s).
+
+import { ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+const pickerRoot = __dirname;
+const repoRoot = path.resolve(pickerRoot, "..");
+
+/**
+ * Node flags the picker runs with (also in the Dockerfile): a young generation of up to 64 MB
+ * semi-spaces instead of 16 MB, so scavenges — each a pause of 1–3 ms on the request path — come
+ * about four times less often at high request rates (see bench/picker).
+ */
+export const pickerRuntimeFlags: readonly string[] = ["--max-semi-space-size=64"];
+
+/** Log lines that carry the ports, in the order `picker/main.ts` prints them. */
+export const pickerLogPatterns = {
+  metrics: /metrics on :(\d+)/,
+  grpcHealth: /gRPC health on :(\d+)/,
+  extProc: /ext_proc on :(\d+)/,
+  proxy: /HTTP proxy on :(\d+)/,
+  serving: /serving pool/,
+} as const;
+
+export interface PickerProcessOptions {
+  pool: string;
+  namespace: string;
+  kubeconfig: string;
+  /** Further picker flags (e.g. `--disable-grpc`, `--weights ...`). */
+  args?: string[];
+  /** Node flags ahead of the script (e.g. `--cpu-prof`), after `runtimeFlags`. */
+  nodeArgs?: string[];
+  /** Replaces `pickerRuntimeFlags`. */
+  runtimeFlags?: readonly string[];
+  /** Another entry point taking the picker's flags (benchmark baselines); default picker/main.ts. */
+  script?: string[];
+  /** Child output is appended here. */
+  logFile?: string;
+  /** Extra environment variables. */
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+}
+
+export interface PickerProcess {
+  /** http://127.0.0.1:PORT, or undefined with --disable-proxy. */
+  proxyUrl?: string;
+  /** ext_proc port, or undefined with --disable-grpc. */
+  grpcPort?: number;
+  metricsPort: number;
+  /** http://127.0.0.1:PORT (append /metrics, /healthz, /readyz). */
+  metricsBaseUrl: string;
+  /** Everything the process printed so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The command line that runs a picker on loopback with OS-chosen ports (for process managers
+ * that start it themselves); `picker/main.ts` through tsx unless `script` says otherwise.
+ */
+export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
+  command: string;
+  args: string[];
+} {
+  return {
+    command: process.execPath,
+    args: [
+      ...(o.runtimeFlags ?? pickerRuntimeFlags),
+      ...(o.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      ...(o.script ?? [path.join(pickerRoot, "main.ts")]),
+      ...["--pool", o.pool, "--namespace", o.namespace, "--host", "127.0.0.1"],
+      ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
+      ...(o.args ?? []),
+    ],
+  };
+}
+
+/** Ports from the picker's log, once it printed "serving pool"; undefined before. */
+export function portsFromLog(
+  output: string,
+): { metrics: number; proxy?: number; extProc?: number } | undefined {
+  if (!pickerLogPatterns.serving.test(output)) return undefined;
+  const port = (re: RegExp) => {
+    const m = re.exec(output);
+    return m ? Number(m[1]) : undefined;
+  };
+  const metrics = port(pickerLogPatterns.metrics);
+  if (metrics === undefined) return undefined;
+  return {
+    metrics,
+    proxy: port(pickerLogPatterns.proxy),
+    extProc: port(pickerLogPatterns.extProc),
+  };
+}
+
+async function isReady(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts the picker and resolves once its /readyz answers 200 (pool known, pods listed). */
+export async function startPickerProcess(o: PickerProcessOptions): Promise<PickerProcess> {
+  const { command, args } = pickerCommand(o);
+  const child: ChildProcess = spawn(command, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...o.env, KUBECONFIG: o.kubeconfig },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString("utf8");
+    if (o.logFile) fs.appendFileSync(o.logFile, chunk);
+  };
+  child.stdout!.on("data", collect);
+  child.stderr!.on("data", collect);
+  const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(killer);
+  };
+  const hint = o.logFile ? `; see ${o.logFile}` : "";
+  const deadline = Date.now() + (o.readyTimeoutMs ?? 30_000);
+  try {
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`picker exited (${child.exitCode ?? child.signalCode}): ${output}`);
+      }
+      const ports = portsFromLog(output);
+      if (ports && (await isReady(`http://127.0.0.1:${ports.metrics}/readyz`))) {
+        return {
+          proxyUrl: ports.proxy !== undefined ? `http://127.0.0.1:${ports.proxy}` : undefined,
+          grpcPort: ports.extProc,
+          metricsPort: ports.metrics,
+          metricsBaseUrl: `http://127.0.0.1:${ports.metrics}`,
+          output: () => output,
+          stop,
+        };
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for the picker of ${o.pool} to be ready${hint}`);
+      }
+      await new Promise(resolve => setTimeout(resolve, 50));
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
