@@ -72,8 +72,8 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --proxy-retries N           other endpoints tried when connecting fails        [2]
   --connect-timeout-ms N      proxy connect timeout                              [2000]
   --upstream-timeout-ms N     proxy: time to response headers and between chunks [300000]
-  --flow-control on|off       proxy: hold requests in the picker while every pod runs all it
-                              can, and send each to the first pod that frees a slot   [on]
+  --flow-control on|off       hold requests in the picker (both front doors) while every pod
+                              runs all it can; each goes to the first pod that frees a slot [on]
   --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
                               0 = learnt from scrapes                            [0]
   --flow-max-wait-ms N        a request held this long goes to a pod's own queue [10000]

@@ -3,6 +3,7 @@
 // (proving the server speaks the unmodified API), the overlay for FULL_DUPLEX_STREAMED.
 
 import * as grpc from "@grpc/grpc-js";
+import { FlowControlConfig } from "./core/flow";
 import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
 import { seededRng } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
@@ -103,6 +104,7 @@ function makeDatastore(pods: number, waiting = 0): Datastore {
 }
 
 interface Harness {
+  router: RequestRouter;
   handle: GrpcServerHandle;
   client: grpc.Client;
   metrics: PickerMetrics;
@@ -117,6 +119,7 @@ async function startHarness(opts: {
   strict?: boolean;
   maxBodyBytes?: number;
   fallbackCount?: number;
+  flowControl?: FlowControlConfig;
 }): Promise<Harness> {
   const ds = opts.ds ?? makeDatastore(3);
   const metrics = new PickerMetrics("pool-a");
@@ -133,8 +136,11 @@ async function startHarness(opts: {
       maxBodyBytes: opts.maxBodyBytes ?? 1 << 20,
       prefix: defaultPrefixConfig,
       saturation: defaultSaturationConfig,
+      flowControl: opts.flowControl,
     },
   );
+  // As picker/main.ts wires it: a freed slot releases held requests.
+  ds.onCapacity(() => router.drainHeld(now()));
   const deps: ExtProcDeps = {
     router,
     pool: ds,
@@ -161,7 +167,7 @@ async function startHarness(opts: {
   };
   const Client = pkg.envoy.service.ext_proc.v3.ExternalProcessor;
   const client = new Client(`127.0.0.1:${handle.port}`, grpc.credentials.createInsecure());
-  return { handle, client, metrics, ds, serving };
+  return { router, handle, client, metrics, ds, serving };
 }
 
 async function stopHarness(h: Harness) {
@@ -655,5 +661,69 @@ describe("headersToMap", () => {
       "x-b": "plain,again",
       "x-c": "fallback",
     });
+  });
+});
+
+describe("ext_proc with flow control (every running slot busy)", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({
+      bodyMode: "full-duplex",
+      packagedClient: false,
+      ds: makeDatastore(1),
+      flowControl: { enabled: true, maxRunning: 1, maxWaitMs: 10_000, maxQueue: 16 },
+    });
+  });
+  afterAll(async () => stopHarness(h));
+
+  const body = Buffer.from(JSON.stringify({ model: "base", prompt: "hi" }));
+  const sendRequest = (s: EnvoyStream) => {
+    s.send(requestHeaders());
+    s.send({ request_body: { body, end_of_stream: true } });
+  };
+  const untilHeld = async (n: number) => {
+    const deadline = Date.now() + 5000;
+    while (h.router.heldCount().now !== n) {
+      if (Date.now() > deadline) throw new Error(`held ${h.router.heldCount().now}, expected ${n}`);
+      await new Promise(resolve => setTimeout(resolve, 10));
+    }
+  };
+  const destinationOf = (resp: Json) =>
+    setHeaders((resp.request_headers as Json).response as Json)["x-gateway-destination-endpoint"];
+
+  it("holds the decision while the pod's slot is taken and answers when it frees", async () => {
+    const first = new EnvoyStream(h.client);
+    sendRequest(first);
+    expect(destinationOf(await first.next())).toBe("10.0.0.1:8000");
+    await first.next(); // the body
+
+    const second = new EnvoyStream(h.client);
+    sendRequest(second);
+    await untilHeld(1);
+    expect(second.pending()).toBe(0); // no decision while held
+
+    // The first request's response ends: its slot frees and the held one goes.
+    first.send({
+      response_headers: { headers: headerList({ ":status": "200" }, true), end_of_stream: true },
+    });
+    await first.next();
+    expect(destinationOf(await second.next())).toBe("10.0.0.1:8000");
+    expect(h.router.heldCount().now).toBe(0);
+    first.close();
+    second.close();
+  });
+
+  it("takes a held request out of the queue when Envoy ends its stream", async () => {
+    const running = new EnvoyStream(h.client);
+    sendRequest(running);
+    await running.next();
+    await running.next();
+    const held = new EnvoyStream(h.client);
+    sendRequest(held);
+    await untilHeld(1);
+    held.close(); // Envoy gives up (client went away)
+    await untilHeld(0);
+    running.close();
+    await running.waitEnd();
   });
 });

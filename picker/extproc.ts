@@ -211,32 +211,46 @@ export class ExtProcStream {
   private responseBytes = 0;
   private responseOverflow = false;
   private finished = false;
+  private readonly gone = new AbortController();
 
   constructor(private readonly deps: ExtProcDeps) {
     this.requestMode = deps.config.bodyMode;
   }
 
-  handle(msg: ProcessingRequest): ProcessingResponse[] {
+  /**
+   * The responses to one message, in order — a Promise only while flow control holds the request
+   * (every pod's running slots are busy); the caller sends nothing else on this stream until then.
+   */
+  handle(msg: ProcessingRequest): ProcessingResponse[] | Promise<ProcessingResponse[]> {
     if (this.closed) return [];
     if (msg.observability_mode) this.observeOnly = true;
-    let out: ProcessingResponse[];
-    try {
-      out = this.dispatch(msg);
-    } catch (err) {
+    const internalError = (err: unknown): ProcessingResponse[] => {
       this.deps.log?.(
         `ext_proc: internal error: ${err instanceof Error ? err.stack : String(err)}`,
       );
-      out = [this.fail(pickerError("Internal", "internal error in the endpoint picker"))];
+      return [this.fail(pickerError("Internal", "internal error in the endpoint picker"))];
+    };
+    let out: ProcessingResponse[] | Promise<ProcessingResponse[]>;
+    try {
+      out = this.dispatch(msg);
+    } catch (err) {
+      out = internalError(err);
+    }
+    if (out instanceof Promise) {
+      return out
+        .catch(internalError)
+        .then(o => (this.observeOnly || this.gone.signal.aborted ? [] : o));
     }
     return this.observeOnly ? [] : out;
   }
 
-  /** The stream ended (Envoy closed it, or it was cancelled). */
+  /** The stream ended (Envoy closed it, or it was cancelled): a held request leaves the queue. */
   close(): void {
+    this.gone.abort();
     this.complete(false);
   }
 
-  private dispatch(msg: ProcessingRequest): ProcessingResponse[] {
+  private dispatch(msg: ProcessingRequest): ProcessingResponse[] | Promise<ProcessingResponse[]> {
     if (msg.protocol_config) {
       const req = modeFrom(msg.protocol_config.request_body_mode);
       if (req === "buffered" || req === "full-duplex") this.requestMode = req;
@@ -267,7 +281,7 @@ export class ExtProcStream {
     return this.requestMode === "buffered" ? [{ request_headers: { response: {} } }] : [];
   }
 
-  private onRequestBody(b: HttpBody): ProcessingResponse[] {
+  private onRequestBody(b: HttpBody): ProcessingResponse[] | Promise<ProcessingResponse[]> {
     const chunk = toBuffer(b.body);
     this.bodyBytes += chunk.length;
     const limit = this.deps.router.options.maxBodyBytes;
@@ -293,19 +307,37 @@ export class ExtProcStream {
     return this.decideOnBody(true);
   }
 
-  private onRequestTrailers(): ProcessingResponse[] {
+  private onRequestTrailers(): ProcessingResponse[] | Promise<ProcessingResponse[]> {
     if (this.decision || this.requestMode === "buffered") return [{ request_trailers: {} }];
     // Trailers end the request body in full-duplex mode.
-    return [...this.decideOnBody(false), { request_trailers: {} }];
+    const decided = this.decideOnBody(false);
+    const withTrailers = (out: ProcessingResponse[]) => [...out, { request_trailers: {} }];
+    return decided instanceof Promise ? decided.then(withTrailers) : withTrailers(decided);
   }
 
-  private decideOnBody(endOfStream: boolean): ProcessingResponse[] {
+  private decideOnBody(endOfStream: boolean): ProcessingResponse[] | Promise<ProcessingResponse[]> {
     const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     this.chunks = [];
     const header = (name: string) => this.headers.get(name);
-    const decision = this.timed(() =>
-      this.deps.router.decide({ body, header, nowMs: this.deps.now() }),
+    const t0 = performance.now();
+    const decided = this.deps.router.decideOrHold(
+      { body, header, nowMs: this.deps.now() },
+      this.gone.signal,
     );
+    this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
+    // Held by flow control until a pod has a free slot (the wait is not decision time).
+    return decided instanceof Promise
+      ? decided.then(d => this.respondToDecision(d, endOfStream))
+      : this.respondToDecision(decided, endOfStream);
+  }
+
+  private respondToDecision(decision: RouteDecision, endOfStream: boolean): ProcessingResponse[] {
+    if (this.gone.signal.aborted) {
+      // Envoy gave up while the request was held: the slot the router counted is free again.
+      if (decision.ok)
+        this.deps.pool.noteCompleted(decision.endpoints[0].address, decision.adapter);
+      return [];
+    }
     if (!decision.ok) return [this.fail(decision.error, decision.model, decision.targetModel)];
     this.accept(decision, true);
     if (this.requestMode === "buffered") return [this.bodyWithDecision(decision)];
@@ -494,9 +526,31 @@ export function addExtProcService(server: grpc.Server, deps: ExtProcDeps): void 
         stream.close();
         call.end();
       };
-      call.on("data", (msg: ProcessingRequest) => {
-        for (const response of stream.handle(msg)) call.write(response);
+      const deliver = (responses: ProcessingResponse[]) => {
+        if (ended) return;
+        for (const response of responses) call.write(response);
         if (stream.closed) end();
+      };
+      const step = (msg: ProcessingRequest): Promise<void> | undefined => {
+        const out = stream.handle(msg);
+        if (out instanceof Promise)
+          return out
+            .then(deliver)
+            .catch(err => deps.log?.(`ext_proc: could not answer: ${String(err)}`));
+        deliver(out);
+        return undefined;
+      };
+      // Messages are answered in order: while a held request waits for a slot, later messages
+      // of the stream wait behind it.
+      let backlog: Promise<void> | undefined;
+      let waiting = 0;
+      call.on("data", (msg: ProcessingRequest) => {
+        const next = backlog ? backlog.then(() => step(msg)) : step(msg);
+        if (!next) return;
+        waiting++;
+        backlog = next.finally(() => {
+          if (--waiting === 0) backlog = undefined;
+        });
       });
       call.on("end", end);
       call.on("cancelled", () => stream.close());
