@@ -45,8 +45,9 @@ When(ModelRollout)
   .Watch(mro => {
     const { namespace, name } = mro.metadata ?? {};
     if (!namespace || !name) return;
+    // A late delete of an older object of this name leaves the current one (and its timer) alone.
+    if (!dropFromIndex(namespace, name, mro.metadata?.uid)) return;
     forget(namespace, name);
-    dropFromIndex(namespace, name, mro.metadata?.uid);
     Log.info(
       { rollout: `${namespace}/${name}` },
       `ModelRollout ${namespace}/${name} deleted; targets are left as they are`,

@@ -320,10 +320,11 @@ export class ExtProcStream {
     this.chunks = [];
     const header = (name: string) => this.headers.get(name);
     const t0 = performance.now();
-    const decided = this.deps.router.decideOrHold(
-      { body, header, nowMs: this.deps.now() },
-      this.gone.signal,
-    );
+    const request = { body, header, nowMs: this.deps.now() };
+    // A request Envoy only shows us (observability mode) goes on without us: never hold it.
+    const decided = this.observeOnly
+      ? this.deps.router.decide(request)
+      : this.deps.router.decideOrHold(request, this.gone.signal);
     this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
     // Held by flow control until a pod has a free slot (the wait is not decision time).
     return decided instanceof Promise

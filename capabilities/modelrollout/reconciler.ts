@@ -1,10 +1,11 @@
 // The reconciler: the thin I/O shell around the pure step engine (engine.ts).
-//   read the world (fresh ModelRollout, its target, other rollouts) → measure due gates →
-//   reconcileRollout(spec, status, observations, now) → apply actions → events → write status
-//   once → remove the action annotation → schedule the next call.
+//   read the world (the newest ModelRollout known, its target, other rollouts) → measure due
+//   gates → reconcileRollout(spec, status, observations, now) → apply actions → queue events →
+//   write status once → remove the action annotation → schedule the next call.
 // Calls for one rollout are serialized here (watch events and timers both come through
-// `reconcileKey`), and each call starts from a fresh GET: a queued watch event may carry an old
-// status, and acting on it could move traffic backwards.
+// `reconcileKey`), and each call starts from the rollout index's copy, which is never older than
+// this operator's own last write: a queued watch event may carry an old status, and acting on it
+// could move traffic backwards.
 import { K8s } from "kubernetes-fluent-client";
 import pLimit from "p-limit";
 import { Log } from "pepr";
@@ -98,9 +99,12 @@ export function alreadyReconciled(mro: ModelRollout): boolean {
   return rolloutIndex.isHandled(mro);
 }
 
-/** `uid`: from a delete event, so that no late event brings the rollout back. */
-export function dropFromIndex(namespace: string, name: string, uid?: string): void {
-  rolloutIndex.drop(namespace, name, uid);
+/**
+ * `uid`: from a delete event, so that no late event brings the rollout back, and a late delete of
+ * an older object of the same name leaves a newer one alone. True when the rollout was dropped.
+ */
+export function dropFromIndex(namespace: string, name: string, uid?: string): boolean {
+  return rolloutIndex.drop(namespace, name, uid);
 }
 
 async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
@@ -482,9 +486,9 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   // action annotation as expected), its watch echo is recognized and skipped; otherwise the
   // other change's event must still be reconciled, so only what we read counts as handled.
   const generation = mro.metadata?.generation;
-  const reflectsOnlyUs = (o: ModelRollout, annotation: string | undefined) =>
+  const reflectsOnlyUs = (o: ModelRollout) =>
     o.metadata?.generation === generation &&
-    o.metadata?.annotations?.[ACTION_ANNOTATION] === annotation;
+    o.metadata?.annotations?.[ACTION_ANNOTATION] === mro.metadata?.annotations?.[ACTION_ANNOTATION];
   let handled = mro.metadata?.resourceVersion;
   const patch = statusMergePatch(prev, result.status);
   if (patch) {
@@ -501,15 +505,13 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       return forget(namespace, name);
     }
     remember(written);
-    if (reflectsOnlyUs(written, mro.metadata?.annotations?.[ACTION_ANNOTATION]))
-      handled = written.metadata?.resourceVersion;
+    if (reflectsOnlyUs(written)) handled = written.metadata?.resourceVersion;
   }
   if (result.actions.some(a => a.type === "clearActionAnnotation")) {
+    // Its watch event is NOT skipped: the engine records in the next reconcile that the annotation
+    // is gone (lastAction.annotationRemoved), and only then is the same action taken again.
     const cleared = await clearActionAnnotation(mro);
-    if (cleared) {
-      remember(cleared);
-      if (reflectsOnlyUs(cleared, undefined)) handled = cleared.metadata?.resourceVersion;
-    }
+    if (cleared) remember(cleared);
   }
   rolloutIndex.markHandled(namespace, name, handled);
 

@@ -79,4 +79,16 @@ describe("RolloutIndex", () => {
     index.remember(mro("a", "r", "9", "uid-2")); // created again
     expect(index.get("a", "r")?.metadata?.uid).toBe("uid-2");
   });
+
+  it("leaves a newer object of the same name alone when an older one's delete arrives late", () => {
+    const index = new RolloutIndex();
+    index.remember(mro("a", "r", "20", "uid-new"));
+    index.markHandled("a", "r", "20");
+    expect(index.drop("a", "r", "uid-old")).toBe(false);
+    expect(index.get("a", "r")?.metadata?.uid).toBe("uid-new");
+    expect(index.isHandled(mro("a", "r", "20", "uid-new"))).toBe(true);
+    index.remember(mro("a", "r", "5", "uid-old")); // and the old one stays dead
+    expect(index.get("a", "r")?.metadata?.uid).toBe("uid-new");
+    expect(index.drop("a", "r", "uid-new")).toBe(true);
+  });
 });

@@ -59,16 +59,23 @@ export class RolloutIndex {
     return [...(this.#byNamespace.get(namespace)?.values() ?? [])];
   }
 
-  /** Forgets a rollout; with its `uid` (from the delete event), for good. */
-  drop(namespace: string, name: string, uid?: string): void {
+  /**
+   * Forgets a rollout; with its `uid` (from the delete event), for good — and only if the copy
+   * known under that name is that object: a late delete of an older object of the same name must
+   * not drop the one created since. Returns whether it dropped the name.
+   */
+  drop(namespace: string, name: string, uid?: string): boolean {
     if (uid) {
       this.#deleted.add(uid);
       // Bounded: the oldest tombstones go first (Sets iterate in insertion order).
       if (this.#deleted.size > MAX_TOMBSTONES)
         this.#deleted.delete(this.#deleted.values().next().value!);
+      const known = this.get(namespace, name)?.metadata?.uid;
+      if (known && known !== uid) return false;
     }
     this.#byNamespace.get(namespace)?.delete(name);
     this.#handled.delete(keyOf(namespace, name));
+    return true;
   }
 
   /** The reconciler finished with the rollout as of `resourceVersion` (including its own writes). */

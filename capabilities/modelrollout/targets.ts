@@ -75,6 +75,18 @@ async function getOrUndefined<T extends GenericKind>(
 }
 
 /**
+ * Other writers kept changing the object for every attempt: transient, retried with backoff like
+ * a network error, and not reported as a problem with the object or the spec.
+ */
+export class TargetContendedError extends Error {
+  constructor(kindName: string, namespace: string, name: string, attempts: number) {
+    super(
+      `${kindName} ${namespace}/${name} changed under us ${attempts} times in a row (other writers); retrying later`,
+    );
+  }
+}
+
+/**
  * Read-transform-write with optimistic concurrency. `transform` returns the new object or null
  * (nothing to change). Returns true when it wrote.
  */
@@ -86,25 +98,33 @@ export async function modifyWithRetry<T>(
   attempts = 5,
   known?: unknown,
 ): Promise<boolean> {
+  const get = async () => (await K8s(model).InNamespace(namespace).Get(name)) as GenericKind;
+  // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
+  let current = (known as GenericKind | undefined) ?? (await get());
   for (let attempt = 1; ; attempt++) {
-    // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
-    const current =
-      attempt === 1 && known
-        ? (known as GenericKind)
-        : await K8s(model).InNamespace(namespace).Get(name);
     const next = transform(current as T) as unknown as GenericKind | null;
     if (next === null) return false;
+    const tried = current.metadata?.resourceVersion;
     try {
       await K8s(model, { name, namespace }).Patch([
-        { op: "test", path: "/metadata/resourceVersion", value: current.metadata?.resourceVersion },
+        { op: "test", path: "/metadata/resourceVersion", value: tried },
         { op: "replace", path: "/spec", value: next.spec },
       ]);
       return true;
     } catch (err) {
       // 409 Conflict, or 422 when the `test` op saw another resourceVersion: someone else wrote.
+      // A 422 on an object nobody else changed is the apiserver refusing our change itself.
       const { status } = apiFailure(err);
-      if ((status === 409 || status === 422) && attempt < attempts) continue;
-      throw err;
+      if (status !== 409 && status !== 422) throw err;
+      current = await get();
+      if (status === 422 && current.metadata?.resourceVersion === tried) throw err;
+      if (attempt >= attempts)
+        throw new TargetContendedError(
+          String(current.kind ?? model.name),
+          namespace,
+          name,
+          attempts,
+        );
     }
   }
 }

@@ -112,6 +112,15 @@ export class RequestRouter {
         return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
       }
     }
+    if (signal?.aborted) {
+      // Gone before it could wait: never queued (an abort listener would never fire now).
+      return {
+        ok: false,
+        error: pickerError("BadRequest", "the client closed the request while it waited"),
+        model: prepared.model,
+        targetModel: prepared.targetModel,
+      };
+    }
     return new Promise<RouteDecision>(resolve => {
       const entry: HeldEntry = { prepared, resolve };
       const handle = this.held.hold(entry, req.nowMs);

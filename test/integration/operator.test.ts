@@ -206,6 +206,38 @@ spec:
     expect(kubectl(["get", "mro"])).toMatch(/travel-helper\s+Succeeded\s+3\s+100/);
   });
 
+  it("takes the same action twice: a second promote moves past the second indefinite pause", async () => {
+    apply(`
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: twice-model}
+spec:
+  modelName: twice
+  poolRef: {name: mymodel-pool-v1}
+  targetModels: [{name: t-v1, weight: 100}]
+---
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: twice}
+spec:
+  adapters: {inferenceModel: twice-model, stable: t-v1, canary: t-v2}
+  steps: [{setWeight: 10}, {pause: {}}, {setWeight: 50}, {pause: {}}, {setWeight: 80}]
+`);
+    await waitForRollout("twice", "Paused at 10%", r => r.status?.currentStep === 1);
+    kubectl(["annotate", "modelrollout", "twice", "rollouts.inference.dev/action=promote"]);
+    await waitForRollout(
+      "twice",
+      "Paused at 50%, annotation removed",
+      r =>
+        r.status?.currentStep === 3 &&
+        r.status.phase === "Paused" &&
+        !r.metadata.annotations?.["rollouts.inference.dev/action"],
+    );
+    kubectl(["annotate", "modelrollout", "twice", "rollouts.inference.dev/action=promote"]);
+    await waitForRollout("twice", "Succeeded", r => r.status?.phase === "Succeeded");
+    expect(targetModels("twice-model")).toEqual([{ name: "t-v2", weight: 100 }]);
+  });
+
   it("aborts back to stable, then retries from the first step", async () => {
     apply(`
 apiVersion: inference.networking.x-k8s.io/v1alpha2
