@@ -17,9 +17,11 @@ describe("EventRecorder", () => {
     const posted: kind.CoreEvent[] = [];
     let release!: () => void;
     const gate = new Promise<void>(resolve => (release = resolve));
-    const recorder = new EventRecorder(async e => {
-      await gate;
-      posted.push(e);
+    const recorder = new EventRecorder({
+      post: async e => {
+        await gate;
+        posted.push(e);
+      },
     });
     recorder.record(mro, [ev("WeightSet"), ev("PauseStarted")], at);
     // record() returned before any post finished: the reconcile does not wait for Events.
@@ -44,12 +46,31 @@ describe("EventRecorder", () => {
 
   it("survives a failing post and goes on with the next", async () => {
     const posted: string[] = [];
-    const recorder = new EventRecorder(async e => {
-      if (e.reason === "Bad") throw { status: 403, data: { message: "forbidden" } };
-      posted.push(e.reason!);
+    const recorder = new EventRecorder({
+      post: async e => {
+        if (e.reason === "Bad") throw { status: 403, data: { message: "forbidden" } };
+        posted.push(e.reason!);
+      },
     });
     recorder.record(mro, [ev("Bad"), ev("Good")], at);
     await recorder.flushed();
     expect(posted).toEqual(["Good"]);
+  });
+
+  it("waits while reconciles are queued, then posts", async () => {
+    const posted: string[] = [];
+    let idle!: () => void;
+    const reconcilesIdle = new Promise<void>(resolve => (idle = resolve));
+    const recorder = new EventRecorder({
+      post: async e => void posted.push(e.reason!),
+      reconcilesIdle: () => reconcilesIdle,
+    });
+    recorder.record(mro, [ev("WeightSet")], at);
+    // Let every queued microtask and I/O callback run: still waiting for the reconciles.
+    await new Promise(resolve => setImmediate(resolve));
+    expect(posted).toEqual([]);
+    idle();
+    await recorder.flushed();
+    expect(posted).toEqual(["WeightSet"]);
   });
 });

@@ -48,14 +48,39 @@ export function eventFor(mro: ModelRollout, action: EventAction, at: Date): kind
   } as kind.CoreEvent;
 }
 
+/** An Event waits at most this long for the reconciles to go idle. */
+const MAX_DEFERRAL_MS = 2_000;
+
+export interface EventRecorderOptions {
+  /** Posts one Event (default: create it through the apiserver). */
+  post?: (event: kind.CoreEvent) => Promise<unknown>;
+  /**
+   * Resolves when no reconcile waits for a slot. Events yield to them (up to MAX_DEFERRAL_MS):
+   * in a wave of due steps the apiserver's time goes to the weight and status writes first.
+   */
+  reconcilesIdle?: () => Promise<void>;
+}
+
 export class EventRecorder {
   readonly #posts = pLimit(CONCURRENT_POSTS);
+  readonly #post: (event: kind.CoreEvent) => Promise<unknown>;
+  readonly #reconcilesIdle: () => Promise<void>;
   #dropped = 0;
 
-  constructor(
-    private readonly post: (event: kind.CoreEvent) => Promise<unknown> = e =>
-      K8s(kind.CoreEvent).Create(e),
-  ) {}
+  constructor(options: EventRecorderOptions = {}) {
+    this.#post = options.post ?? (e => K8s(kind.CoreEvent).Create(e));
+    this.#reconcilesIdle = options.reconcilesIdle ?? (() => Promise.resolve());
+  }
+
+  async #yieldThenPost(event: kind.CoreEvent): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#reconcilesIdle(),
+      new Promise<void>(resolve => (timer = setTimeout(resolve, MAX_DEFERRAL_MS))),
+    ]);
+    clearTimeout(timer);
+    return this.#post(event);
+  }
 
   /** Queues the Events of one reconcile; returns at once. */
   record(mro: ModelRollout, actions: EventAction[], at: Date): void {
@@ -69,7 +94,7 @@ export class EventRecorder {
         continue;
       }
       const event = eventFor(mro, action, at);
-      void this.#posts(() => this.post(event)).catch(err =>
+      void this.#posts(() => this.#yieldThenPost(event)).catch(err =>
         Log.warn(
           { rollout: `${event.metadata?.namespace}/${mro.metadata?.name}`, reason: action.reason },
           `could not record Event ${action.reason} for ModelRollout ${event.metadata?.namespace}/${mro.metadata?.name}: ${apiFailure(err).message}`,

@@ -56,6 +56,25 @@ const timers = new Map<string, NodeJS.Timeout>();
  */
 const MAX_CONCURRENT_RECONCILES = Number(process.env.MODELROLLOUT_MAX_CONCURRENT_RECONCILES) || 32;
 const reconcileSlots = pLimit(MAX_CONCURRENT_RECONCILES);
+let idleWaiters: Array<() => void> = [];
+
+/** Resolves once no reconcile waits for a slot (Events yield to reconciles). */
+function reconcilesIdle(): Promise<void> {
+  if (reconcileSlots.pendingCount === 0) return Promise.resolve();
+  return new Promise(resolve => idleWaiters.push(resolve));
+}
+
+async function reconcileInSlot(namespace: string, name: string): Promise<void> {
+  try {
+    await reconcileOnce(namespace, name);
+  } finally {
+    if (reconcileSlots.pendingCount === 0 && idleWaiters.length) {
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      waiters.forEach(wake => wake());
+    }
+  }
+}
 const chains = new Map<string, Promise<void>>();
 const failures = new Map<string, number>();
 
@@ -68,7 +87,7 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
   const key = keyOf(namespace, name);
   const prev = chains.get(key) ?? Promise.resolve();
   const next = prev
-    .then(() => reconcileSlots(() => reconcileOnce(namespace, name)))
+    .then(() => reconcileSlots(() => reconcileInSlot(namespace, name)))
     .catch(err => onError(namespace, name, err));
   chains.set(key, next);
   void next.finally(() => {
@@ -83,7 +102,7 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
  * checks conflicts without a LIST — that LIST made the operator O(rollouts²).
  */
 const rolloutIndex = new RolloutIndex();
-const events = new EventRecorder();
+const events = new EventRecorder({ reconcilesIdle });
 const listedNamespaces = new Map<string, Promise<void>>();
 
 /** Records a ModelRollout from the watch (an older copy never replaces a newer one). */
