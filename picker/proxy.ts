@@ -55,7 +55,8 @@ const routes: Record<string, Route> = {
   "/v1/models": { methods: ["GET"], kind: "bodyless" },
 };
 
-const hopByHop = new Set([
+/** Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1). */
+export const HOP_BY_HOP_HEADERS: readonly string[] = [
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -65,10 +66,10 @@ const hopByHop = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
-  "host",
-  "content-length",
-  "expect",
-]);
+];
+
+/** Not forwarded either: the proxy sets its own Host, length (the body may change) and Expect. */
+const hopByHop = new Set([...HOP_BY_HOP_HEADERS, "host", "content-length", "expect"]);
 
 /** Errors that prove no request reached a model server's application: safe to retry. */
 const connectErrors = new Set([

@@ -12,7 +12,6 @@
 import { ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -25,7 +24,7 @@ import {
   type ClusterInfo,
 } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
-import { isAlive, readProc } from "../../hack/env/procs";
+import { delay, freePort, isAlive, readProc, waitFor } from "../../hack/env/procs";
 import { operatorCommand, operatorEnv } from "../../hack/run-operator";
 import { inParallel, KubeClient, WatchHandle } from "./kube";
 import { machineBusySeconds, ProcSampler, Sample } from "./procstat";
@@ -162,32 +161,6 @@ function codeFingerprint(): string {
   for (const file of [...files].sort()) hash.update(file).update(fs.readFileSync(file));
   return hash.digest("hex").slice(0, 12);
 }
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function waitUntil(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  everyMs = 200,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 interface KubeObject {
   metadata?: {
@@ -318,7 +291,7 @@ class Bench {
       `${MRO_API}/namespaces/${this.#warmupNs}/modelrollouts`,
       modelRollout(this.#warmupNs, w, this.#runId, "warmup", { weights: [50, 100], pauseMs: 1000 }),
     );
-    await waitUntil(
+    await waitFor(
       "the warm-up rollout to succeed",
       () => warmup.isFinished(`${this.#warmupNs}/${w}`),
       180_000,
@@ -371,11 +344,10 @@ class Bench {
       );
     }, 5000);
     try {
-      await waitUntil(
+      await waitFor(
         `${opts.rollouts} rollouts to finish`,
         () => tracker.finishedCount() >= opts.rollouts,
         opts.timeoutSeconds * 1000,
-        100,
       );
     } catch (err) {
       say(`${(err as Error).message}; reporting what was measured`);
@@ -402,7 +374,7 @@ class Bench {
 
     say(`idle: counting writes for ${opts.idleSeconds} s`);
     const idleStart = Date.now();
-    await sleep(opts.idleSeconds * 1000);
+    await delay(opts.idleSeconds * 1000);
     const s2 = parseRequestCounts(await client.metrics());
     const t2 = sampler.mark();
     const idle = requestDelta(s1, s2, 0);
@@ -510,7 +482,7 @@ class Bench {
         .reduce((n, c) => n + c.count, 0);
     let last = await writes();
     let quietSince = Date.now();
-    await waitUntil(
+    await waitFor(
       "the operator to stop writing",
       async () => {
         const now = await writes();
@@ -521,6 +493,7 @@ class Bench {
         return Date.now() - quietSince >= 3000;
       },
       timeoutMs,
+      "",
       500,
     );
   }
@@ -676,7 +649,7 @@ class Bench {
       this.#operator.kill("SIGTERM");
       const killed = await Promise.race([
         this.#operatorExit!.then(() => true),
-        sleep(10_000).then(() => false),
+        delay(10_000).then(() => false),
       ]);
       if (!killed) {
         this.#operator.kill("SIGKILL");

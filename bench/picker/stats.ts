@@ -31,17 +31,8 @@ export function summarize(values: readonly number[]): LatencySummary {
   };
 }
 
-/** A deterministic uniform [0, 1) source (mulberry32), so every strategy sees the same load. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic uniform [0, 1) source, so every strategy sees the same load. */
+export { seededRng as seededRandom } from "../../picker/core/rng";
 
 /** Arrival offsets (ms) of a Poisson process with `rate` per second over `durationMs`. */
 export function poissonArrivals(rate: number, durationMs: number, random: () => number): number[] {

@@ -15,6 +15,7 @@ import { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { K8s } from "kubernetes-fluent-client";
 import { HTTPRoute } from "../../capabilities/kinds";
+import { HOP_BY_HOP_HEADERS } from "../../picker/proxy";
 import {
   attachedTo,
   chooseBackend,
@@ -30,18 +31,7 @@ const usage = `usage: tsx hack/demo/gateway.ts --namespace NS [--gateway NAME] [
                      --backend POOL=http://HOST:PORT [--backend ...] [--poll-ms N]`;
 
 const MAX_BODY_BYTES = 10 << 20;
-/** Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1). */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
+const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 const log = (message: string) => console.log(`${new Date().toISOString()} ${message}`);
 
 interface Stats {

@@ -5,12 +5,11 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
-import * as net from "node:net";
 import * as path from "node:path";
 import { ClusterInfo, namespaceYaml } from "../env/cluster";
 import { repoRoot } from "../env/config";
 import { deployModelServer, removeModelServer } from "../env/model-servers";
-import { isAlive, listProcs, startProc, stopProc, tailOf, waitFor } from "../env/procs";
+import { freePort, isAlive, listProcs, startProc, stopProc, tailOf, waitFor } from "../env/procs";
 import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prometheus";
 import { operatorKubeconfig } from "../env/rbac";
 import { operatorCommand, operatorEnv } from "../run-operator";
@@ -91,17 +90,6 @@ export function applyObjects(
 
 function procPrefix(namespace: string): string {
   return `demo.${namespace}.`;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
 }
 
 /** Starts a detached process and waits for `patterns` in what it logs from now on. */

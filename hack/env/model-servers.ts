@@ -5,12 +5,11 @@
 //   3. mark the Pod Ready with that podIP through the status subresource,
 //   4. register it as a Prometheus scrape target.
 // Removing it undoes all four.
-import * as net from "node:net";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { ClusterInfo, kubectlFor } from "./cluster";
 import { repoRoot } from "./config";
-import { isAlive, readProc, startProc, stopProc, tailOf, waitFor } from "./procs";
+import { freePort, isAlive, readProc, startProc, stopProc, tailOf, waitFor } from "./procs";
 import { addScrapeTarget, removeScrapeTarget } from "./prometheus";
 import { claimIp, modelServerProcName as procName, releaseIp } from "./ip-claims";
 
@@ -40,17 +39,6 @@ export interface ModelServer {
   podIP: string;
   port: number;
   url: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
 }
 
 /** The upstream simulator when present (LLM_D_INFERENCE_SIM or on PATH), else our stand-in. */

@@ -1,6 +1,7 @@
 // Background processes of the local environment. Each one is started detached (its own process
 // group, so it outlives the command that started it), logs into one folder and is recorded in a pid
 // file, so that `cluster:down` can find and stop every one of them later.
+import * as net from "node:net";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -105,6 +106,18 @@ async function killGroup(pid: number, graceMs: number): Promise<void> {
   while (isAlive(pid) && Date.now() < deadline) await delay(50);
   if (isAlive(pid)) signal("SIGKILL");
   while (isAlive(pid)) await delay(20);
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a child process to bind). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
 }
 
 export function delay(ms: number): Promise<void> {

@@ -22,17 +22,8 @@ export function tokenize(text: string): string[] {
   return text.match(/\s*\S+/g) ?? [];
 }
 
-/** Deterministic PRNG (mulberry32) so --seed reproduces a run. Returns [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so --seed reproduces a run. Returns [0, 1). */
+export { seededRng as seededRandom } from "../../picker/core/rng";
 
 /**
  * The response tokens. max_tokens truncates (finish "length"); with ignore_eos and max_tokens the

@@ -2,26 +2,15 @@
 // test, limited to the test's namespaces so test files running in parallel do not share rollouts.
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { operatorCommand, operatorEnv } from "../../hack/run-operator";
 import { connectCluster } from "../../hack/env/cluster";
+import { freePort } from "../../hack/env/procs";
 
 export interface RunningOperator {
   log: string;
   /** Stops it gracefully (SIGTERM) or as a crash (SIGKILL). */
   stop(signal?: NodeJS.Signals): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
 }
 
 export async function startOperator(opts: {
