@@ -18,13 +18,30 @@ describe("parseConfig", () => {
       weights: { queue: 2, kvCache: 2, prefix: 3, lora: 3 },
       saturation: { staleAfterMs: 200, queueThreshold: 5, kvCacheThreshold: 0.8 },
       scrape: { intervalMs: 50 },
-      flowControl: { enabled: true, maxRunning: 0, maxWaitMs: 10000, maxQueue: 1024 },
+      flowControl: {
+        enabled: true,
+        maxRunning: 0,
+        maxWaitMs: 10000,
+        maxQueue: 1024,
+        localityWaitMs: 200,
+      },
     });
   });
 
   it("reads the flow-control flags", () => {
     const c = parseConfig(
-      ["--pool", "p", "--flow-control", "off", "--max-running", "8", "--flow-max-wait-ms", "500"],
+      [
+        "--pool",
+        "p",
+        "--flow-control",
+        "off",
+        "--max-running",
+        "8",
+        "--flow-max-wait-ms",
+        "500",
+        "--flow-locality-wait-ms",
+        "0",
+      ],
       {},
     );
     expect(c !== "help" && c.flowControl).toEqual({
@@ -32,6 +49,7 @@ describe("parseConfig", () => {
       maxRunning: 8,
       maxWaitMs: 500,
       maxQueue: 1024,
+      localityWaitMs: 0,
     });
     expect(() => parseConfig(["--pool", "p", "--flow-control", "maybe"], {})).toThrow(ConfigError);
     expect(() => parseConfig(["--pool", "p", "--max-running", "-1"], {})).toThrow(ConfigError);

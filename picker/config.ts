@@ -78,6 +78,8 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
                               0 = learnt from scrapes                            [0]
   --flow-max-wait-ms N        a request held this long goes to a pod's own queue [10000]
   --flow-max-queue N          requests held at most; more go to pods' queues     [1024]
+  --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long
+                              for a slot there before it starts elsewhere; 0 = never [200]
   --help                      this text
 `;
 
@@ -164,6 +166,7 @@ const options = {
   "max-running": { type: "string" },
   "flow-max-wait-ms": { type: "string" },
   "flow-max-queue": { type: "string" },
+  "flow-locality-wait-ms": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -269,6 +272,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
         "flow-max-queue",
         values["flow-max-queue"],
         defaultFlowControlConfig.maxQueue,
+        0,
+      ),
+      localityWaitMs: int(
+        "flow-locality-wait-ms",
+        values["flow-locality-wait-ms"],
+        defaultFlowControlConfig.localityWaitMs,
         0,
       ),
     },

@@ -671,7 +671,13 @@ describe("ext_proc with flow control (every running slot busy)", () => {
       bodyMode: "full-duplex",
       packagedClient: false,
       ds: makeDatastore(1),
-      flowControl: { enabled: true, maxRunning: 1, maxWaitMs: 10_000, maxQueue: 16 },
+      flowControl: {
+        enabled: true,
+        maxRunning: 1,
+        maxWaitMs: 10_000,
+        maxQueue: 16,
+        localityWaitMs: 200,
+      },
     });
   });
   afterAll(async () => stopHarness(h));

@@ -125,7 +125,14 @@ export async function deployPods(
   b: Bench,
   pool: string,
   count: number,
-  sim: { maxNumSeqs: number; ttftMs: number; itlMs: number; maxLoras?: number },
+  sim: {
+    maxNumSeqs: number;
+    ttftMs: number;
+    itlMs: number;
+    maxLoras?: number;
+    /** More simulator flags, e.g. the prefix cache's. */
+    simArgs?: string[];
+  },
 ): Promise<ModelServer[]> {
   const started = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
@@ -141,7 +148,7 @@ export async function deployPods(
         maxNumSeqs: sim.maxNumSeqs,
         timeToFirstTokenMs: sim.ttftMs,
         interTokenLatencyMs: sim.itlMs,
-        extraArgs: ["--max-model-len=4096", "--seed=7"],
+        extraArgs: ["--max-model-len=4096", "--seed=7", ...(sim.simArgs ?? [])],
       }),
     ),
   );

@@ -279,6 +279,24 @@ interface Scenario {
   weights: [number, number];
   /** Offered load as a share of the capacity measured before (all requests on one adapter). */
   load: number;
+  /** Prompts that share long prefixes, on pods that simulate vLLM's prefix cache. */
+  shared?: SharedPrefixes;
+}
+
+/**
+ * A shared-prefix workload (like the upstream benchmarks' shared_prefix data: `groups` system
+ * prompts / documents of `prefixWords` tokens, each request one of them plus its own question),
+ * on pods with llm-d-inference-sim's prefix cache (`--enable-kvcache`): TTFT = prefill overhead
+ * + uncached prompt tokens × prefill time per token.
+ */
+interface SharedPrefixes {
+  groups: number;
+  prefixWords: number;
+  questionWords: number;
+  prefillOverheadMs: number;
+  prefillPerTokenMs: number;
+  /** Per pod, in blocks of 16 tokens. */
+  kvCacheBlocks: number;
 }
 
 const baseScenario = {
@@ -314,7 +332,36 @@ const scenarios: Scenario[] = [
     maxLoras: 1,
     load: 0.9,
   },
+  {
+    ...baseScenario,
+    name: "b4",
+    what: "shared prompt prefixes on pods with a prefix cache that holds about half of them, 90 % load",
+    maxLoras: 2,
+    maxNumSeqs: 4,
+    ttftMs: 0, // TTFT from the prefill model below
+    load: 0.9,
+    shared: {
+      groups: 32,
+      prefixWords: 1024,
+      questionWords: 32,
+      prefillOverheadMs: 20,
+      prefillPerTokenMs: 0.25,
+      kvCacheBlocks: 1024,
+    },
+  },
 ];
+
+function simArgs(sc: Scenario): string[] {
+  const p = sc.shared;
+  if (!p) return [];
+  return [
+    "--enable-kvcache",
+    `--kv-cache-size=${p.kvCacheBlocks}`,
+    "--block-size=16",
+    `--prefill-overhead=${p.prefillOverheadMs}ms`,
+    `--prefill-time-per-token=${p.prefillPerTokenMs * 1000}us`,
+  ];
+}
 
 interface StrategyResult {
   strategy: Strategy;
@@ -325,6 +372,20 @@ interface StrategyResult {
   perPod: number[];
   /** Requests flow control held in the picker until a pod had a free slot. */
   held: number;
+  /** Prompt tokens the pods found in their prefix caches, as a share of all prompt tokens. */
+  prefixHitRate: number;
+}
+
+/** Prefix-cache hits and queries (tokens) summed over the pods. */
+async function prefixCacheTokens(servers: ModelServer[]): Promise<[number, number]> {
+  let hits = 0;
+  let queries = 0;
+  for (const s of servers) {
+    const page = await pageOf(`${s.url}/metrics`);
+    hits += metricSum(page, "vllm:prefix_cache_hits_total");
+    queries += metricSum(page, "vllm:prefix_cache_queries_total");
+  }
+  return [hits, queries];
 }
 
 interface ScenarioResult {
@@ -359,6 +420,7 @@ async function runStrategy(
   try {
     await waitPickerReady(picker, pool, servers.length);
     const before = await pageOf(picker.metricsUrl);
+    const cacheBefore = await prefixCacheTokens(servers);
     log(`(b) ${pool} ${strategy}: ${arrivals.length} requests`);
     const samples = await openLoop(
       arrivals,
@@ -366,6 +428,7 @@ async function runStrategy(
       { maxInflight: 2000, drainTimeoutMs: 60000 },
     );
     const after = await pageOf(picker.metricsUrl);
+    const cacheAfter = await prefixCacheTokens(servers);
     const measured = samples.filter(s => s.offsetMs >= warmupMs);
     const ok = measured.filter(s => s.status === 200);
     const picks = (s: ModelServer, page: string) =>
@@ -380,6 +443,7 @@ async function runStrategy(
       held:
         metricSum(after, "modelrollout_picker_flow_held_total") -
         metricSum(before, "modelrollout_picker_flow_held_total"),
+      prefixHitRate: (cacheAfter[0] - cacheBefore[0]) / (cacheAfter[1] - cacheBefore[1] || 1),
     };
     log(`(b) ${pool} ${strategy}: ${JSON.stringify(result)}`);
     return result;
@@ -397,11 +461,28 @@ function outputLengths(count: number, sc: Scenario, seed: number): number[] {
   );
 }
 
-function completionBody(model: string, i: number, tokens: number): Buffer {
+/** The prompts of a shared-prefix workload: request i gets group groupOf[i]'s prefix. */
+function sharedPrompts(p: SharedPrefixes, count: number, seed: number): string[] {
+  const random = seededRandom(seed);
+  const prefixes = Array.from({ length: p.groups }, (_, g) =>
+    Array.from({ length: p.prefixWords }, (_, k) => `g${g}w${k}`).join(" "),
+  );
+  return Array.from({ length: count }, (_, i) => {
+    const question = Array.from({ length: p.questionWords }, (_, k) => `q${i}w${k}`).join(" ");
+    return `${prefixes[Math.floor(random() * p.groups)]} ${question}`;
+  });
+}
+
+function promptsFor(sc: Scenario, count: number, seed: number): string[] {
+  if (sc.shared) return sharedPrompts(sc.shared, count, seed);
+  return Array.from({ length: count }, (_, i) => `Request ${i}: suggest things to do in Porto.`);
+}
+
+function completionBody(model: string, prompt: string, tokens: number): Buffer {
   return Buffer.from(
     JSON.stringify({
       model,
-      prompt: `Request ${i}: suggest things to do in Porto.`,
+      prompt,
       max_tokens: tokens,
       ignore_eos: true,
       stream: true,
@@ -416,11 +497,13 @@ function completionBody(model: string, i: number, tokens: number): Buffer {
 async function measureCapacity(servers: ModelServer[], sc: Scenario): Promise<number> {
   const agent = keepAliveAgent(256);
   const lengths = outputLengths(10_000, sc, 5);
+  const prompts = promptsFor(sc, 10_000, 6);
   try {
     const perPod = await Promise.all(
       servers.map(server =>
         closedLoop(
-          i => post(agent, `${server.url}/v1/completions`, completionBody(V1, i, lengths[i])),
+          i =>
+            post(agent, `${server.url}/v1/completions`, completionBody(V1, prompts[i], lengths[i])),
           sc.maxNumSeqs * 2,
           quick ? 5000 : 10000,
         ),
@@ -437,7 +520,7 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
   const seconds = quick ? 10 : 30;
   const warmupMs = 3000;
   b.kubectl(["apply", "-f", "-"], poolYaml(pool, sc.weights));
-  const servers = await deployPods(b, pool, sc.pods, sc);
+  let servers = await deployPods(b, pool, sc.pods, { ...sc, simArgs: simArgs(sc) });
   const results: StrategyResult[] = [];
   try {
     const capacity = await measureCapacity(servers, sc);
@@ -446,8 +529,15 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
     // The same arrivals and lengths for every strategy.
     const arrivals = poissonArrivals(rate, seconds * 1000, seededRandom(2024));
     const lengths = outputLengths(arrivals.length, sc, 99);
-    const bodies = lengths.map((n, i) => completionBody("travel-helper", i, n));
+    const prompts = promptsFor(sc, arrivals.length, 98);
+    const bodies = lengths.map((n, i) => completionBody("travel-helper", prompts[i], n));
     for (const strategy of strategies) {
+      if (sc.shared) {
+        // Every strategy starts with empty prefix caches: fresh pods.
+        for (const s of servers) await removeModelServer(b.info, s.namespace, s.name);
+        b.servers = b.servers.filter(s => !servers.includes(s));
+        servers = await deployPods(b, pool, sc.pods, { ...sc, simArgs: simArgs(sc) });
+      }
       results.push(await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs));
     }
     return { scenario: sc, rate, capacity, seconds, requests: arrivals.length, results };
@@ -515,16 +605,27 @@ function reportB(all: ScenarioResult[]): string {
   for (const r of all) {
     const s = r.scenario;
     const rr = r.results.find(x => x.strategy === "round-robin")!;
+    const shared = s.shared;
+    const sharedText = shared
+      ? ` ${shared.groups} shared prefixes of ${shared.prefixWords} tokens chosen uniformly, ` +
+        `each request one of them plus its own ${shared.questionWords}-token question; the pods ` +
+        `simulate the prefix cache (\`--enable-kvcache\`, ${shared.kvCacheBlocks} blocks of 16 ` +
+        `tokens each, about ${Math.floor((shared.kvCacheBlocks * 16) / shared.prefixWords)} ` +
+        `prefixes) and prefill (TTFT = ${shared.prefillOverheadMs} ms + ` +
+        `${shared.prefillPerTokenMs} ms per uncached prompt token); fresh pods for every ` +
+        `scheduling, so every one starts with empty caches.`
+      : "";
     lines.push(
       `**${s.name}** — ${s.what}: ${s.pods} pods × max-num-seqs ${s.maxNumSeqs}, ` +
-        `TTFT ${s.ttftMs} ms, ITL ${s.itlMs} ms; travel-helper split ` +
+        `${shared ? "" : `TTFT ${s.ttftMs} ms, `}ITL ${s.itlMs} ms; travel-helper split ` +
         `${s.weights[0]}/${s.weights[1]}; output lengths exponential, mean ${s.meanTokens} tokens ` +
         `(1–${s.maxTokens}), streamed; the pods served ${r.capacity.toFixed(1)} req/s when kept ` +
         `full, Poisson arrivals at ${r.rate} req/s (${((100 * r.rate) / r.capacity).toFixed(0)} %) ` +
-        `for ${r.seconds} s (${r.requests} requests), the first 3 s not counted.`,
+        `for ${r.seconds} s (${r.requests} requests), the first 3 s not counted.${sharedText}`,
       "",
-      "| scheduling | p50 latency | p95 latency | p99 latency | p50 TTFT | p95 TTFT | p95 latency vs round-robin | p95 TTFT vs round-robin | failed | requests per pod | held in the picker |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| scheduling | p50 latency | p95 latency | p99 latency | p50 TTFT | p95 TTFT | p95 latency vs round-robin | p95 TTFT vs round-robin | failed | requests per pod | held in the picker |" +
+        (shared ? " prefix-cache hits (prompt tokens) |" : ""),
+      "|---|---|---|---|---|---|---|---|---|---|---|" + (shared ? "---|" : ""),
     );
     for (const x of r.results) {
       lines.push(
@@ -532,7 +633,8 @@ function reportB(all: ScenarioResult[]): string {
           `${ms(x.latency.p50)} ms | ${ms(x.latency.p95)} ms | ${ms(x.latency.p99)} ms | ` +
           `${ms(x.ttft.p50)} ms | ${ms(x.ttft.p95)} ms | ` +
           `${(x.latency.p95 / rr.latency.p95).toFixed(2)} × | ${(x.ttft.p95 / rr.ttft.p95).toFixed(2)} × | ` +
-          `${x.failed} | ${x.perPod.join(" / ")} | ${x.held} |`,
+          `${x.failed} | ${x.perPod.join(" / ")} | ${x.held} |` +
+          (shared ? ` ${(100 * x.prefixHitRate).toFixed(0)} % |` : ""),
       );
     }
     lines.push("");

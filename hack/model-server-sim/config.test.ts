@@ -53,6 +53,7 @@ describe("parseArgs", () => {
       interTokenLatency: 5,
       failureInjectionRate: 10,
       failureTypes: ["rate_limit", "server_error"],
+      enableKvcache: true,
     });
   });
 

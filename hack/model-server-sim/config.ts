@@ -43,6 +43,8 @@ export interface SimConfig {
   failureTypes: FailureType[];
   kvCacheSize: number;
   blockSize: number;
+  /** Simulate the prefix cache: cached prompt blocks skip prefill-time-per-token. */
+  enableKvcache: boolean;
   enableRequestIdHeaders: boolean;
 }
 
@@ -71,6 +73,7 @@ export function defaultConfig(model: string): SimConfig {
     failureTypes: [],
     kvCacheSize: 1024, // blocks, upstream default
     blockSize: 16,
+    enableKvcache: false,
     enableRequestIdHeaders: false,
   };
 }
@@ -102,10 +105,11 @@ const FLAGS: Record<string, [Key, Kind]> = {
   "failure-types": ["failureTypes", "list"],
   "kv-cache-size": ["kvCacheSize", "int"],
   "block-size": ["blockSize", "int"],
+  "enable-kvcache": ["enableKvcache", "bool"],
   "enable-request-id-headers": ["enableRequestIdHeaders", "bool"],
 };
 // Upstream flags accepted for drop-in compatibility but without effect here.
-const IGNORED_FLAGS = new Set(["max-cpu-loras", "enable-kvcache", "tensor-parallel-size", "v"]);
+const IGNORED_FLAGS = new Set(["max-cpu-loras", "tensor-parallel-size", "v"]);
 
 // Keys POST /admin/config may change (upstream docs/api.md, minus what we do not simulate).
 export const ADMIN_FLAGS = [

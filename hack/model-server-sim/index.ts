@@ -12,6 +12,7 @@ import {
   type FailureType,
   type SimConfig,
 } from "./config";
+import { PrefixCache, promptBlockKeys } from "./kv-cache";
 import { SimMetrics } from "./metrics";
 import { Scheduler, type Job } from "./scheduler";
 import { contentText, generate, seededRandom, tokenize, type FinishReason } from "./text";
@@ -38,6 +39,8 @@ interface Work {
   includeUsage: boolean;
   displayModel: string;
   promptTokens: number;
+  /** Prefix-cache keys of the prompt's blocks (with --enable-kvcache). */
+  blockKeys: string[];
   tokens: string[];
   finishReason: FinishReason;
   arrival: number;
@@ -118,8 +121,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     blockSize: config.blockSize,
     kvCacheSize: config.kvCacheSize,
   });
+  const cache = config.enableKvcache ? new PrefixCache(config.kvCacheSize) : undefined;
   const scheduler = new Scheduler(config, state =>
-    metrics.update(state, Math.min(1, state.kvBlocksInUse / config.kvCacheSize)),
+    metrics.update(
+      state,
+      cache ? cache.usage : Math.min(1, state.kvBlocksInUse / config.kvCacheSize),
+    ),
   );
   metrics.update(scheduler.state(), 0);
   const active = new Set<Work>();
@@ -130,7 +137,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     config.servedModelName.includes(model) || loras.has(model);
 
   // Upstream latencies.go: load factor grows linearly to time-factor-under-load at max-num-seqs.
-  function latencies(promptTokens: number, outputTokens: number): { ttft: number; itls: number[] } {
+  function latencies(
+    promptTokens: number,
+    cachedTokens: number,
+    outputTokens: number,
+  ): { ttft: number; itls: number[] } {
     const running = scheduler.state().running;
     const load =
       config.maxNumSeqs <= 1
@@ -139,7 +150,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     const ttft =
       config.timeToFirstToken === 0 && config.timeToFirstTokenStdDev === 0
         ? jitter(
-            (config.prefillOverhead + promptTokens * config.prefillTimePerToken) * load,
+            (config.prefillOverhead + (promptTokens - cachedTokens) * config.prefillTimePerToken) *
+              load,
             config.prefillTimeStdDev,
             random,
           )
@@ -155,6 +167,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     work.done = true;
     clearTimeout(work.timer);
     active.delete(work);
+    cache?.finish(work);
     scheduler.finish(work.job);
     if (success) {
       metrics.recordSuccess({
@@ -185,7 +198,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     if (closing) return;
     const startedAt = performance.now();
     metrics.observe("queueTime", (startedAt - work.arrival) / 1000);
-    const { ttft, itls } = latencies(work.promptTokens, work.tokens.length);
+    let cachedTokens = 0;
+    if (cache) {
+      cachedTokens = (cache.start(work, work.blockKeys) ?? 0) * config.blockSize;
+      metrics.recordPrefixLookup(work.promptTokens, cachedTokens);
+    }
+    const { ttft, itls } = latencies(work.promptTokens, cachedTokens, work.tokens.length);
     const id = (work.chat ? "chatcmpl-" : "cmpl-") + randomUUID();
     const observeTokens = (from: number, to: number) => {
       for (const itl of itls.slice(from, to)) {
@@ -283,7 +301,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
     const promptText = chat
       ? messages.map(m => contentText(m.content)).join("\n")
       : prompts.join("\n");
-    const promptTokens = tokenize(promptText).length;
+    const promptTokenList = tokenize(promptText);
+    const promptTokens = promptTokenList.length;
     if (promptTokens + (maxTokens ?? 0) > config.maxModelLen) {
       const message =
         maxTokens === undefined
@@ -314,6 +333,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
       includeUsage: streamOptions?.include_usage === true,
       displayModel: isLora ? model : config.servedModelName[0], // upstream getDisplayedModelName
       promptTokens,
+      blockKeys: config.enableKvcache
+        ? promptBlockKeys(model, promptTokenList, config.blockSize)
+        : [],
       tokens: generated.tokens,
       finishReason: generated.finishReason,
       arrival: performance.now(),

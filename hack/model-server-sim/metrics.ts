@@ -52,6 +52,8 @@ export class SimMetrics {
   private readonly promptTokensTotal;
   private readonly generationTokensTotal;
   private readonly successTotal;
+  private readonly prefixQueries;
+  private readonly prefixHits;
 
   /** modelName: upstream labels every series with the first served model name. */
   constructor(
@@ -142,6 +144,15 @@ export class SimMetrics {
       labelNames: ["model_name", "finish_reason"],
       registers,
     });
+    // vLLM v1's prefix-cache counters, in tokens (with --enable-kvcache only).
+    this.prefixQueries = counter(
+      "vllm:prefix_cache_queries_total",
+      "Prefix cache queries, in terms of number of queried tokens.",
+    );
+    this.prefixHits = counter(
+      "vllm:prefix_cache_hits_total",
+      "Prefix cache hits, in terms of number of cached tokens.",
+    );
     new Gauge({
       name: "vllm:cache_config_info",
       help: "Information of the LLMEngine CacheConfig.",
@@ -176,6 +187,11 @@ export class SimMetrics {
     times = 1,
   ): void {
     for (let i = 0; i < times; i++) this[metric].observe(this.label, seconds);
+  }
+
+  recordPrefixLookup(promptTokens: number, cachedTokens: number): void {
+    this.prefixQueries.inc(this.label, promptTokens);
+    this.prefixHits.inc(this.label, cachedTokens);
   }
 
   recordSuccess(r: SuccessRecord): void {

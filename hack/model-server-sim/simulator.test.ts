@@ -349,6 +349,36 @@ describe("model-server simulator", () => {
     expect(metric(await scrape(sim), "vllm:kv_cache_usage_perc")).toBe(0);
   });
 
+  it("with --enable-kvcache charges prefill only for the prompt blocks not cached yet", async () => {
+    const sim = await start({
+      enableKvcache: true,
+      blockSize: 16,
+      prefillTimePerToken: 2,
+      maxModelLen: 4096,
+    });
+    const shared = Array.from({ length: 320 }, (_, i) => `s${i}`).join(" ");
+    const ask = async (question: string) => {
+      const t0 = performance.now();
+      const res = await post(sim, "/v1/completions", {
+        model: "mymodel",
+        prompt: `${shared} ${question}`,
+        max_tokens: 1,
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      return performance.now() - t0;
+    };
+    const cold = await ask("first question here");
+    const warm = await ask("another question");
+    // 323 prompt tokens × 2 ms cold; warm: 20 blocks (320 tokens) cached, 2 tokens × 2 ms.
+    expect(cold).toBeGreaterThanOrEqual(640);
+    expect(warm).toBeLessThan(200);
+    const samples = await scrape(sim);
+    expect(metric(samples, "vllm:prefix_cache_queries_total")).toBe(323 + 322);
+    expect(metric(samples, "vllm:prefix_cache_hits_total")).toBe(320);
+    expect(metric(samples, "vllm:kv_cache_usage_perc")).toBe(0);
+  });
+
   it("rejects a request beyond max-model-len with 400", async () => {
     const sim = await start({ maxModelLen: 10 });
     const res = await post(sim, "/v1/completions", {

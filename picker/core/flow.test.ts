@@ -4,6 +4,7 @@ import {
   currentLoad,
   defaultFlowControlConfig,
   endpointsWithFreeSlot,
+  localityChoice,
   runningCapacity,
 } from "./flow";
 import { SchedulingContext, SchedulingRequest, defaultSaturationConfig } from "./scheduler";
@@ -81,6 +82,23 @@ describe("endpoints with a free slot", () => {
     ];
     const v2 = req({ targetModel: "v2", adapter: true });
     expect(endpointsWithFreeSlot(v2, pods, learn, ctx).map(e => e.name)).toEqual(["same"]);
+  });
+});
+
+describe("delay scheduling for prefix locality", () => {
+  const [a, b, c] = ["a", "b", "c"].map(n => ep(n, {}));
+  const config = { ...defaultFlowControlConfig, localityWaitMs: 200 };
+
+  it("starts on a free endpoint that holds the prefix, else waits up to localityWaitMs", () => {
+    expect(localityChoice([a, b], [b, c], 0, config)).toEqual([b]);
+    expect(localityChoice([a], [b, c], 0, config)).toBeUndefined();
+    expect(localityChoice([a], [b, c], 199, config)).toBeUndefined();
+    expect(localityChoice([a], [b, c], 200, config)).toEqual([a]);
+  });
+
+  it("without a preferred endpoint or a free one, changes nothing", () => {
+    expect(localityChoice([a, b], [], 0, config)).toEqual([a, b]);
+    expect(localityChoice([], [a], 500, config)).toEqual([]);
   });
 });
 

@@ -20,6 +20,12 @@ export interface FlowControlConfig {
   maxWaitMs: number;
   /** More held requests than this: new ones are dispatched at once, as without flow control. */
   maxQueue: number;
+  /**
+   * Delay scheduling (Zaharia et al., EuroSys 2010, for data locality): a request whose prompt
+   * prefix is cached on endpoints that are all busy waits up to this long for a slot on one of
+   * them, rather than start at once elsewhere and compute the prefix again. 0: never waits.
+   */
+  localityWaitMs: number;
 }
 
 export const defaultFlowControlConfig: FlowControlConfig = {
@@ -27,6 +33,7 @@ export const defaultFlowControlConfig: FlowControlConfig = {
   maxRunning: 0,
   maxWaitMs: 10_000,
   maxQueue: 1024,
+  localityWaitMs: 200,
 };
 
 /**
@@ -82,6 +89,24 @@ export function endpointsWithFreeSlot(
   return free.filter((e, i) => !e.metrics?.lora || lora[i] > loraScores.full);
 }
 
+/**
+ * Where a request may start now. `free`: endpoints with a slot for it; `preferred`: those that
+ * hold its prefix (the scheduler's affinity). Free preferred endpoints first; when every
+ * preferred one is busy, the request waits (undefined) until it has waited `localityWaitMs`,
+ * then takes any free endpoint. Without a preference, any free endpoint.
+ */
+export function localityChoice(
+  free: readonly EndpointView[],
+  preferred: readonly EndpointView[],
+  waitedMs: number,
+  config: FlowControlConfig,
+): readonly EndpointView[] | undefined {
+  if (free.length === 0 || preferred.length === 0) return free;
+  const local = free.filter(e => preferred.includes(e));
+  if (local.length > 0) return local;
+  return waitedMs >= config.localityWaitMs ? free : undefined;
+}
+
 export interface HeldRequest<T> {
   readonly item: T;
   readonly heldSinceMs: number;
@@ -114,8 +139,15 @@ export class FlowQueue<T> {
    * `maxWaitMs`, which must be placed. Requests `place` accepts leave the queue. A request that
    * cannot start anywhere does not block younger ones that can (another adapter, say).
    */
-  drain(nowMs: number, maxWaitMs: number, place: (item: T, overdue: boolean) => boolean): void {
+  drain(
+    nowMs: number,
+    maxWaitMs: number,
+    place: (item: T, overdue: boolean, heldMs: number) => boolean,
+  ): void {
     if (this.held.length === 0) return;
-    this.held = this.held.filter(h => !place(h.item, nowMs - h.heldSinceMs >= maxWaitMs));
+    this.held = this.held.filter(h => {
+      const heldMs = nowMs - h.heldSinceMs;
+      return !place(h.item, heldMs >= maxWaitMs, heldMs);
+    });
   }
 }

@@ -183,7 +183,7 @@ describe("RequestRouter", () => {
 });
 
 describe("RequestRouter with flow control", () => {
-  const flow = { enabled: true, maxRunning: 2, maxWaitMs: 1000, maxQueue: 10 };
+  const flow = { enabled: true, maxRunning: 2, maxWaitMs: 1000, maxQueue: 10, localityWaitMs: 0 };
   const body = { model: "travel-helper" };
 
   it("dispatches at once while an endpoint has a free running slot", () => {
@@ -263,6 +263,45 @@ describe("RequestRouter with flow control", () => {
     expect(!d.ok && d.error.status).toBe(503);
     const now = router.decideOrHold(request(body));
     expect(!(now instanceof Promise) && !now.ok && now.error.status).toBe(503);
+  });
+
+  it("lets a request wait up to localityWaitMs for the busy pod that holds its prompt prefix", async () => {
+    const { router, pool } = setup({ flowControl: { ...flow, localityWaitMs: 200 } });
+    pool.models.set("chat", {
+      source: "InferenceModel",
+      targets: [{ name: "chat", weight: 1 }],
+      adapters: false,
+    });
+    const document = "A long shared system prompt about the city of Porto. ".repeat(20);
+    const ask = (question: string) => request({ model: "chat", prompt: document + question });
+    const first = router.decideOrHold(ask("q1"));
+    if (first instanceof Promise || !first.ok) throw new Error("first request not placed");
+    const home = first.endpoints[0];
+    const other = pool.endpoints.find(e => e !== home)!;
+    // Fill the pod holding the prefix; the other one still has both slots free.
+    expect(router.decideOrHold(ask("q2")) instanceof Promise).toBe(false);
+    expect(home.inflight).toBe(2);
+    const waiting = router.decideOrHold({ ...ask("q3"), nowMs: NOW });
+    expect(waiting instanceof Promise).toBe(true);
+    // A prompt without that prefix is not held: it starts on the free pod at once.
+    const unrelated = await router.decideOrHold(request({ model: "chat", prompt: "short" }));
+    expect(unrelated.ok && unrelated.endpoints[0]).toBe(other);
+    expect(router.heldCount().now).toBe(1);
+    router.drainHeld(NOW + 199);
+    expect(router.heldCount().now).toBe(1);
+    pool.noteCompleted(home.address);
+    router.drainHeld(NOW + 150);
+    const d = await waiting;
+    expect(d.ok && d.endpoints[0]).toBe(home);
+
+    // When the home pod stays busy, the request starts elsewhere after localityWaitMs.
+    const late = router.decideOrHold({ ...ask("q4"), nowMs: NOW + 300 });
+    expect(late instanceof Promise).toBe(true);
+    router.drainHeld(NOW + 499);
+    expect(router.heldCount().now).toBe(1);
+    router.drainHeld(NOW + 500);
+    const spilled = await late;
+    expect(spilled.ok && spilled.endpoints[0]).toBe(other);
   });
 
   it("holds nothing while the running capacity is unknown", () => {

@@ -2,7 +2,7 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
-import { FlowControlConfig, FlowQueue, endpointsWithFreeSlot } from "./flow";
+import { FlowControlConfig, FlowQueue, endpointsWithFreeSlot, localityChoice } from "./flow";
 import { PrefixConfig, hashPromptBlocks } from "./prefix";
 import { ByteSpan, parseInferenceRequest, rewriteModel } from "./request";
 import { SaturationConfig, Scheduler, SchedulingContext, SchedulingRequest } from "./scheduler";
@@ -106,11 +106,13 @@ export class RequestRouter {
     const ready = this.pool.readyEndpoints();
     // No endpoint at all: 503 now, not after holding.
     if (ready.length === 0) return this.place(prepared, req.nowMs);
-    if (this.held.size === 0 || this.held.size >= flow.maxQueue) {
+    if (this.held.size >= flow.maxQueue) {
       const free = endpointsWithFreeSlot(prepared.scheduling, ready, flow, this.context(req.nowMs));
-      if (free.length > 0 || this.held.size >= flow.maxQueue) {
-        return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
-      }
+      return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
+    }
+    if (this.held.size === 0) {
+      const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
+      if (among) return this.place(prepared, req.nowMs, among);
     }
     if (signal?.aborted) {
       // Gone before it could wait: never queued (an abort listener would never fire now).
@@ -154,12 +156,30 @@ export class RequestRouter {
     if (!flow || this.held.size === 0) return;
     const endpoints = this.pool.readyEndpoints();
     const ctx = this.context(nowMs);
-    this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue) => {
-      const free = endpointsWithFreeSlot(entry.prepared.scheduling, endpoints, flow, ctx);
-      if (free.length === 0 && !overdue && endpoints.length > 0) return false;
-      entry.resolve(this.place(entry.prepared, nowMs, free.length > 0 ? free : undefined));
+    this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue, heldMs) => {
+      const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
+      if (!among && !overdue && endpoints.length > 0) return false;
+      entry.resolve(this.place(entry.prepared, nowMs, among));
       return true;
     });
+  }
+
+  /**
+   * The endpoints a request may start on now, after waiting `waitedMs` (flow control with
+   * delay scheduling for prefix locality), or undefined when it should wait.
+   */
+  private startable(
+    p: PreparedRequest,
+    ready: readonly EndpointView[],
+    waitedMs: number,
+    ctx: SchedulingContext,
+  ): readonly EndpointView[] | undefined {
+    const flow = this.options.flowControl!;
+    const free = endpointsWithFreeSlot(p.scheduling, ready, flow, ctx);
+    if (free.length === 0) return undefined;
+    if (flow.localityWaitMs <= 0) return free;
+    const preferred = this.scheduler.preferred(p.scheduling, ready);
+    return localityChoice(free, preferred, waitedMs, flow);
   }
 
   private context(nowMs: number): SchedulingContext {

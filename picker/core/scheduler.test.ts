@@ -273,6 +273,22 @@ describe("prefix-cache affinity", () => {
     }
   });
 
+  it("prefers the endpoints with the longest match, once it covers half the prompt", () => {
+    const index = new PrefixIndex(100);
+    const s = schedulerWith(index);
+    const pool = [ep("a", {}), ep("b", {}), ep("c", {})];
+    const h = hashPromptBlocks("m", "aaaabbbbccccdddd", cfg);
+    index.add(h.slice(0, 1), "a");
+    expect(s.preferred(req({ prefixHashes: h }), pool)).toEqual([]); // a quarter: no preference
+    index.add(h.slice(0, 3), "b");
+    index.add(h.slice(0, 3), "c");
+    expect(s.preferred(req({ prefixHashes: h }), pool).map(e => e.name)).toEqual(["b", "c"]);
+    index.add(h, "c");
+    expect(s.preferred(req({ prefixHashes: h }), pool).map(e => e.name)).toEqual(["c"]);
+    const withoutPrefixScorer = new Scheduler({ ...s.config, scorers: [] });
+    expect(withoutPrefixScorer.preferred(req({ prefixHashes: h }), pool)).toEqual([]);
+  });
+
   it("forgets least recently used blocks per endpoint and endpoints that left", () => {
     const index = new PrefixIndex(2);
     index.add([1, 2, 3], "a");

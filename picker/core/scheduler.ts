@@ -208,6 +208,16 @@ export class PrefixCacheScorer implements ScorerPlugin, PostPickPlugin {
   picked(request: SchedulingRequest, endpoint: EndpointView): void {
     if (request.prefixHashes.length > 0) this.index.add(request.prefixHashes, endpoint.name);
   }
+
+  /** The endpoints with the longest prefix match, if it covers at least half the prompt. */
+  preferred(request: SchedulingRequest, endpoints: readonly EndpointView[]): EndpointView[] {
+    const total = request.prefixHashes.length;
+    if (total === 0) return [];
+    const matches = this.index.longestMatches(request.prefixHashes);
+    let best = Math.ceil(total / 2);
+    for (const n of matches.values()) best = Math.max(best, n);
+    return endpoints.filter(e => (matches.get(e.name) ?? 0) >= best);
+  }
 }
 
 // --- Pickers ---------------------------------------------------------------------------------
@@ -268,7 +278,18 @@ export type ScheduleResult =
   | { ok: false; error: PickerError };
 
 export class Scheduler {
-  constructor(readonly config: SchedulerConfig) {}
+  private readonly prefix?: PrefixCacheScorer;
+
+  constructor(readonly config: SchedulerConfig) {
+    this.prefix = config.scorers
+      .map(s => s.scorer)
+      .find((s): s is PrefixCacheScorer => s instanceof PrefixCacheScorer);
+  }
+
+  /** Endpoints that hold the request's prompt prefix (none without a prefix scorer). */
+  preferred(request: SchedulingRequest, endpoints: readonly EndpointView[]): EndpointView[] {
+    return this.prefix?.preferred(request, endpoints) ?? [];
+  }
 
   schedule(
     request: SchedulingRequest,
