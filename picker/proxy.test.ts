@@ -351,3 +351,91 @@ describe("HTTP proxy limits", () => {
     await upstream.close();
   });
 });
+
+describe("HTTP proxy with broken, abandoned and slow streams", () => {
+  let serverSide: http.ServerResponse | undefined;
+  let upstream: http.Server;
+  let pool: StaticPool;
+  let proxy: { server: ProxyServer; metrics: PickerMetrics; url: string };
+  const big = Buffer.alloc(8 << 20, "x");
+
+  beforeAll(async () => {
+    upstream = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        serverSide = res;
+        if (req.url === "/v1/completions") {
+          // 8 MiB in one answer: more than any socket buffer, so the proxy must wait for drain.
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(big);
+          return;
+        }
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write('data: {"choices":[{"delta":{"content":"Hel"}}]}\n\n');
+        if (req.headers["x-break"]) setTimeout(() => res.socket?.destroy(), 20);
+      });
+    });
+    await new Promise<void>(r => upstream.listen(0, "127.0.0.1", () => r()));
+    const address = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    pool = new StaticPool([endpoint(address, 0)], models);
+    proxy = await start(pool);
+  });
+  afterAll(async () => {
+    await proxy.server.close();
+    upstream.closeAllConnections();
+    await new Promise(r => upstream.close(r));
+  });
+
+  const stream = (extra: Record<string, string> = {}) =>
+    request(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...extra },
+      body: JSON.stringify({ model: "travel-helper", stream: true, messages: [] }),
+    });
+
+  const errorsOf = async () =>
+    (
+      await proxy.metrics.registry.getSingleMetricAsString(
+        "inference_objective_request_error_total",
+      )
+    )
+      .split("\n")
+      .filter(l => l.includes('error_code="ModelServerError"')).length;
+
+  it("cancels the model server's request when the client leaves mid-stream, counting no error", async () => {
+    const res = await stream();
+    const iterator = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    await iterator.next();
+    const upstreamClosed = new Promise(r => serverSide!.once("close", r));
+    res.body.destroy();
+    await upstreamClosed; // the proxy dropped its request to the model server
+    await new Promise(r => setImmediate(r));
+    expect(pool.endpoints[0].inflight).toBe(0);
+    expect(await errorsOf()).toBe(0);
+  });
+
+  it("breaks the client's response and counts an error when the model server breaks mid-stream", async () => {
+    const res = await stream({ "x-break": "1" });
+    await expect(res.body.text()).rejects.toThrow();
+    expect(await errorsOf()).toBe(1);
+    expect(pool.endpoints[0].inflight).toBe(0);
+  });
+
+  it("delivers a large answer whole to a client that reads slowly", async () => {
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${proxy.url}/v1/completions`, { method: "POST" }, res => {
+        res.pause(); // nothing read for a while: the proxy's writes back up
+        setTimeout(() => {
+          let n = 0;
+          res.on("data", (c: Buffer) => (n += c.length));
+          res.on("end", () => resolve(n));
+          res.resume();
+        }, 200);
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify({ model: "travel-helper", prompt: "x" }));
+    });
+    expect(received).toBe(big.length);
+    expect(pool.endpoints[0].inflight).toBe(0);
+  });
+});

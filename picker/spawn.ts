@@ -52,6 +52,7 @@ export interface PickerProcess {
   metricsPort: number;
   /** http://127.0.0.1:PORT (append /metrics, /healthz, /readyz). */
   metricsBaseUrl: string;
+  pid: number;
   /** Everything the process printed so far. */
   output(): string;
   stop(): Promise<void>;
@@ -144,6 +145,7 @@ export async function startPickerProcess(o: PickerProcessOptions): Promise<Picke
           grpcPort: ports.extProc,
           metricsPort: ports.metrics,
           metricsBaseUrl: `http://127.0.0.1:${ports.metrics}`,
+          pid: child.pid!,
           output: () => output,
           stop,
         };

@@ -1,12 +1,13 @@
 // The benchmark's world: pickers as child processes, pools and simulated pods in one namespace of
 // the local environment, and what to read from a /metrics page.
 
+import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { ClusterInfo } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
-import { startPickerProcess } from "../../picker/spawn";
+import { pickerRuntimeFlags, startPickerProcess } from "../../picker/spawn";
 import { Strategy } from "./baselines";
 import { keepAliveAgent, post } from "./load";
 
@@ -21,6 +22,7 @@ export interface RunningPicker {
   grpcPort: number;
   metricsUrl: string;
   logFile: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -52,8 +54,43 @@ export async function startPicker(
     grpcPort: p.grpcPort!,
     metricsUrl: `${p.metricsBaseUrl}/metrics`,
     logFile,
+    pid: p.pid,
     stop: p.stop,
   };
+}
+
+/** The reference proxy of part (a) (bare-proxy.ts) in front of `upstream`, as its own process. */
+export async function startBareProxy(
+  upstream: string,
+): Promise<{ url: string; pid: number; stop(): void }> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...pickerRuntimeFlags,
+      "--import",
+      "tsx",
+      path.join(repoRoot, "bench", "picker", "bare-proxy.ts"),
+      "--upstream",
+      upstream,
+    ],
+    { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let output = "";
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+  const listening = () => /bare proxy on :(\d+)/.exec(output)?.[1];
+  await waitFor("the bare reference proxy to listen", () => listening() !== undefined, 20000);
+  const port = listening()!;
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: () => child.kill("SIGTERM") };
+}
+
+/**
+ * Moves every thread of a process onto these CPUs (Linux `taskset`). Children started later
+ * inherit the setting.
+ */
+export function pinToCpus(pid: number, cpus: string): void {
+  execFileSync("taskset", ["--all-tasks", "--pid", "--cpu-list", cpus, String(pid)], {
+    stdio: "ignore",
+  });
 }
 
 /** Sum of a metric's series on a Prometheus text page whose line contains `labels`. */

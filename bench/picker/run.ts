@@ -38,7 +38,9 @@ import {
   deployPods,
   metricSum,
   pageOf,
+  pinToCpus,
   poolYaml,
+  startBareProxy,
   startPicker,
   waitIdle,
   waitPickerReady,
@@ -49,13 +51,18 @@ import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const quick = args.includes("--quick");
+/**
+ * (a) with the picker on a core of its own (CPU 1) and the load generator and the simulator on
+ * another (CPU 0), as in a cluster where the picker's pod has its own CPU; default: all share.
+ */
+const pin = args.includes("--pin");
 const parts = flag("--part") ?? "ab";
 const profileDir = flag("--profile");
 /** Replaces the picker's Node runtime flags (picker/spawn.ts), e.g. "" for Node's defaults. */
 const runtimeFlagsArg = flag("--picker-node-flags");
 const runtimeFlags =
   runtimeFlagsArg === undefined ? undefined : runtimeFlagsArg.split(" ").filter(Boolean);
-/** Part (a) paths to run besides the direct one: proxy, extproc, extproc-request. */
+/** Part (a) paths to run besides the direct one: bare, proxy, extproc, extproc-request. */
 const onlyPaths = flag("--paths")?.split(",");
 /** Extra flags for every picker of part (b), e.g. --picker-flags "--stale-ms 2000". */
 const pickerFlags = (flag("--picker-flags") ?? "").split(" ").filter(Boolean);
@@ -76,6 +83,8 @@ function pickerNodeArgs(name: string): string[] {
 interface PhaseView {
   requests: number;
   pickerCpuSeconds: number;
+  /** Of which in the kernel (system calls, loopback TCP). */
+  pickerSystemSeconds: number;
   pickerGcPauses: number;
   pickerGcSeconds: number;
   /** Worst of the phases (the picker's prom-client event-loop monitor, reset at each scrape). */
@@ -88,6 +97,7 @@ interface PhaseView {
 const emptyView = (): PhaseView => ({
   requests: 0,
   pickerCpuSeconds: 0,
+  pickerSystemSeconds: 0,
   pickerGcPauses: 0,
   pickerGcSeconds: 0,
   pickerLoopP99Ms: 0,
@@ -118,6 +128,7 @@ async function observed<T>(
   const diff = (name: string) => metricSum(after, name) - metricSum(before, name);
   view.requests += requests;
   view.pickerCpuSeconds += diff("process_cpu_seconds_total");
+  view.pickerSystemSeconds += diff("process_cpu_system_seconds_total");
   view.pickerGcPauses += diff("nodejs_gc_duration_seconds_count");
   view.pickerGcSeconds += diff("nodejs_gc_duration_seconds_sum");
   // Both monitors record the time between two ticks of a timer: the delay is what exceeds the
@@ -147,6 +158,7 @@ interface PartA {
   decision: string;
   rounds: number;
   secondsAt1000: number;
+  pinned: boolean;
 }
 
 async function partA(b: Bench): Promise<PartA> {
@@ -159,6 +171,9 @@ async function partA(b: Bench): Promise<PartA> {
   const concurrency = 64;
   const throughputMs = quick ? 2000 : 4000;
   b.kubectl(["apply", "-f", "-"], poolYaml(pool, [90, 10]));
+  // Pinned: this process (the load generator) and the simulator it starts on CPU 0, the picker
+  // moved to CPU 1 once started.
+  if (pin) pinToCpus(process.pid, "0");
   const [server] = await deployPods(b, pool, 1, { maxNumSeqs: 4096, ttftMs: 0, itlMs: 0 });
   const picker = await startPicker(
     b.info,
@@ -169,6 +184,9 @@ async function partA(b: Bench): Promise<PartA> {
     [],
     runtimeFlags,
   );
+  if (pin) pinToCpus(picker.pid, "1");
+  const bare = await startBareProxy(`${server.podIP}:${PORT}`);
+  if (pin) pinToCpus(bare.pid, "1");
   const agent = keepAliveAgent(256);
   const envoy = new EnvoyEmulator(picker.grpcPort, agent);
   try {
@@ -188,6 +206,11 @@ async function partA(b: Bench): Promise<PartA> {
         name: "direct to the simulator (no picker)",
         send: () =>
           post(agent, `${server.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
+      },
+      {
+        key: "bare",
+        name: "bare Node proxy (reference: relays to the simulator, decides nothing)",
+        send: () => post(agent, `${bare.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
       },
       {
         key: "proxy",
@@ -255,11 +278,13 @@ async function partA(b: Bench): Promise<PartA> {
       `\`modelrollout_picker_decision_seconds\`) over ${count} requests: mean ` +
       `${((sum / count) * 1e6).toFixed(0)} µs, ${((100 * bucket("0.0001")) / count).toFixed(1)} % ` +
       `under 100 µs, ${((100 * bucket("0.001")) / count).toFixed(2)} % under 1 ms.`;
-    return { doors: results, decision, rounds, secondsAt1000: rounds * sliceSeconds };
+    return { doors: results, decision, rounds, secondsAt1000: rounds * sliceSeconds, pinned: pin };
   } finally {
     envoy.close();
     await agent.close();
     await picker.stop();
+    bare.stop();
+    if (pin) pinToCpus(process.pid, `0-${os.cpus().length - 1}`);
   }
 }
 
@@ -351,6 +376,16 @@ const scenarios: Scenario[] = [
   },
 ];
 
+/**
+ * What an operator would tell the picker about these pods: how many prefix blocks (64
+ * characters) one pod caches — its KV-cache blocks × 16 tokens, at about 8 characters per
+ * token of this workload's prompts.
+ */
+function pickerArgs(sc: Scenario): string[] {
+  if (!sc.shared) return [];
+  return ["--prefix-lru-capacity", String((sc.shared.kvCacheBlocks * 16 * 8) / 64)];
+}
+
 function simArgs(sc: Scenario): string[] {
   const p = sc.shared;
   if (!p) return [];
@@ -405,6 +440,7 @@ async function runStrategy(
   arrivals: number[],
   bodies: Buffer[],
   warmupMs: number,
+  scenarioFlags: string[],
 ): Promise<StrategyResult> {
   await waitIdle(servers);
   const picker: RunningPicker = await startPicker(
@@ -413,7 +449,7 @@ async function runStrategy(
     pool,
     strategy,
     pickerNodeArgs(`${pool}-${strategy}`),
-    pickerFlags,
+    [...scenarioFlags, ...pickerFlags],
     runtimeFlags,
   );
   const agent = keepAliveAgent(512);
@@ -538,7 +574,9 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
         b.servers = b.servers.filter(s => !servers.includes(s));
         servers = await deployPods(b, pool, sc.pods, { ...sc, simArgs: simArgs(sc) });
       }
-      results.push(await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs));
+      results.push(
+        await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs, pickerArgs(sc)),
+      );
     }
     return { scenario: sc, rate, capacity, seconds, requests: arrivals.length, results };
   } finally {
@@ -556,7 +594,11 @@ function reportA(a: PartA): string {
   const lines = [
     `One request at a time, then ${a.secondsAt1000} s at 1,000 req/s (open loop, latency from ` +
       `the intended send time; ${a.rounds} rounds alternating the paths), then 64 in flight. ` +
-      `"Added" = the path's percentile minus the direct path's.`,
+      `"Added" = the path's percentile minus the direct path's. ` +
+      (a.pinned
+        ? "Pinned (`--pin`): the picker alone on CPU 1; the load generator, the simulator (and " +
+          "the Envoy stand-in) on CPU 0."
+        : "All processes share the machine's cores."),
     "",
     "| path | one at a time p50 / p99 | added p50 / p99 | at 1,000 req/s p50 / p99 | added p50 / p99 | failed | highest throughput (64 in flight) |",
     "|---|---|---|---|---|---|---|",
@@ -578,13 +620,14 @@ function reportA(a: PartA): string {
       "sampling timer's interval, worst phase: the picker's from prom-client's monitor (10 ms), " +
       "the load generator's sampled every 1 ms):",
     "",
-    "| path | picker CPU per request | picker GC pauses | picker GC time | picker event-loop delay p99 / max | load generator event-loop delay p99 / max |",
+    "| path | picker CPU per request (of it in the kernel) | picker GC pauses | picker GC time | picker event-loop delay p99 / max | load generator event-loop delay p99 / max |",
     "|---|---|---|---|---|---|",
   );
   for (const d of a.doors) {
     const v = d.view;
     lines.push(
-      `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs | ` +
+      `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs ` +
+        `(${((1e6 * v.pickerSystemSeconds) / v.requests).toFixed(0)} µs) | ` +
         `${v.pickerGcPauses} | ${(1000 * v.pickerGcSeconds).toFixed(0)} ms | ` +
         `${ms(v.pickerLoopP99Ms)} / ${ms(v.pickerLoopMaxMs)} ms | ` +
         `${ms(v.loadLoopP99Ms)} / ${ms(v.loadLoopMaxMs)} ms |`,
