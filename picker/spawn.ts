@@ -5,6 +5,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { buildSync } from "esbuild";
 
 const pickerRoot = __dirname;
 const repoRoot = path.resolve(pickerRoot, "..");
@@ -37,6 +38,8 @@ export interface PickerProcessOptions {
   runtimeFlags?: readonly string[];
   /** Another entry point taking the picker's flags (benchmark baselines); default picker/main.ts. */
   script?: string[];
+  /** Run the entry point as the image does: an esbuild bundle run by plain node, without tsx. */
+  bundled?: boolean;
   /** Child output is appended here. */
   logFile?: string;
   /** Extra environment variables. */
@@ -66,19 +69,44 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
   command: string;
   args: string[];
 } {
+  const [entry, ...entryArgs] = o.script ?? [path.join(pickerRoot, "main.ts")];
   return {
     command: process.execPath,
     args: [
       ...(o.runtimeFlags ?? pickerRuntimeFlags),
       ...(o.nodeArgs ?? []),
-      "--import",
-      "tsx",
-      ...(o.script ?? [path.join(pickerRoot, "main.ts")]),
+      ...(o.bundled ? [pickerBundle(entry)] : ["--import", "tsx", entry]),
+      ...entryArgs,
       ...["--pool", o.pool, "--namespace", o.namespace, "--host", "127.0.0.1"],
       ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
       ...(o.args ?? []),
     ],
   };
+}
+
+/**
+ * Bundles an entry point as picker/Dockerfile does (esbuild, CommonJS, packages left external)
+ * into .local/picker-bundle/, and returns the file. Built afresh on every call (~0.3 s), so it
+ * never runs stale code.
+ */
+export function pickerBundle(entry: string): string {
+  const outfile = path.join(
+    repoRoot,
+    ".local",
+    "picker-bundle",
+    `${path.basename(entry, ".ts")}.cjs`,
+  );
+  buildSync({
+    entryPoints: [entry],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    packages: "external",
+    outfile,
+    logLevel: "warning",
+  });
+  return outfile;
 }
 
 /** Ports from the picker's log, once it printed "serving pool"; undefined before. */

@@ -7,7 +7,7 @@ import { ClusterInfo } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
-import { pickerRuntimeFlags, startPickerProcess } from "../../picker/spawn";
+import { pickerBundle, pickerRuntimeFlags, startPickerProcess } from "../../picker/spawn";
 import { Strategy } from "./baselines";
 import { keepAliveAgent, post } from "./load";
 
@@ -43,6 +43,7 @@ export async function startPicker(
     nodeArgs,
     runtimeFlags,
     args: pickerArgs,
+    bundled: true, // as the image runs it (picker/Dockerfile)
     script:
       strategy === "picker"
         ? undefined
@@ -67,9 +68,7 @@ export async function startBareProxy(
     process.execPath,
     [
       ...pickerRuntimeFlags,
-      "--import",
-      "tsx",
-      path.join(repoRoot, "bench", "picker", "bare-proxy.ts"),
+      pickerBundle(path.join(repoRoot, "bench", "picker", "bare-proxy.ts")),
       "--upstream",
       upstream,
     ],

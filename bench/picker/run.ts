@@ -85,6 +85,9 @@ interface PhaseView {
   pickerCpuSeconds: number;
   /** Of which in the kernel (system calls, loopback TCP). */
   pickerSystemSeconds: number;
+  /** The bare reference proxy's CPU (its own path only), from /proc. */
+  bareCpuSeconds: number;
+  bareSystemSeconds: number;
   pickerGcPauses: number;
   pickerGcSeconds: number;
   /** Worst of the phases (the picker's prom-client event-loop monitor, reset at each scrape). */
@@ -98,6 +101,8 @@ const emptyView = (): PhaseView => ({
   requests: 0,
   pickerCpuSeconds: 0,
   pickerSystemSeconds: 0,
+  bareCpuSeconds: 0,
+  bareSystemSeconds: 0,
   pickerGcPauses: 0,
   pickerGcSeconds: 0,
   pickerLoopP99Ms: 0,
@@ -113,17 +118,31 @@ const pickerLoopIntervalMs = 10;
  * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay) and the
  * load generator (its own event-loop delay) saw meanwhile to `view`.
  */
+/** A process' user and system CPU seconds so far (Linux /proc/PID/stat, clock ticks of 10 ms). */
+function processCpu(pid: number): [number, number] {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return [Number(fields[11]) / 100, Number(fields[12]) / 100]; // utime, stime
+}
+
 async function observed<T>(
   metricsUrl: string,
   view: PhaseView,
   requests: number,
   phase: () => Promise<T>,
+  barePid?: number,
 ): Promise<T> {
   const before = await pageOf(metricsUrl); // also resets the picker's event-loop histogram
+  const bareBefore = barePid ? processCpu(barePid) : [0, 0];
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const result = await phase();
   loop.disable();
+  if (barePid) {
+    const [user, system] = processCpu(barePid);
+    view.bareCpuSeconds += user + system - bareBefore[0] - bareBefore[1];
+    view.bareSystemSeconds += system - bareBefore[1];
+  }
   const after = await pageOf(metricsUrl);
   const diff = (name: string) => metricSum(after, name) - metricSum(before, name);
   view.requests += requests;
@@ -245,8 +264,12 @@ async function partA(b: Bench): Promise<PartA> {
           if (r.status === 200) single[i].push(performance.now() - t0);
         }
         const arrivals = Array.from({ length: rate * sliceSeconds }, (_, k) => (k * 1000) / rate);
-        const samples = await observed(picker.metricsUrl, views[i], arrivals.length, () =>
-          openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
+        const samples = await observed(
+          picker.metricsUrl,
+          views[i],
+          arrivals.length,
+          () => openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
+          door.key === "bare" ? bare.pid : undefined,
         );
         open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
       }
@@ -627,7 +650,12 @@ function reportA(a: PartA): string {
     const v = d.view;
     lines.push(
       `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs ` +
-        `(${((1e6 * v.pickerSystemSeconds) / v.requests).toFixed(0)} µs) | ` +
+        `(${((1e6 * v.pickerSystemSeconds) / v.requests).toFixed(0)} µs)` +
+        (v.bareCpuSeconds > 0
+          ? `; the bare proxy: ${((1e6 * v.bareCpuSeconds) / v.requests).toFixed(0)} µs ` +
+            `(${((1e6 * v.bareSystemSeconds) / v.requests).toFixed(0)} µs)`
+          : "") +
+        " | " +
         `${v.pickerGcPauses} | ${(1000 * v.pickerGcSeconds).toFixed(0)} ms | ` +
         `${ms(v.pickerLoopP99Ms)} / ${ms(v.pickerLoopMaxMs)} ms | ` +
         `${ms(v.loadLoopP99Ms)} / ${ms(v.loadLoopMaxMs)} ms |`,
