@@ -2,7 +2,7 @@
 //   node --import tsx bench/picker/baseline-picker.ts --strategy STRATEGY <picker flags>
 // with STRATEGY one of queue-only, round-robin, random. Baselines dispatch every request at once
 // (no flow control), as the schedulers they stand for do.
-import { main } from "../../picker/main";
+import { main } from "../../picker/app";
 import { Baseline, baselineSchedulerConfig } from "./baselines";
 
 const argv = process.argv.slice(2);

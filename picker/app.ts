@@ -1,0 +1,207 @@
+// The picker process (started by picker/main.ts; bench/picker's baselines start it with another
+// scheduler). Wires the datastore, discovery (watches), the metrics scraper, the core router and the front
+// doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080), metrics (9090).
+
+import { PrefixIndex } from "./core/prefix";
+import { mathRandom } from "./core/rng";
+import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
+import { Scheduler, SchedulerConfig, defaultSchedulerConfig } from "./core/scheduler";
+import { TrafficSplitter } from "./core/split";
+import { ConfigError, PickerConfig, parseConfig, usage } from "./config";
+import { Datastore } from "./datastore";
+import { Discovery } from "./discovery";
+import {
+  addExtProcService,
+  addHealthService,
+  defaultExtProcConfig,
+  startGrpcServer,
+} from "./extproc";
+import { PickerMetrics, poolGaugeValues, startMetricsServer } from "./metrics";
+import { defaultProxyConfig, startProxy } from "./proxy";
+import { MetricsScraper } from "./scraper";
+
+const log = (message: string) => console.log(`${new Date().toISOString()} ${message}`);
+
+/** The scheduler and scraper share this monotonic clock (milliseconds). */
+const now = () => performance.now();
+
+export interface RunOptions {
+  /**
+   * Replaces the scheduling plugins built from `config.weights` (benchmarks compare against
+   * round-robin and random this way); receives the prefix index the default plugins would use.
+   */
+  schedulerConfig?: (prefixIndex: PrefixIndex) => SchedulerConfig;
+  /** Overrides `config.flowControl.enabled` (baselines dispatch at once, as they always did). */
+  flowControl?: boolean;
+}
+
+export async function runPicker(
+  config: PickerConfig,
+  options: RunOptions = {},
+): Promise<() => Promise<void>> {
+  const ds = new Datastore(config.pool);
+  const metrics = new PickerMetrics(config.pool, { processMetrics: true });
+  metrics.setPoolGaugeSource(() => poolGaugeValues(ds.readyEndpoints()));
+
+  const prefixIndex = new PrefixIndex(config.prefix.capacityPerEndpoint);
+  ds.onChange(() => prefixIndex.retain(new Set(ds.endpoints().map(e => e.name))));
+  const schedulerConfig =
+    options.schedulerConfig?.(prefixIndex) ?? defaultSchedulerConfig(config.weights, prefixIndex);
+  const router = new RequestRouter(
+    ds,
+    new Scheduler(schedulerConfig),
+    new TrafficSplitter({ rng: mathRandom, stickyCapacity: config.stickySessions }),
+    mathRandom,
+    {
+      strict: config.strict,
+      sessionHeader: config.sessionHeader,
+      objectiveHeaders: defaultObjectiveHeaders,
+      maxBodyBytes: config.maxBodyBytes,
+      prefix: config.prefix,
+      saturation: config.saturation,
+      flowControl: {
+        ...config.flowControl,
+        enabled: options.flowControl ?? config.flowControl.enabled,
+      },
+    },
+  );
+  // Held requests leave when a pod may have room: a request finished, a scrape came in, the
+  // pods changed; and at least every 50 ms for those held too long.
+  metrics.setFlowQueueSource(() => router.heldCount());
+  const drainHeld = () => router.drainHeld(now());
+  ds.onCapacity(drainHeld);
+  const drainTimer = setInterval(drainHeld, 50);
+  drainTimer.unref();
+
+  const discovery = new Discovery(ds, {
+    namespace: config.namespace,
+    poolName: config.pool,
+    poolGroup: config.poolGroup,
+    log,
+  });
+  const ready = () => discovery.synced();
+
+  const scraper = new MetricsScraper(ds, {
+    intervalMs: config.scrape.intervalMs,
+    timeoutMs: config.scrape.timeoutMs,
+    concurrency: config.scrape.concurrency,
+    path: config.scrape.path,
+    now,
+  });
+
+  const closers: (() => Promise<void>)[] = [];
+  const metricsServer = await startMetricsServer(
+    metrics.registry,
+    ready,
+    config.metricsPort,
+    config.host,
+  );
+  closers.push(metricsServer.close);
+  log(`metrics on :${metricsServer.port} (/metrics, /healthz, /readyz)`);
+
+  const health = await startGrpcServer(
+    s => addHealthService(s, ready),
+    config.healthPort,
+    config.host,
+  );
+  closers.push(health.close);
+  log(`gRPC health on :${health.port}`);
+
+  if (config.grpcPort !== undefined) {
+    const grpcServer = await startGrpcServer(
+      s => {
+        addExtProcService(s, {
+          router,
+          pool: ds,
+          metrics,
+          now,
+          log,
+          config: {
+            ...defaultExtProcConfig,
+            bodyMode: config.bodyMode,
+            fallbackCount: config.fallbacks,
+          },
+        });
+        addHealthService(s, ready);
+      },
+      config.grpcPort,
+      config.host,
+    );
+    closers.push(grpcServer.close);
+    log(
+      `ext_proc on :${grpcServer.port} (body mode ${config.bodyMode} unless Envoy announces one)`,
+    );
+  }
+
+  if (config.proxyPort !== undefined) {
+    const proxy = await startProxy(
+      {
+        router,
+        pool: ds,
+        metrics,
+        now,
+        log,
+        config: {
+          ...defaultProxyConfig,
+          maxBodyBytes: config.maxBodyBytes,
+          maxRetries: config.proxy.retries,
+          connectTimeoutMs: config.proxy.connectTimeoutMs,
+          headersTimeoutMs: config.proxy.upstreamTimeoutMs,
+          bodyTimeoutMs: config.proxy.upstreamTimeoutMs,
+        },
+      },
+      config.proxyPort,
+      config.host,
+    );
+    closers.push(proxy.close);
+    log(`HTTP proxy on :${proxy.port} (/v1/chat/completions, /v1/completions, /v1/models)`);
+  }
+
+  await discovery.start();
+  scraper.start();
+  log(`serving pool ${config.namespace}/${config.pool}`);
+
+  return async () => {
+    clearInterval(drainTimer);
+    discovery.stop();
+    await scraper.stop();
+    await Promise.all(closers.map(c => c()));
+  };
+}
+
+/** The command line: parses flags, runs until SIGTERM/SIGINT. */
+export async function main(
+  argv: string[] = process.argv.slice(2),
+  options: RunOptions = {},
+): Promise<void> {
+  let config: PickerConfig | "help";
+  try {
+    config = parseConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`picker: ${err.message}\n\n${usage}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config === "help") {
+    console.log(usage);
+    return;
+  }
+  const stop = await runPicker(config, options);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    stop().then(
+      () => process.exit(0),
+      err => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
