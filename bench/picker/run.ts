@@ -1,16 +1,17 @@
 // Picker benchmark:
-//   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3] [--profile DIR]
-//     [--paths proxy,extproc,extproc-request] [--picker-flags "--stale-ms 2000 ..."]
+//   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3|b4] [--profile DIR]
+//     [--paths bare,proxy,extproc,extproc-request] [--pin] [--picker-flags "--stale-ms 2000 ..."]
 //
 // (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
-//     through the HTTP proxy, and through ext_proc with Envoy's side played by a gRPC client
+//     through a bare Node proxy (the reference hop), through the HTTP proxy, and through ext_proc with Envoy's side played by a gRPC client
 //     (with and without the response phase) — one at a time (no queueing), at 1,000 req/s (open
 //     loop), and with 64 in flight (highest throughput). Rounds alternate the paths, so that
 //     background load on the machine hits them alike.
 // (b) Scheduling under load: four simulated pods that queue (max-num-seqs 2, TTFT and ITL set),
-//     Poisson arrivals at 90 % of their capacity, streamed completions of mixed lengths; p95
+//     Poisson arrivals at 85-95 % of their capacity, streamed completions of mixed lengths; p95
 //     latency and TTFT with the picker's scheduling versus round-robin versus random (same proxy,
-//     same split, same arrivals and lengths: only the choice of endpoint differs).
+//     same split, same arrivals and lengths: only the choice of endpoint differs); b4 with shared
+//     prompt prefixes on pods that simulate a prefix cache.
 //
 // Runs on the local environment (started here when none runs, and stopped again then), in its
 // own namespace, everything on loopback; every phase is bounded in requests and time.

@@ -304,6 +304,25 @@ describe("RequestRouter with flow control", () => {
     expect(spilled.ok && spilled.endpoints[0]).toBe(other);
   });
 
+  it("neither holds nor narrows to the prefix's pods while the running capacity is unknown", () => {
+    const { router, pool } = setup({
+      flowControl: { ...flow, maxRunning: 0, localityWaitMs: 200 },
+    });
+    pool.models.set("chat", {
+      source: "InferenceModel",
+      targets: [{ name: "chat", weight: 1 }],
+      adapters: false,
+    });
+    const prompt = "A long shared system prompt about the city of Porto. ".repeat(20);
+    const first = router.decideOrHold(request({ model: "chat", prompt }));
+    if (first instanceof Promise || !first.ok) throw new Error("first request not placed");
+    const home = first.endpoints[0];
+    // The prefix's pod looks much busier: the scorers may send the next one elsewhere.
+    home.metrics = { ...home.metrics!, waiting: 20 };
+    const next = router.decideOrHold(request({ model: "chat", prompt }));
+    expect(!(next instanceof Promise) && next.ok && next.endpoints[0]).not.toBe(home);
+  });
+
   it("holds nothing while the running capacity is unknown", () => {
     const { router } = setup({ flowControl: { ...flow, maxRunning: 0 } });
     for (let i = 0; i < 10; i++) {

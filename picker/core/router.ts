@@ -2,7 +2,13 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
-import { FlowControlConfig, FlowQueue, endpointsWithFreeSlot, localityChoice } from "./flow";
+import {
+  FlowControlConfig,
+  FlowQueue,
+  endpointsWithFreeSlot,
+  localityChoice,
+  runningCapacity,
+} from "./flow";
 import { PrefixConfig, hashPromptBlocks } from "./prefix";
 import { ByteSpan, parseInferenceRequest, rewriteModel } from "./request";
 import { SaturationConfig, Scheduler, SchedulingContext, SchedulingRequest } from "./scheduler";
@@ -177,7 +183,8 @@ export class RequestRouter {
     const flow = this.options.flowControl!;
     const free = endpointsWithFreeSlot(p.scheduling, ready, flow, ctx);
     if (free.length === 0) return undefined;
-    if (flow.localityWaitMs <= 0) return free;
+    // Without a known running capacity "free" means every endpoint: nothing to wait for.
+    if (flow.localityWaitMs <= 0 || runningCapacity(ready, flow) === undefined) return free;
     const preferred = this.scheduler.preferred(p.scheduling, ready);
     return localityChoice(free, preferred, waitedMs, flow);
   }
