@@ -4,7 +4,8 @@
 
 import http from "node:http";
 import { AddressInfo } from "node:net";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { SeriesCounter, SeriesHistogram } from "./series-metrics";
 
 /** Seconds, from 1 ms up to an hour (long generations). */
 export const latencyBuckets = [
@@ -32,14 +33,15 @@ export interface PoolGaugeValues {
 
 export class PickerMetrics {
   readonly registry: Registry;
-  private readonly requests: Counter<(typeof requestLabels)[number]>;
+  // Updated on every request: own series (series-metrics.ts), printed as prom-client's.
+  private readonly requests: SeriesCounter;
+  private readonly duration: SeriesHistogram;
+  private readonly ttft: SeriesHistogram;
+  private readonly inputTokens: SeriesHistogram;
+  private readonly outputTokens: SeriesHistogram;
+  private readonly decision: SeriesHistogram;
+  private readonly picks: SeriesCounter;
   private readonly errors: Counter<(typeof requestLabels)[number] | "error_code">;
-  private readonly duration: Histogram<(typeof requestLabels)[number]>;
-  private readonly ttft: Histogram<(typeof requestLabels)[number]>;
-  private readonly inputTokens: Histogram<(typeof requestLabels)[number]>;
-  private readonly outputTokens: Histogram<(typeof requestLabels)[number]>;
-  private readonly decision: Histogram<"pool">;
-  private readonly picks: Counter<"pool" | "endpoint">;
   private readonly seriesByModel = new Map<string, RequestSeries>();
   private readonly picksByEndpoint = new Map<string, { inc(): void }>();
   private readonly decisionSeries: { observe(value: number): void };
@@ -57,46 +59,41 @@ export class PickerMetrics {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     const registers = [registry];
-    this.requests = new Counter({
-      name: "inference_objective_request_total",
-      help: "Counter of inference objective requests broken out for each model and target model.",
-      labelNames: requestLabels,
+    this.requests = new SeriesCounter(
+      "inference_objective_request_total",
+      "Counter of inference objective requests broken out for each model and target model.",
       registers,
-    });
+    );
     this.errors = new Counter({
       name: "inference_objective_request_error_total",
       help: "Counter of inference objective request errors broken out for each model, target model and error code.",
       labelNames: [...requestLabels, "error_code"],
       registers,
     });
-    this.duration = new Histogram({
-      name: "inference_objective_request_duration_seconds",
-      help: "Inference objective response latency distribution in seconds for each model and target model.",
-      labelNames: requestLabels,
-      buckets: latencyBuckets,
+    this.duration = new SeriesHistogram(
+      "inference_objective_request_duration_seconds",
+      "Inference objective response latency distribution in seconds for each model and target model.",
+      latencyBuckets,
       registers,
-    });
-    this.ttft = new Histogram({
-      name: "inference_objective_request_ttft_seconds",
-      help: "Time from the request reaching the picker to the first response body byte, in seconds.",
-      labelNames: requestLabels,
-      buckets: latencyBuckets,
+    );
+    this.ttft = new SeriesHistogram(
+      "inference_objective_request_ttft_seconds",
+      "Time from the request reaching the picker to the first response body byte, in seconds.",
+      latencyBuckets,
       registers,
-    });
-    this.inputTokens = new Histogram({
-      name: "inference_objective_input_tokens",
-      help: "Inference objective input token count distribution for requests in each model.",
-      labelNames: requestLabels,
-      buckets: inputTokenBuckets,
+    );
+    this.inputTokens = new SeriesHistogram(
+      "inference_objective_input_tokens",
+      "Inference objective input token count distribution for requests in each model.",
+      inputTokenBuckets,
       registers,
-    });
-    this.outputTokens = new Histogram({
-      name: "inference_objective_output_tokens",
-      help: "Inference objective output token count distribution for requests in each model.",
-      labelNames: requestLabels,
-      buckets: outputTokenBuckets,
+    );
+    this.outputTokens = new SeriesHistogram(
+      "inference_objective_output_tokens",
+      "Inference objective output token count distribution for requests in each model.",
+      outputTokenBuckets,
       registers,
-    });
+    );
     const gauges = () => this.poolGauges();
     new Gauge({
       name: "inference_pool_average_kv_cache_utilization",
@@ -125,19 +122,17 @@ export class PickerMetrics {
         this.set({ name: poolName }, gauges().readyPods);
       },
     });
-    this.decision = new Histogram({
-      name: "modelrollout_picker_decision_seconds",
-      help: "Time the picker spent choosing the target model and endpoint for one request.",
-      labelNames: ["pool"],
-      buckets: decisionBuckets,
+    this.decision = new SeriesHistogram(
+      "modelrollout_picker_decision_seconds",
+      "Time the picker spent choosing the target model and endpoint for one request.",
+      decisionBuckets,
       registers,
-    });
-    this.picks = new Counter({
-      name: "modelrollout_picker_endpoint_picks_total",
-      help: "Requests the picker sent to each endpoint (ip:port).",
-      labelNames: ["pool", "endpoint"],
+    );
+    this.picks = new SeriesCounter(
+      "modelrollout_picker_endpoint_picks_total",
+      "Requests the picker sent to each endpoint (ip:port).",
       registers,
-    });
+    );
     this.decisionSeries = this.decision.labels({ pool: poolName });
     const flow = () => this.flowQueue();
     new Gauge({

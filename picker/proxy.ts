@@ -6,7 +6,7 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { Agent, Dispatcher } from "undici";
-import { RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
+import { Cancellation, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
 import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
 import { PickerMetrics } from "./metrics";
@@ -226,7 +226,7 @@ export class InferenceProxy {
       );
       return;
     }
-    const clientGone = new AbortController();
+    const clientGone = new ClientGone();
     res.on("close", () => {
       if (!res.writableFinished) clientGone.abort();
     });
@@ -253,12 +253,12 @@ export class InferenceProxy {
       const now = this.deps.now();
       const decided = this.deps.router.decideOrHold(
         { body: read.body, header, nowMs: now },
-        clientGone.signal,
+        clientGone,
       );
       this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
       // Held by flow control until a pod has a free slot (the wait is not decision time).
       decision = decided instanceof Promise ? await decided : decided;
-      if (clientGone.signal.aborted) {
+      if (clientGone.aborted) {
         if (decision.ok)
           this.deps.pool.noteCompleted(decision.endpoints[0].address, decision.adapter);
         return;
@@ -286,7 +286,7 @@ export class InferenceProxy {
     decision: RouteSuccess,
     counted: boolean,
     startMs: number,
-    clientGone: AbortController,
+    clientGone: ClientGone,
   ): Promise<void> {
     const { config, metrics, pool } = this.deps;
     const attempts = Math.min(decision.endpoints.length, 1 + config.maxRetries);
@@ -302,12 +302,12 @@ export class InferenceProxy {
         req.method ?? "POST",
         req.url ?? "/",
         headers,
-        clientGone.signal,
+        clientGone,
       );
       pool.noteCompleted(address, decision.adapter);
       if (outcome.kind === "relayed") return;
       // Nothing reached the client yet.
-      if (clientGone.signal.aborted) return;
+      if (clientGone.aborted) return;
       if (connectErrors.has(outcome.code) && attempt + 1 < attempts) {
         this.deps.log?.(`proxy: ${address} failed before responding (${outcome.code}); retrying`);
         continue;
@@ -323,6 +323,27 @@ export class InferenceProxy {
       });
       return;
     }
+  }
+}
+
+/** The client left before its answer was complete: a plain flag and listeners, no EventTarget. */
+class ClientGone implements Cancellation {
+  aborted = false;
+  private listeners: (() => void)[] = [];
+
+  addEventListener(_type: "abort", listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  removeEventListener(_type: "abort", listener: () => void): void {
+    const i = this.listeners.indexOf(listener);
+    if (i >= 0) this.listeners.splice(i, 1);
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    for (const listener of this.listeners.splice(0)) listener();
   }
 }
 
@@ -365,7 +386,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     method: string,
     path: string,
     headers: Record<string, string | string[]>,
-    clientGone: AbortSignal,
+    clientGone: ClientGone,
   ): Promise<ExchangeOutcome> {
     return new Promise(resolve => {
       this.finish = outcome => {
@@ -373,7 +394,7 @@ class Exchange implements Dispatcher.DispatchHandler {
         resolve(outcome);
       };
       if (clientGone.aborted) return this.finish({ kind: "failed", code: "ABORTED" });
-      clientGone.addEventListener("abort", this.onClientGone, { once: true });
+      clientGone.addEventListener("abort", this.onClientGone);
       agent.dispatch(
         {
           origin: `http://${address}`,

@@ -34,6 +34,15 @@ export const defaultObjectiveHeaders = [
   "x-llm-d-inference-objective",
 ];
 
+/**
+ * What the router needs of a cancellation signal: an AbortSignal has it, and so does the proxy's
+ * lighter ClientGone (an AbortController per request is a measurable share of the proxy's CPU).
+ */
+export interface Cancellation {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+}
+
 export interface IncomingRequest {
   body: Buffer;
   /** Lower-case header lookup; the value of a client's destination header is never used. */
@@ -104,7 +113,10 @@ export class RequestRouter {
    * requests; the caller calls it whenever capacity may have changed. An aborted `signal` takes
    * a held request out of the queue (its promise then resolves to a 499-style failure).
    */
-  decideOrHold(req: IncomingRequest, signal?: AbortSignal): RouteDecision | Promise<RouteDecision> {
+  decideOrHold(
+    req: IncomingRequest,
+    signal?: Cancellation,
+  ): RouteDecision | Promise<RouteDecision> {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
     const flow = this.options.flowControl;

@@ -18,6 +18,26 @@ describe("usage from responses", () => {
     expect(usageFromJson("not json")).toBeUndefined();
   });
 
+  it("reads the usage object after the text without being fooled by the text", () => {
+    const answer = {
+      id: "cmpl-1",
+      choices: [{ text: 'a "usage": {"prompt_tokens": 999} inside the text', index: 0 }],
+      usage: {
+        prompt_tokens: 5,
+        completion_tokens: 2,
+        prompt_tokens_details: { cached_tokens: 4 },
+      },
+    };
+    expect(usageFromJson(JSON.stringify(answer))).toEqual({ promptTokens: 5, completionTokens: 2 });
+    expect(usageFromJson(JSON.stringify(answer, null, 2))).toEqual({
+      promptTokens: 5,
+      completionTokens: 2,
+    });
+    // Usage before a later field that mentions it: the last key wins only if it is a key.
+    const later = { usage: { prompt_tokens: 1, completion_tokens: 1 }, note: 'see "usage"' };
+    expect(usageFromJson(JSON.stringify(later))).toEqual({ promptTokens: 1, completionTokens: 1 });
+  });
+
   it("finds usage in the final SSE chunk across chunk boundaries", () => {
     const stream =
       'data: {"choices":[{"delta":{"content":"hé"}}]}\n\n' +
