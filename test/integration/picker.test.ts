@@ -320,6 +320,19 @@ function flow(url: string, concurrency: number) {
   };
 }
 
+/** Each named series summed over the pods' /metrics pages (every label set of it). */
+async function podMetricSums(servers: ModelServer[], names: string[]): Promise<number[]> {
+  const sums = names.map(() => 0);
+  for (const s of servers) {
+    const page = await (await fetch(`${s.url}/metrics`)).text();
+    for (const line of page.split("\n")) {
+      const i = names.findIndex(name => line.startsWith(name));
+      if (i >= 0) sums[i] += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return sums;
+}
+
 function countBy<T>(items: T[], key: (t: T) => string | undefined): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const item of items) {
@@ -707,28 +720,16 @@ describe("picker on the real control plane with simulated model servers", () => 
         Array.from({ length: 160 }, (_, w) => `d${d}w${w}`).join(" "),
       );
       const docOf = (i: number) => (i * 7) % documents.length; // every document, interleaved
-      const cacheTokens = async () => {
-        let hits = 0;
-        let queries = 0;
-        for (const s of f.servers) {
-          const page = await (await fetch(`${s.url}/metrics`)).text();
-          for (const line of page.split("\n")) {
-            const value = Number(line.slice(line.lastIndexOf(" ") + 1));
-            if (line.startsWith("vllm:prefix_cache_hits_total")) hits += value;
-            if (line.startsWith("vllm:prefix_cache_queries_total")) queries += value;
-          }
-        }
-        return { hits, queries };
-      };
-      const before = await cacheTokens();
+      const cacheTokens = ["vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"];
+      const [hitsBefore, queriesBefore] = await podMetricSums(f.servers, cacheTokens);
       const outcomes = await drive(f.picker.proxyUrl, 120, 4, i => ({
         model: "mymodel", // the base model: one cache per document
         prompt: `${documents[docOf(i)]} question ${i}: what does it say?`,
         maxTokens: 2,
       }));
       expect(failures(outcomes)).toEqual([]);
-      const after = await cacheTokens();
-      const hitRate = (after.hits - before.hits) / (after.queries - before.queries);
+      const [hits, queries] = await podMetricSums(f.servers, cacheTokens);
+      const hitRate = (hits - hitsBefore) / (queries - queriesBefore);
       const perDocument = documents.map((_, d) =>
         countBy(
           outcomes.filter((_, i) => docOf(i) === d),
@@ -760,31 +761,22 @@ describe("picker on the real control plane with simulated model servers", () => 
       pickerArgs: ["--max-running", "1"],
     });
     try {
-      const queueTime = async () => {
-        let sum = 0;
-        let count = 0;
-        for (const s of f.servers) {
-          const page = await (await fetch(`${s.url}/metrics`)).text();
-          for (const line of page.split("\n")) {
-            const value = Number(line.slice(line.lastIndexOf(" ") + 1));
-            if (line.startsWith("vllm:request_queue_time_seconds_sum")) sum += value;
-            if (line.startsWith("vllm:request_queue_time_seconds_count")) count += value;
-          }
-        }
-        return { sum, count };
-      };
-      const before = await queueTime();
+      const queueTime = [
+        "vllm:request_queue_time_seconds_sum",
+        "vllm:request_queue_time_seconds_count",
+      ];
+      const [sumBefore, countBefore] = await podMetricSums(f.servers, queueTime);
       const outcomes = await drive(f.picker.proxyUrl, 48, 8, () => ({ maxTokens: 4 }));
       expect(failures(outcomes)).toEqual([]);
-      const after = await queueTime();
+      const [sum, count] = await podMetricSums(f.servers, queueTime);
       const held = await pickerMetric(f.picker, "modelrollout_picker_flow_held_total");
-      const meanQueueMs = (1000 * (after.sum - before.sum)) / (after.count - before.count);
+      const meanQueueMs = (1000 * (sum - sumBefore)) / (count - countBefore);
       report(
         `flow control, 48 requests, 8 clients, 2 pods × max-num-seqs 1: ${held} held in the ` +
           `picker, mean wait in a pod's queue ${meanQueueMs.toFixed(1)} ms, per pod ` +
           JSON.stringify(countBy(outcomes, o => o.pod)),
       );
-      expect(after.count - before.count).toBe(48);
+      expect(count - countBefore).toBe(48);
       expect(held).toBeGreaterThanOrEqual(40);
       // A request reaches a pod when it has a free slot: it hardly waits there (each of the
       // 48 × 55 ms of work would otherwise wait about three service times in a pod's queue).
