@@ -10,7 +10,7 @@
 // streamed_response chunks of at most 62,000 bytes (Envoy implementations cap chunks at 64 KiB).
 
 import * as grpc from "@grpc/grpc-js";
-import { RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
+import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
 import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
 import { PickerMetrics } from "./metrics";
@@ -211,7 +211,7 @@ export class ExtProcStream {
   private responseBytes = 0;
   private responseOverflow = false;
   private finished = false;
-  private readonly gone = new AbortController();
+  private readonly gone = new CancellationFlag();
 
   constructor(private readonly deps: ExtProcDeps) {
     this.requestMode = deps.config.bodyMode;
@@ -237,9 +237,7 @@ export class ExtProcStream {
       out = internalError(err);
     }
     if (out instanceof Promise) {
-      return out
-        .catch(internalError)
-        .then(o => (this.observeOnly || this.gone.signal.aborted ? [] : o));
+      return out.catch(internalError).then(o => (this.observeOnly || this.gone.aborted ? [] : o));
     }
     return this.observeOnly ? [] : out;
   }
@@ -324,7 +322,7 @@ export class ExtProcStream {
     // A request Envoy only shows us (observability mode) goes on without us: never hold it.
     const decided = this.observeOnly
       ? this.deps.router.decide(request)
-      : this.deps.router.decideOrHold(request, this.gone.signal);
+      : this.deps.router.decideOrHold(request, this.gone);
     this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
     // Held by flow control until a pod has a free slot (the wait is not decision time).
     return decided instanceof Promise
@@ -333,7 +331,7 @@ export class ExtProcStream {
   }
 
   private respondToDecision(decision: RouteDecision, endOfStream: boolean): ProcessingResponse[] {
-    if (this.gone.signal.aborted) {
+    if (this.gone.aborted) {
       // Envoy gave up while the request was held: the slot the router counted is free again.
       if (decision.ok)
         this.deps.pool.noteCompleted(decision.endpoints[0].address, decision.adapter);

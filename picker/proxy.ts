@@ -6,7 +6,7 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { Agent, Dispatcher } from "undici";
-import { Cancellation, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
+import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
 import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
 import { PickerMetrics } from "./metrics";
@@ -226,7 +226,7 @@ export class InferenceProxy {
       );
       return;
     }
-    const clientGone = new ClientGone();
+    const clientGone = new CancellationFlag();
     res.on("close", () => {
       if (!res.writableFinished) clientGone.abort();
     });
@@ -286,7 +286,7 @@ export class InferenceProxy {
     decision: RouteSuccess,
     counted: boolean,
     startMs: number,
-    clientGone: ClientGone,
+    clientGone: CancellationFlag,
   ): Promise<void> {
     const { config, metrics, pool } = this.deps;
     const attempts = Math.min(decision.endpoints.length, 1 + config.maxRetries);
@@ -323,27 +323,6 @@ export class InferenceProxy {
       });
       return;
     }
-  }
-}
-
-/** The client left before its answer was complete: a plain flag and listeners, no EventTarget. */
-class ClientGone implements Cancellation {
-  aborted = false;
-  private listeners: (() => void)[] = [];
-
-  addEventListener(_type: "abort", listener: () => void): void {
-    this.listeners.push(listener);
-  }
-
-  removeEventListener(_type: "abort", listener: () => void): void {
-    const i = this.listeners.indexOf(listener);
-    if (i >= 0) this.listeners.splice(i, 1);
-  }
-
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    for (const listener of this.listeners.splice(0)) listener();
   }
 }
 
@@ -386,7 +365,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     method: string,
     path: string,
     headers: Record<string, string | string[]>,
-    clientGone: ClientGone,
+    clientGone: CancellationFlag,
   ): Promise<ExchangeOutcome> {
     return new Promise(resolve => {
       this.finish = outcome => {

@@ -1,6 +1,6 @@
 import { PrefixIndex, defaultPrefixConfig } from "./prefix";
 import { seededRng } from "./rng";
-import { RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
+import { CancellationFlag, RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
 import {
   Scheduler,
   defaultSaturationConfig,
@@ -328,5 +328,21 @@ describe("RequestRouter with flow control", () => {
     for (let i = 0; i < 10; i++) {
       expect(router.decideOrHold(request(body)) instanceof Promise).toBe(false);
     }
+  });
+});
+
+describe("CancellationFlag", () => {
+  it("calls each listener once, on the first abort, and not a removed one", () => {
+    const flag = new CancellationFlag();
+    const calls: string[] = [];
+    const removed = () => calls.push("removed");
+    flag.addEventListener("abort", () => calls.push("a"));
+    flag.addEventListener("abort", removed);
+    flag.removeEventListener("abort", removed);
+    expect(flag.aborted).toBe(false);
+    flag.abort();
+    flag.abort();
+    expect(flag.aborted).toBe(true);
+    expect(calls).toEqual(["a"]);
   });
 });
