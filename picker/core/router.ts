@@ -46,7 +46,7 @@ export interface Cancellation {
 /**
  * A client went away: a flag and its listeners. The front doors use it instead of an
  * AbortController per request, whose abort() builds a DOMException with a stack trace (with the
- * EventTarget around it, about a tenth of the ext_proc door's CPU in bench/picker).
+ * EventTarget around it, about a tenth of the ext_proc door's samples in a CPU profile).
  */
 export class CancellationFlag implements Cancellation {
   aborted = false;
