@@ -1,6 +1,6 @@
 // The picker process (started by picker/main.ts; bench/picker's baselines start it with another
-// scheduler). Wires the datastore, discovery (watches), the metrics scraper, the core router and the front
-// doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080), metrics (9090).
+// scheduler). Wires the datastore, discovery (watches), the metrics scraper, the core router and
+// the front doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080), metrics (9090).
 
 import { PrefixIndex } from "./core/prefix";
 import { mathRandom } from "./core/rng";

@@ -271,7 +271,9 @@ export class ExtProcStream {
     this.headers = headersToMap(h.headers);
     if (h.end_of_stream) {
       // No body (GET /v1/models and the like): route at once.
-      const decision = this.timed(() => this.deps.router.decideBodyless(this.deps.now()));
+      const decision = this.deps.metrics.timedDecision(() =>
+        this.deps.router.decideBodyless(this.deps.now()),
+      );
       if (!decision.ok) return [this.fail(decision.error, decision.model, decision.targetModel)];
       this.accept(decision, false);
       return [this.headersWithDecision(decision, false)];
@@ -317,14 +319,14 @@ export class ExtProcStream {
     const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     this.chunks = [];
     const header = (name: string) => this.headers.get(name);
-    const t0 = performance.now();
     const request = { body, header, nowMs: this.deps.now() };
     // A request Envoy only shows us (observability mode) goes on without us: never hold it.
-    const decided = this.observeOnly
-      ? this.deps.router.decide(request)
-      : this.deps.router.decideOrHold(request, this.gone);
-    this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
-    // Held by flow control until a pod has a free slot (the wait is not decision time).
+    const decided = this.deps.metrics.timedDecision(() =>
+      this.observeOnly
+        ? this.deps.router.decide(request)
+        : this.deps.router.decideOrHold(request, this.gone),
+    );
+    // Held by flow control until a pod has a free slot.
     return decided instanceof Promise
       ? decided.then(d => this.respondToDecision(d, endOfStream))
       : this.respondToDecision(decided, endOfStream);
@@ -406,13 +408,6 @@ export class ExtProcStream {
   }
 
   // --- decisions and their responses ---
-
-  private timed(decide: () => RouteDecision): RouteDecision {
-    const t0 = performance.now();
-    const decision = decide();
-    this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
-    return decision;
-  }
 
   private accept(decision: RouteSuccess, counted: boolean): void {
     this.decision = decision;

@@ -217,6 +217,17 @@ export class PickerMetrics {
     this.decisionSeries.observe(seconds);
   }
 
+  /**
+   * Runs a decision and observes how long its synchronous part took: for a request that flow
+   * control holds, the wait is not decision time.
+   */
+  timedDecision<T>(decide: () => T): T {
+    const t0 = performance.now();
+    const decision = decide();
+    this.observeDecision((performance.now() - t0) / 1000);
+    return decision;
+  }
+
   recordPick(endpoint: string): void {
     let c = this.picksByEndpoint.get(endpoint);
     if (!c) {

@@ -232,7 +232,9 @@ export class InferenceProxy {
     });
     let decision: RouteDecision;
     if (route.kind === "bodyless") {
-      decision = this.timed(() => this.deps.router.decideBodyless(this.deps.now()));
+      decision = this.deps.metrics.timedDecision(() =>
+        this.deps.router.decideBodyless(this.deps.now()),
+      );
       if (!decision.ok) {
         sendError(res, decision.error);
         return;
@@ -249,14 +251,13 @@ export class InferenceProxy {
         const v = req.headers[name];
         return Array.isArray(v) ? v.join(",") : v;
       };
-      const t0 = performance.now();
-      const now = this.deps.now();
-      const decided = this.deps.router.decideOrHold(
-        { body: read.body, header, nowMs: now },
-        clientGone,
+      const decided = this.deps.metrics.timedDecision(() =>
+        this.deps.router.decideOrHold(
+          { body: read.body, header, nowMs: this.deps.now() },
+          clientGone,
+        ),
       );
-      this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
-      // Held by flow control until a pod has a free slot (the wait is not decision time).
+      // Held by flow control until a pod has a free slot.
       decision = decided instanceof Promise ? await decided : decided;
       if (clientGone.aborted) {
         if (decision.ok)
@@ -271,13 +272,6 @@ export class InferenceProxy {
       }
     }
     await this.forward(req, res, decision, route.kind === "inference", startMs, clientGone);
-  }
-
-  private timed(decide: () => RouteDecision): RouteDecision {
-    const t0 = performance.now();
-    const d = decide();
-    this.deps.metrics.observeDecision((performance.now() - t0) / 1000);
-    return d;
   }
 
   private async forward(

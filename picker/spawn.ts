@@ -84,12 +84,17 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
   };
 }
 
+/** Bundles built by this process, by entry point. */
+const bundles = new Map<string, string>();
+
 /**
  * Bundles an entry point as picker/Dockerfile does (esbuild, CommonJS, packages left external)
- * into .local/picker-bundle/, and returns the file. Built afresh on every call (~0.3 s), so it
- * never runs stale code.
+ * into .local/picker-bundle/, and returns the file. Built once per process (~0.3 s), so a new
+ * run never runs stale code.
  */
 export function pickerBundle(entry: string): string {
+  const done = bundles.get(entry);
+  if (done) return done;
   const outfile = path.join(
     repoRoot,
     ".local",
@@ -106,6 +111,7 @@ export function pickerBundle(entry: string): string {
     outfile,
     logLevel: "warning",
   });
+  bundles.set(entry, outfile);
   return outfile;
 }
 

@@ -29,13 +29,19 @@ function countSockets(pid: number): number {
   return n;
 }
 
+/** User and system CPU seconds since the process started; throws when it is gone. */
+export function cpuTimes(pid: number): { user: number; system: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name: state is field 3, utime 14, stime 15.
+  const rest = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return { user: Number(rest[11]) / TICKS, system: Number(rest[12]) / TICKS };
+}
+
 /** undefined when the process is gone. */
 export function readProcStat(pid: number): ProcReading | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    const rest = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-    const cpuSeconds = (Number(rest[11]) + Number(rest[12])) / TICKS;
+    const { user, system } = cpuTimes(pid);
+    const cpuSeconds = user + system;
     const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
     const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
     return { cpuSeconds, rssMiB: rssKb / 1024, sockets: countSockets(pid) };

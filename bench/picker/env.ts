@@ -5,7 +5,7 @@ import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
 import { ClusterInfo } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
-import { deployModelServer, ModelServer } from "../../hack/env/model-servers";
+import { deployModelServer, ModelServer, removeModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
 import { pickerBundle, pickerRuntimeFlags, startPickerProcess } from "../../picker/spawn";
 import { Strategy } from "./baselines";
@@ -194,6 +194,12 @@ export async function deployPods(
   const failed = started.find(r => r.status === "rejected");
   if (failed) throw failed.reason;
   return servers;
+}
+
+/** Removes pods `deployPods` started, and forgets them. */
+export async function removePods(b: Bench, servers: readonly ModelServer[]): Promise<void> {
+  for (const s of [...servers]) await removeModelServer(b.info, s.namespace, s.name);
+  b.servers = b.servers.filter(s => !servers.includes(s));
 }
 
 /** Waits until no pod runs or queues a request (the previous phase has drained). */

@@ -8,7 +8,7 @@
 // lengths, which a picker does not know: shortest job first, earliest deadline first for a
 // 600-ms target (longer jobs last), and "no waiting at all" (the service time alone: a bound).
 
-import { seededRandom } from "./stats";
+import { percentile, seededRandom } from "./stats";
 
 export interface Job {
   arrival: number;
@@ -97,7 +97,7 @@ export function simulate(all: readonly Job[], policy: Policy): number[] {
 
 export function p95(all: readonly Job[], latency: readonly number[], fromSeconds = 3): number {
   const counted = latency.filter((_, i) => all[i].arrival >= fromSeconds).sort((a, b) => a - b);
-  return counted[Math.ceil(0.95 * counted.length) - 1];
+  return percentile(counted, 95);
 }
 
 function main(): void {

@@ -3,10 +3,11 @@
 //     [--paths bare,proxy,extproc,extproc-request] [--pin] [--picker-flags "--stale-ms 2000 ..."]
 //
 // (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
-//     through a bare Node proxy (the reference hop), through the HTTP proxy, and through ext_proc with Envoy's side played by a gRPC client
-//     (with and without the response phase) — one at a time (no queueing), at 1,000 req/s (open
-//     loop), and with 64 in flight (highest throughput). Rounds alternate the paths, so that
-//     background load on the machine hits them alike.
+//     through a bare Node proxy (the reference hop), through the HTTP proxy, and through ext_proc
+//     with Envoy's side played by a gRPC client (with and without the response phase) — one at
+//     a time (no queueing), at 1,000 req/s (open loop), and with 64 in flight (highest
+//     throughput). Rounds alternate the paths, so that background load on the machine hits them
+//     alike.
 // (b) Scheduling under load: four simulated pods that queue (max-num-seqs 2, TTFT and ITL set),
 //     Poisson arrivals at 85-95 % of their capacity, streamed completions of mixed lengths; p95
 //     latency and TTFT with the picker's scheduling versus round-robin versus random (same proxy,
@@ -28,7 +29,8 @@ import {
   namespaceYaml,
   stopCluster,
 } from "../../hack/env/cluster";
-import { ModelServer, removeModelServer } from "../../hack/env/model-servers";
+import { ModelServer } from "../../hack/env/model-servers";
+import { cpuTimes } from "../operator/procstat";
 import { Strategy, strategies } from "./baselines";
 import {
   Bench,
@@ -41,6 +43,7 @@ import {
   pageOf,
   pinToCpus,
   poolYaml,
+  removePods,
   startBareProxy,
   startPicker,
   waitIdle,
@@ -116,16 +119,10 @@ const emptyView = (): PhaseView => ({
 const pickerLoopIntervalMs = 10;
 
 /**
- * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay) and the
- * load generator (its own event-loop delay) saw meanwhile to `view`.
+ * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay), the bare
+ * proxy (its CPU from /proc) and the load generator (its own event-loop delay) saw meanwhile to
+ * `view`.
  */
-/** A process' user and system CPU seconds so far (Linux /proc/PID/stat, clock ticks of 10 ms). */
-function processCpu(pid: number): [number, number] {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return [Number(fields[11]) / 100, Number(fields[12]) / 100]; // utime, stime
-}
-
 async function observed<T>(
   metricsUrl: string,
   view: PhaseView,
@@ -134,15 +131,15 @@ async function observed<T>(
   barePid?: number,
 ): Promise<T> {
   const before = await pageOf(metricsUrl); // also resets the picker's event-loop histogram
-  const bareBefore = barePid ? processCpu(barePid) : [0, 0];
+  const bareBefore = barePid ? cpuTimes(barePid) : undefined;
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const result = await phase();
   loop.disable();
-  if (barePid) {
-    const [user, system] = processCpu(barePid);
-    view.bareCpuSeconds += user + system - bareBefore[0] - bareBefore[1];
-    view.bareSystemSeconds += system - bareBefore[1];
+  if (barePid && bareBefore) {
+    const { user, system } = cpuTimes(barePid);
+    view.bareCpuSeconds += user + system - bareBefore.user - bareBefore.system;
+    view.bareSystemSeconds += system - bareBefore.system;
   }
   const after = await pageOf(metricsUrl);
   const diff = (name: string) => metricSum(after, name) - metricSum(before, name);
@@ -205,8 +202,9 @@ async function partA(b: Bench): Promise<PartA> {
     runtimeFlags,
   );
   if (pin) pinToCpus(picker.pid, "1");
-  const bare = await startBareProxy(`${server.podIP}:${PORT}`);
-  if (pin) pinToCpus(bare.pid, "1");
+  const wanted = (key: string) => key === "direct" || !onlyPaths || onlyPaths.includes(key);
+  const bare = wanted("bare") ? await startBareProxy(`${server.podIP}:${PORT}`) : undefined;
+  if (pin && bare) pinToCpus(bare.pid, "1");
   const agent = keepAliveAgent(256);
   const envoy = new EnvoyEmulator(picker.grpcPort, agent);
   try {
@@ -230,7 +228,7 @@ async function partA(b: Bench): Promise<PartA> {
       {
         key: "bare",
         name: "bare Node proxy (reference: relays to the simulator, decides nothing)",
-        send: () => post(agent, `${bare.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
+        send: () => post(agent, `${bare!.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
       },
       {
         key: "proxy",
@@ -249,9 +247,7 @@ async function partA(b: Bench): Promise<PartA> {
       },
     ];
     // The direct path always runs: "added" is measured against it.
-    const doors = allDoors.filter(
-      d => d.key === "direct" || !onlyPaths || onlyPaths.includes(d.key),
-    );
+    const doors = allDoors.filter(d => wanted(d.key));
     const single = doors.map(() => [] as number[]);
     const open = doors.map(() => [] as Sample[]);
     const views = doors.map(emptyView);
@@ -270,7 +266,7 @@ async function partA(b: Bench): Promise<PartA> {
           views[i],
           arrivals.length,
           () => openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
-          door.key === "bare" ? bare.pid : undefined,
+          door.key === "bare" ? bare?.pid : undefined,
         );
         open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
       }
@@ -307,7 +303,7 @@ async function partA(b: Bench): Promise<PartA> {
     envoy.close();
     await agent.close();
     await picker.stop();
-    bare.stop();
+    bare?.stop();
     if (pin) pinToCpus(process.pid, `0-${os.cpus().length - 1}`);
   }
 }
@@ -580,7 +576,8 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
   const seconds = quick ? 10 : 30;
   const warmupMs = 3000;
   b.kubectl(["apply", "-f", "-"], poolYaml(pool, sc.weights));
-  let servers = await deployPods(b, pool, sc.pods, { ...sc, simArgs: simArgs(sc) });
+  const sim = { ...sc, simArgs: simArgs(sc) };
+  let servers = await deployPods(b, pool, sc.pods, sim);
   const results: StrategyResult[] = [];
   try {
     const capacity = await measureCapacity(servers, sc);
@@ -594,9 +591,8 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
     for (const strategy of strategies) {
       if (sc.shared) {
         // Every strategy starts with empty prefix caches: fresh pods.
-        for (const s of servers) await removeModelServer(b.info, s.namespace, s.name);
-        b.servers = b.servers.filter(s => !servers.includes(s));
-        servers = await deployPods(b, pool, sc.pods, { ...sc, simArgs: simArgs(sc) });
+        await removePods(b, servers);
+        servers = await deployPods(b, pool, sc.pods, sim);
       }
       results.push(
         await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs, pickerArgs(sc)),
@@ -604,8 +600,7 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
     }
     return { scenario: sc, rate, capacity, seconds, requests: arrivals.length, results };
   } finally {
-    for (const s of servers) await removeModelServer(b.info, s.namespace, s.name);
-    b.servers = b.servers.filter(s => !servers.includes(s));
+    await removePods(b, servers);
   }
 }
 
@@ -751,7 +746,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(file, output);
     log(`results also in ${file}`);
   } finally {
-    for (const s of b.servers) await removeModelServer(info, s.namespace, s.name);
+    await removePods(b, b.servers);
     kubectl([
       "-n",
       namespace,

@@ -53,10 +53,11 @@ interface ArgSpec {
 interface SeriesMatch {
   /** The label that tells canary from stable: pool or target_model_name. */
   label: string;
-  /** Matchers every series gets: the namespace label, the selector arg. */
+  /**
+   * Matchers every series gets: the model_name matcher (traffic-split, when a model is known),
+   * the namespace label, the selector arg.
+   */
   common: string[];
-  /** traffic-split only: the model_name matcher, when a model is known. */
-  model?: string;
 }
 
 interface Builtin {
@@ -190,10 +191,10 @@ const BUILTINS: Record<string, Builtin> = {
       ...SCOPE_ARGS,
     },
     build: (a, match) => {
-      // A pool may serve several models; only the rolled-out one's requests are split.
-      const m = match.model ? { ...match, common: [match.model, ...match.common] } : match;
-      const canary = `(${increase(PICKER_METRICS.requests, m, "canary", a.window)} or on() vector(0))`;
-      const stable = `(${increase(PICKER_METRICS.requests, m, "stable", a.window)} or on() vector(0))`;
+      // A pool may serve several models; only the rolled-out one's requests are split (the
+      // model_name matcher is in match.common then).
+      const canary = `(${increase(PICKER_METRICS.requests, match, "canary", a.window)} or on() vector(0))`;
+      const stable = `(${increase(PICKER_METRICS.requests, match, "stable", a.window)} or on() vector(0))`;
       const weight = Number(a.weight);
       const tolerance = a.tolerance ?? defaultTolerance(weight, Number(a.minRequests));
       const deviation = `abs(result[0] - ${weight})`;
@@ -346,8 +347,8 @@ function seriesMatch(
   const common: string[] = [];
   // Values stay placeholders: renderQuery escapes them like every other name.
   if (values.namespaceLabel !== undefined) common.push(`${values.namespaceLabel}="{{namespace}}"`);
-  const extra = values.selector === undefined ? undefined : selectorMatchers(values.selector);
-  const userMatchers = extra && "matchers" in extra ? extra.matchers : [];
+  // The args were validated (selectorMatchers) before: the selector parses.
+  const userMatchers = values.selector === undefined ? [] : parseLabelMatchers(values.selector);
   common.push(...userMatchers.map(formatLabelMatcher));
   let model: string | undefined;
   if ("modelName" in builtin.args) {
@@ -360,7 +361,8 @@ function seriesMatch(
       model = `model_name="{{modelName}}"`;
     }
   }
-  return { label: opts.scope === "adapters" ? "target_model_name" : "pool", common, model };
+  if (model) common.unshift(model);
+  return { label: opts.scope === "adapters" ? "target_model_name" : "pool", common };
 }
 
 /**

@@ -95,8 +95,8 @@ export async function modifyWithRetry<T>(
   namespace: string,
   name: string,
   transform: (current: T) => T | null,
-  attempts = 5,
   known?: unknown,
+  attempts = 5,
 ): Promise<boolean> {
   const get = async () => (await K8s(model).InNamespace(namespace).Get(name)) as GenericKind;
   // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
@@ -223,7 +223,6 @@ function httpRouteTarget(
         namespace,
         target.name,
         r => setHTTPRouteWeight(r, split(), w),
-        5,
         known,
       ),
     finalize: (outcome, known) =>
@@ -232,7 +231,6 @@ function httpRouteTarget(
         namespace,
         target.name,
         r => finalizeHTTPRoute(r, split(), outcome),
-        5,
         known,
       ),
   };
@@ -266,7 +264,6 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
         namespace,
         target.name,
         m => setInferenceModelWeight(m, split, w),
-        5,
         known,
       ),
     finalize: (outcome, known) =>
@@ -275,7 +272,6 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
         namespace,
         target.name,
         m => finalizeInferenceModel(m, split, outcome),
-        5,
         known,
       ),
   };
@@ -308,7 +304,6 @@ function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): 
         namespace,
         target.name,
         r => setInferenceModelRewriteWeight(r, split, w),
-        5,
         known,
       ),
     finalize: (outcome, known) =>
@@ -317,7 +312,6 @@ function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): 
         namespace,
         target.name,
         r => finalizeInferenceModelRewrite(r, split, outcome),
-        5,
         known,
       ),
   };

@@ -157,15 +157,14 @@ export class RequestRouter {
       const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
       if (among) return this.place(prepared, req.nowMs, among);
     }
-    if (signal?.aborted) {
-      // Gone before it could wait: never queued (an abort listener would never fire now).
-      return {
-        ok: false,
-        error: pickerError("BadRequest", "the client closed the request while it waited"),
-        model: prepared.model,
-        targetModel: prepared.targetModel,
-      };
-    }
+    const clientLeft = (): RouteFailure => ({
+      ok: false,
+      error: pickerError("BadRequest", "the client closed the request while it waited"),
+      model: prepared.model,
+      targetModel: prepared.targetModel,
+    });
+    // Gone before it could wait: never queued (an abort listener would never fire now).
+    if (signal?.aborted) return clientLeft();
     return new Promise<RouteDecision>(resolve => {
       const entry: HeldEntry = { prepared, resolve };
       const handle = this.held.hold(entry, req.nowMs);
@@ -173,14 +172,7 @@ export class RequestRouter {
       signal?.addEventListener(
         "abort",
         () => {
-          if (this.held.remove(handle)) {
-            resolve({
-              ok: false,
-              error: pickerError("BadRequest", "the client closed the request while it waited"),
-              model: prepared.model,
-              targetModel: prepared.targetModel,
-            });
-          }
+          if (this.held.remove(handle)) resolve(clientLeft());
         },
         { once: true },
       );

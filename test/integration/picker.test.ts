@@ -58,18 +58,22 @@ async function startPicker(namespace: string, extraArgs: string[] = []): Promise
   };
 }
 
-/** The value of one series on the picker's /metrics (labels matched as a substring). */
-async function pickerMetric(p: RunningPicker, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`${p.metricsUrl}/metrics`)).text();
+/** The sum of a metric's series on a /metrics page (labels matched as a substring); NaN if none. */
+function seriesSum(page: string, name: string, labels = ""): number {
   let sum = 0;
   let found = false;
-  for (const line of text.split("\n")) {
+  for (const line of page.split("\n")) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
     if (!line.includes(labels)) continue;
     sum += Number(line.slice(line.lastIndexOf(" ") + 1));
     found = true;
   }
   return found ? sum : NaN;
+}
+
+/** The value of one series on the picker's /metrics (labels matched as a substring). */
+async function pickerMetric(p: RunningPicker, name: string, labels = ""): Promise<number> {
+  return seriesSum(await (await fetch(`${p.metricsUrl}/metrics`)).text(), name, labels);
 }
 
 // --- A namespace with a pool, its pods and its picker ------------------------------------------
@@ -325,10 +329,7 @@ async function podMetricSums(servers: ModelServer[], names: string[]): Promise<n
   const sums = names.map(() => 0);
   for (const s of servers) {
     const page = await (await fetch(`${s.url}/metrics`)).text();
-    for (const line of page.split("\n")) {
-      const i = names.findIndex(name => line.startsWith(name));
-      if (i >= 0) sums[i] += Number(line.slice(line.lastIndexOf(" ") + 1));
-    }
+    names.forEach((name, i) => (sums[i] += seriesSum(page, name) || 0)); // absent: none yet
   }
   return sums;
 }
