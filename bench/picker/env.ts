@@ -60,15 +60,20 @@ export async function startPicker(
   };
 }
 
-/** The reference proxy of part (a) (bare-proxy.ts) in front of `upstream`, as its own process. */
-export async function startBareProxy(
+/**
+ * A reference process of part (a) in front of `upstream`, bundled and run as the picker is:
+ * bare-proxy.ts (HTTP) or bare-extproc.ts (ext_proc gRPC). Resolves with its port once it listens.
+ */
+export async function startBareServer(
+  kind: "proxy" | "extproc",
   upstream: string,
-): Promise<{ url: string; pid: number; stop(): void }> {
+): Promise<{ port: number; pid: number; stop(): void }> {
+  const script = kind === "proxy" ? "bare-proxy.ts" : "bare-extproc.ts";
   const child = spawn(
     process.execPath,
     [
       ...pickerRuntimeFlags,
-      pickerBundle(path.join(repoRoot, "bench", "picker", "bare-proxy.ts")),
+      pickerBundle(path.join(repoRoot, "bench", "picker", script)),
       "--upstream",
       upstream,
     ],
@@ -76,10 +81,9 @@ export async function startBareProxy(
   );
   let output = "";
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-  const listening = () => /bare proxy on :(\d+)/.exec(output)?.[1];
-  await waitFor("the bare reference proxy to listen", () => listening() !== undefined, 20000);
-  const port = listening()!;
-  return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: () => child.kill("SIGTERM") };
+  const listening = () => /^bare \S+ on :(\d+)$/m.exec(output)?.[1];
+  await waitFor(`the reference ${script} to listen`, () => listening() !== undefined, 20000);
+  return { port: Number(listening()), pid: child.pid!, stop: () => child.kill("SIGTERM") };
 }
 
 /**

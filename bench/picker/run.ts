@@ -1,10 +1,12 @@
 // Picker benchmark:
 //   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3|b4] [--profile DIR]
-//     [--paths bare,proxy,extproc,extproc-request] [--pin] [--picker-flags "--stale-ms 2000 ..."]
+//     [--paths bare,proxy,bare-extproc,extproc,bare-extproc-request,extproc-request] [--pin]
+//     [--picker-flags "--stale-ms 2000 ..."]
 //
 // (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
 //     through a bare Node proxy (the reference hop), through the HTTP proxy, and through ext_proc
-//     with Envoy's side played by a gRPC client (with and without the response phase) — one at
+//     with Envoy's side played by a gRPC client (with and without the response phase), to the
+//     picker and to a bare Node ext_proc server (the reference for that door) — one at
 //     a time (no queueing), at 1,000 req/s (open loop), and with 64 in flight (highest
 //     throughput). Rounds alternate the paths, so that background load on the machine hits them
 //     alike.
@@ -44,7 +46,7 @@ import {
   pinToCpus,
   poolYaml,
   removePods,
-  startBareProxy,
+  startBareServer,
   startPicker,
   waitIdle,
   waitPickerReady,
@@ -66,9 +68,12 @@ const profileDir = flag("--profile");
 const runtimeFlagsArg = flag("--picker-node-flags");
 const runtimeFlags =
   runtimeFlagsArg === undefined ? undefined : runtimeFlagsArg.split(" ").filter(Boolean);
-/** Part (a) paths to run besides the direct one: bare, proxy, extproc, extproc-request. */
+/**
+ * Part (a) paths to run besides the direct one: bare, proxy, bare-extproc, extproc,
+ * bare-extproc-request, extproc-request.
+ */
 const onlyPaths = flag("--paths")?.split(",");
-/** Extra flags for every picker of part (b), e.g. --picker-flags "--stale-ms 2000". */
+/** Extra flags for every picker, e.g. --picker-flags "--stale-ms 2000". */
 const pickerFlags = (flag("--picker-flags") ?? "").split(" ").filter(Boolean);
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
@@ -89,7 +94,7 @@ interface PhaseView {
   pickerCpuSeconds: number;
   /** Of which in the kernel (system calls, loopback TCP). */
   pickerSystemSeconds: number;
-  /** The bare reference proxy's CPU (its own path only), from /proc. */
+  /** The reference server's CPU (the bare proxy or ext_proc server; its own paths), from /proc. */
   bareCpuSeconds: number;
   bareSystemSeconds: number;
   pickerGcPauses: number;
@@ -198,15 +203,21 @@ async function partA(b: Bench): Promise<PartA> {
     pool,
     "picker",
     pickerNodeArgs("a"),
-    [],
+    pickerFlags,
     runtimeFlags,
   );
   if (pin) pinToCpus(picker.pid, "1");
   const wanted = (key: string) => key === "direct" || !onlyPaths || onlyPaths.includes(key);
-  const bare = wanted("bare") ? await startBareProxy(`${server.podIP}:${PORT}`) : undefined;
-  if (pin && bare) pinToCpus(bare.pid, "1");
+  const upstream = `${server.podIP}:${PORT}`;
+  const bare = wanted("bare") ? await startBareServer("proxy", upstream) : undefined;
+  const bareExtProc =
+    wanted("bare-extproc") || wanted("bare-extproc-request")
+      ? await startBareServer("extproc", upstream)
+      : undefined;
+  if (pin) for (const b of [bare, bareExtProc]) if (b) pinToCpus(b.pid, "1");
   const agent = keepAliveAgent(256);
   const envoy = new EnvoyEmulator(picker.grpcPort, agent);
+  const bareEnvoy = bareExtProc && new EnvoyEmulator(bareExtProc.port, agent);
   try {
     await waitPickerReady(picker, pool, 1);
     const prompt = "Plan a weekend in Lisbon with a day trip to Sintra.";
@@ -218,7 +229,8 @@ async function partA(b: Bench): Promise<PartA> {
     const directBodies = [V1, V2].map(m =>
       Buffer.from(JSON.stringify({ model: m, prompt, max_tokens: 1 })),
     );
-    const allDoors: { key: string; name: string; send: Send }[] = [
+    const directBody = () => directBodies[split() < 0.9 ? 0 : 1];
+    const allDoors: { key: string; name: string; send: Send; referencePid?: number }[] = [
       {
         key: "direct",
         name: "direct to the simulator (no picker)",
@@ -228,7 +240,8 @@ async function partA(b: Bench): Promise<PartA> {
       {
         key: "bare",
         name: "bare Node proxy (reference: relays to the simulator, decides nothing)",
-        send: () => post(agent, `${bare!.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
+        send: () => post(agent, `http://127.0.0.1:${bare!.port}/v1/completions`, directBody()),
+        referencePid: bare?.pid,
       },
       {
         key: "proxy",
@@ -236,9 +249,21 @@ async function partA(b: Bench): Promise<PartA> {
         send: () => post(agent, `${picker.proxyUrl}/v1/completions`, publicBody),
       },
       {
+        key: "bare-extproc",
+        name: "bare Node ext_proc server (reference: hands everything back, decides nothing), request and response phases",
+        send: () => bareEnvoy!.send("/v1/completions", directBody()),
+        referencePid: bareExtProc?.pid,
+      },
+      {
         key: "extproc",
         name: "ext_proc, request and response phases",
         send: () => envoy.send("/v1/completions", publicBody),
+      },
+      {
+        key: "bare-extproc-request",
+        name: "bare Node ext_proc server, request phase only",
+        send: () => bareEnvoy!.send("/v1/completions", directBody(), false),
+        referencePid: bareExtProc?.pid,
       },
       {
         key: "extproc-request",
@@ -266,7 +291,7 @@ async function partA(b: Bench): Promise<PartA> {
           views[i],
           arrivals.length,
           () => openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
-          door.key === "bare" ? bare?.pid : undefined,
+          door.referencePid,
         );
         open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
       }
@@ -301,9 +326,11 @@ async function partA(b: Bench): Promise<PartA> {
     return { doors: results, decision, rounds, secondsAt1000: rounds * sliceSeconds, pinned: pin };
   } finally {
     envoy.close();
+    bareEnvoy?.close();
     await agent.close();
     await picker.stop();
     bare?.stop();
+    bareExtProc?.stop();
     if (pin) pinToCpus(process.pid, `0-${os.cpus().length - 1}`);
   }
 }
@@ -648,7 +675,7 @@ function reportA(a: PartA): string {
       `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs ` +
         `(${((1e6 * v.pickerSystemSeconds) / v.requests).toFixed(0)} µs)` +
         (v.bareCpuSeconds > 0
-          ? `; the bare proxy: ${((1e6 * v.bareCpuSeconds) / v.requests).toFixed(0)} µs ` +
+          ? `; the reference server: ${((1e6 * v.bareCpuSeconds) / v.requests).toFixed(0)} µs ` +
             `(${((1e6 * v.bareSystemSeconds) / v.requests).toFixed(0)} µs)`
           : "") +
         " | " +
