@@ -40,6 +40,11 @@ export interface PickerProcessOptions {
   script?: string[];
   /** Run the entry point as the image does: an esbuild bundle run by plain node, without tsx. */
   bundled?: boolean;
+  /**
+   * Run this command line from `cwd` instead of the repository's picker — an image's ENTRYPOINT
+   * in its file tree (hack/env/image-tree.ts); the picker's flags follow it.
+   */
+  entrypoint?: { argv: readonly string[]; cwd: string; env?: Record<string, string> };
   /** Child output is appended here. */
   logFile?: string;
   /** Extra environment variables. */
@@ -69,6 +74,15 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
   command: string;
   args: string[];
 } {
+  const pickerArgs = [
+    ...["--pool", o.pool, "--namespace", o.namespace, "--host", "127.0.0.1"],
+    ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
+    ...(o.args ?? []),
+  ];
+  if (o.entrypoint) {
+    const [command, ...args] = o.entrypoint.argv;
+    return { command, args: [...args, ...pickerArgs] };
+  }
   const [entry, ...entryArgs] = o.script ?? [path.join(pickerRoot, "main.ts")];
   return {
     command: process.execPath,
@@ -77,9 +91,7 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
       ...(o.nodeArgs ?? []),
       ...(o.bundled ? [pickerBundle(entry)] : ["--import", "tsx", entry]),
       ...entryArgs,
-      ...["--pool", o.pool, "--namespace", o.namespace, "--host", "127.0.0.1"],
-      ...["--grpc-port", "0", "--health-port", "0", "--metrics-port", "0", "--proxy-port", "0"],
-      ...(o.args ?? []),
+      ...pickerArgs,
     ],
   };
 }
@@ -147,8 +159,8 @@ async function isReady(url: string): Promise<boolean> {
 export async function startPickerProcess(o: PickerProcessOptions): Promise<PickerProcess> {
   const { command, args } = pickerCommand(o);
   const child: ChildProcess = spawn(command, args, {
-    cwd: repoRoot,
-    env: { ...process.env, ...o.env, KUBECONFIG: o.kubeconfig },
+    cwd: o.entrypoint?.cwd ?? repoRoot,
+    env: { ...process.env, ...o.entrypoint?.env, ...o.env, KUBECONFIG: o.kubeconfig },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -4,6 +4,8 @@
 // serves real traffic through its two front doors. Every test has its own namespace, pods and
 // picker, and removes them again.
 import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -13,9 +15,11 @@ import {
   removeModelServer,
   setPodReady,
 } from "../../hack/env/model-servers";
+import { repoRoot } from "../../hack/env/config";
+import { buildImageTree } from "../../hack/env/image-tree";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { loadExtProcDefinition } from "../../picker/protos";
-import { startPickerProcess } from "../../picker/spawn";
+import { PickerProcessOptions, startPickerProcess } from "../../picker/spawn";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
 
 const V1 = "travel-helper-v1";
@@ -34,11 +38,19 @@ interface RunningPicker {
   metricsUrl: string;
   metricsPort: number;
   logFile: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
-/** Starts `picker/main.ts` on loopback with every port chosen by the OS (read back from its log). */
-async function startPicker(namespace: string, extraArgs: string[] = []): Promise<RunningPicker> {
+/**
+ * Starts `picker/main.ts` (or `entrypoint`) on loopback with every port chosen by the OS (read
+ * back from its log).
+ */
+async function startPicker(
+  namespace: string,
+  extraArgs: string[] = [],
+  entrypoint?: PickerProcessOptions["entrypoint"],
+): Promise<RunningPicker> {
   const { info } = env();
   const logFile = path.join(info.logDir, `picker-${namespace}.log`);
   const p = await startPickerProcess({
@@ -46,6 +58,7 @@ async function startPicker(namespace: string, extraArgs: string[] = []): Promise
     namespace,
     kubeconfig: info.kubeconfig,
     args: extraArgs,
+    entrypoint,
     logFile,
   });
   return {
@@ -54,6 +67,7 @@ async function startPicker(namespace: string, extraArgs: string[] = []): Promise
     metricsUrl: p.metricsBaseUrl,
     metricsPort: p.metricsPort,
     logFile,
+    pid: p.pid,
     stop: p.stop,
   };
 }
@@ -162,7 +176,13 @@ spec:
 
 async function setUp(
   prefix: string,
-  opts: { pods: number; sim?: SimOptions; weights?: [number, number]; pickerArgs?: string[] },
+  opts: {
+    pods: number;
+    sim?: SimOptions;
+    weights?: [number, number];
+    pickerArgs?: string[];
+    entrypoint?: PickerProcessOptions["entrypoint"];
+  },
 ): Promise<Fixture> {
   const t0 = performance.now();
   const ns = createTestNamespace(prefix);
@@ -192,7 +212,7 @@ async function setUp(
     // The picker starts while the pods are deployed; whatever did start is recorded for the
     // teardown even if something else failed.
     const [picker, pods] = await Promise.allSettled([
-      startPicker(ns.name, opts.pickerArgs),
+      startPicker(ns.name, opts.pickerArgs, opts.entrypoint),
       deployPods(ns.name, names, opts.sim ?? {}, fixture.servers),
     ]);
     if (picker.status === "fulfilled") fixture.picker = picker.value;
@@ -867,6 +887,45 @@ describe("picker on the real control plane with simulated model servers", () => 
       await tearDown(f);
     }
   });
+
+  // No Docker engine here: hack/env/image-tree.ts carries out picker/Dockerfile's steps (npm ci,
+  // the esbuild bundle, the production-only install, the copies) into folders, with this
+  // machine's Node 20 in place of node:20-bookworm-slim, and the image's ENTRYPOINT runs from
+  // the resulting tree.
+  it("runs as the image does: picker/Dockerfile's file tree and ENTRYPOINT serve both doors", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "modelrollout-picker-image-"));
+    try {
+      const image = await buildImageTree(
+        path.join(repoRoot, "picker", "Dockerfile"),
+        repoRoot,
+        dir,
+        line => report(`image: ${line}`),
+      );
+      expect(fs.existsSync(path.join(image.workdir, "node_modules", "tsx"))).toBe(false);
+      const f = await setUp("picker-image", {
+        pods: 1,
+        weights: [90, 10],
+        entrypoint: { argv: image.entrypoint, cwd: image.workdir, env: image.env },
+      });
+      const client = extProcClient(f.picker.grpcPort);
+      try {
+        // The process is the image's entry point, run from the tree (not the repository).
+        expect(fs.readlinkSync(`/proc/${f.picker.pid}/cwd`)).toBe(image.workdir);
+        const argv = fs.readFileSync(`/proc/${f.picker.pid}/cmdline`, "utf8").split("\0");
+        expect(argv.slice(1, image.entrypoint.length)).toEqual(image.entrypoint.slice(1));
+        // setUp saw the HTTP proxy split travel-helper onto an adapter; now ext_proc.
+        const r = await viaExtProc(client, { model: "travel-helper", prompt: "hi", max_tokens: 2 });
+        expect(r.destination).toBe(`${f.servers[0].podIP}:${PORT}`);
+        expect([V1, V2]).toContain(r.sentModel);
+        expect(r.answer.model).toBe(r.sentModel);
+      } finally {
+        client.close();
+        await tearDown(f);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 
   it("is scraped by the environment's Prometheus: inference_objective_request_total", async () => {
     const f = await setUp("picker-prom", { pods: 1, weights: [90, 10] });
