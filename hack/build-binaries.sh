@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) from the Go module proxy
-# into a cache folder outside git, unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS or
-# already cached. Rebuilds only what is missing.
+# Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) and the tests' Envoy-side
+# ext_proc client (hack/envoy-side) from the Go module proxy into a cache folder outside git,
+# unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS or already cached. Rebuilds only
+# what is missing.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"   # k8s.io/kubernetes release
@@ -101,9 +102,22 @@ GO
   log "built $BIN/etcd"
 }
 
+# hack/envoy-side: Envoy's side of ext_proc for the picker's tests, written against the Go types
+# go-control-plane generates from Envoy's API. Cached under a hash of its sources.
+ENVOY_SIDE_SRC="$(cd "$(dirname "$0")" && pwd)/envoy-side"
+ENVOY_SIDE="$CACHE/bin/envoy-side-$(cat "$ENVOY_SIDE_SRC/go.mod" "$ENVOY_SIDE_SRC/go.sum" "$ENVOY_SIDE_SRC/main.go" | sha256sum | cut -c1-12)"
+build_envoy_side() {
+  need_go "envoy-side"
+  log "building hack/envoy-side (go-control-plane, grpc-go) from the Go module proxy (first time: ~1 min)"
+  (cd "$ENVOY_SIDE_SRC" && go build -trimpath -o "$ENVOY_SIDE.tmp" . 2>"$CACHE/envoy-side-build.log") || { tail -30 "$CACHE/envoy-side-build.log" >&2; exit 1; }
+  mv "$ENVOY_SIDE.tmp" "$ENVOY_SIDE"
+  log "built $ENVOY_SIDE"
+}
+
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)
+if [ ! -x "$ENVOY_SIDE" ]; then build_envoy_side; fi
 if [ -z "$apiserver" ] || [ -z "$kubectl" ]; then build_k8s; fi
 if [ -z "$etcd" ]; then build_etcd; fi
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
@@ -113,3 +127,4 @@ etcd=$(asset etcd TEST_ASSET_ETCD)
 echo "kube-apiserver=$apiserver"
 echo "kubectl=$kubectl"
 echo "etcd=$etcd"
+echo "envoy-side=$ENVOY_SIDE"

@@ -20,6 +20,8 @@ export interface Binaries {
   kubeApiserver: string;
   kubectl: string;
   etcd: string;
+  /** hack/envoy-side: Envoy's side of ext_proc with go-control-plane's types (picker tests). */
+  envoySide: string;
 }
 
 export interface ClusterInfo {
@@ -35,7 +37,7 @@ export interface ClusterInfo {
 type Progress = (msg: string) => void;
 const defaultProgress: Progress = msg => process.stderr.write(`[cluster] ${msg}\n`);
 
-/** Finds or builds kube-apiserver, kubectl and etcd (hack/build-binaries.sh, cached). */
+/** Finds or builds kube-apiserver, kubectl, etcd and envoy-side (hack/build-binaries.sh, cached). */
 export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
   const script = path.join(repoRoot, "hack", "build-binaries.sh");
   progress("looking for kube-apiserver, kubectl and etcd (building them with Go on first use)");
@@ -51,7 +53,12 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
       .split("\n")
       .map(line => line.split("=", 2) as [string, string]),
   );
-  return { kubeApiserver: found["kube-apiserver"], kubectl: found.kubectl, etcd: found.etcd };
+  return {
+    kubeApiserver: found["kube-apiserver"],
+    kubectl: found.kubectl,
+    etcd: found.etcd,
+    envoySide: found["envoy-side"],
+  };
 }
 
 function apiserverHealthy(cfg: EnvConfig, pki: Pki, pathName = "/readyz"): Promise<boolean> {

@@ -15,6 +15,7 @@ import {
   removeModelServer,
   setPodReady,
 } from "../../hack/env/model-servers";
+import { ensureBinaries } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { buildImageTree } from "../../hack/env/image-tree";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
@@ -88,6 +89,19 @@ function seriesSum(page: string, name: string, labels = ""): number {
 /** The value of one series on the picker's /metrics (labels matched as a substring). */
 async function pickerMetric(p: RunningPicker, name: string, labels = ""): Promise<number> {
   return seriesSum(await (await fetch(`${p.metricsUrl}/metrics`)).text(), name, labels);
+}
+
+/** What hack/envoy-side prints (its Result). */
+interface EnvoySideResult {
+  immediateStatus?: number;
+  immediateBody?: string;
+  setHeaders?: Record<string, string>;
+  clearRouteCache: boolean;
+  metadataDestination?: string;
+  body?: string;
+  bodyChunks: number;
+  upstreamStatus?: number;
+  responseBody?: string;
 }
 
 // --- A namespace with a pool, its pods and its picker ------------------------------------------
@@ -884,6 +898,62 @@ describe("picker on the real control plane with simulated model servers", () => 
       ).toBeGreaterThanOrEqual(30);
     } finally {
       client.close();
+      await tearDown(f);
+    }
+  });
+
+  // hack/envoy-side plays Envoy with the Go types go-control-plane generates from Envoy's API:
+  // independent of the picker's protobufjs and of the proto files it carries (its overlay for
+  // FULL_DUPLEX_STREAMED included), so a wrong field number or enum value fails here.
+  it("speaks ext_proc with Envoy's own generated API (go-control-plane): both body modes and the response phase", async () => {
+    const f = await setUp("picker-envoy", { pods: 2, weights: [90, 10] });
+    const envoySide = ensureBinaries(() => undefined).envoySide;
+    const exchange = (mode: string, body: string, forward = true) =>
+      new Promise<EnvoySideResult>((resolve, reject) =>
+        execFile(
+          envoySide,
+          [
+            ...["-addr", `127.0.0.1:${f.picker.grpcPort}`, "-mode", mode, "-body", body],
+            ...(forward ? ["-forward"] : []),
+          ],
+          (err, stdout, stderr) =>
+            err
+              ? reject(new Error(`envoy-side: ${err.message}: ${stderr}`))
+              : resolve(JSON.parse(stdout)),
+        ),
+      );
+    const durations = () =>
+      pickerMetric(
+        f.picker,
+        "inference_objective_request_duration_seconds_count",
+        `model_name="travel-helper"`,
+      );
+    try {
+      const before = await durations();
+      const pods = f.servers.map(s => `${s.podIP}:${PORT}`);
+      const request = JSON.stringify({ model: "travel-helper", prompt: "to Porto", max_tokens: 2 });
+      for (const mode of ["full-duplex", "buffered"]) {
+        const r = await exchange(mode, request);
+        report(`envoy-side ${mode}: ${JSON.stringify(r)}`);
+        const destination = r.setHeaders?.["x-gateway-destination-endpoint"];
+        expect(pods).toContain(destination);
+        expect(r.metadataDestination).toBe(destination);
+        expect(r.clearRouteCache).toBe(true);
+        const sent = JSON.parse(r.body ?? "{}") as { model?: string; prompt?: string };
+        expect([V1, V2]).toContain(sent.model);
+        expect(sent.prompt).toBe("to Porto");
+        expect(r.setHeaders?.["content-length"]).toBe(String(Buffer.byteLength(r.body ?? "")));
+        // The pod answered with the adapter written into the body, and the picker handed the
+        // answer back untouched through the response phase.
+        expect(r.upstreamStatus).toBe(200);
+        expect((JSON.parse(r.responseBody ?? "{}") as { model?: string }).model).toBe(sent.model);
+      }
+      const bad = await exchange("full-duplex", "{not json", false);
+      expect(bad.immediateStatus).toBe(400);
+      expect(bad.immediateBody).toMatch(/json/i);
+      // Both answered requests were counted through their response phases (durations).
+      expect((await durations()) - before).toBe(2);
+    } finally {
       await tearDown(f);
     }
   });

@@ -1,0 +1,279 @@
+// envoy-side plays Envoy's side of one ext_proc exchange against an Endpoint Picker, with the
+// Go types that go-control-plane generates from Envoy's own API — an implementation of the
+// protocol independent of the picker's (protobufjs over proto files it carries itself). It sends
+// one HTTP request's headers and body in BUFFERED or FULL_DUPLEX_STREAMED mode, reads the
+// picker's decision, optionally forwards the request to the chosen endpoint and passes the
+// answer through the response phase, and prints what happened as one JSON object.
+//
+//	envoy-side -addr 127.0.0.1:9002 -mode full-duplex -body '{"model":"m","prompt":"hi"}' -forward
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Result is what the caller reads back.
+type Result struct {
+	// Immediate response instead of a decision (an error of the picker).
+	ImmediateStatus int    `json:"immediateStatus,omitempty"`
+	ImmediateBody   string `json:"immediateBody,omitempty"`
+	// The decision: headers set on the request, the destination in the dynamic metadata, and
+	// the body Envoy would send upstream.
+	SetHeaders          map[string]string `json:"setHeaders,omitempty"`
+	RemoveHeaders       []string          `json:"removeHeaders,omitempty"`
+	ClearRouteCache     bool              `json:"clearRouteCache"`
+	MetadataDestination string            `json:"metadataDestination,omitempty"`
+	Body                string            `json:"body,omitempty"`
+	BodyChunks          int               `json:"bodyChunks"`
+	// With -forward: the endpoint's answer and what the picker handed back in the response phase.
+	UpstreamStatus int    `json:"upstreamStatus,omitempty"`
+	ResponseBody   string `json:"responseBody,omitempty"`
+}
+
+func header(key, value string) *corev3.HeaderValue {
+	return &corev3.HeaderValue{Key: key, RawValue: []byte(value)}
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9002", "the picker's ext_proc address")
+	mode := flag.String("mode", "full-duplex", "request body mode: full-duplex | buffered")
+	path := flag.String("path", "/v1/completions", "request path")
+	body := flag.String("body", "", "request body")
+	forward := flag.Bool("forward", false, "send the request to the chosen endpoint and run the response phase")
+	timeout := flag.Duration("timeout", 10*time.Second, "whole exchange")
+	flag.Parse()
+	res, err := exchange(*addr, *mode, *path, []byte(*body), *forward, *timeout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envoy-side: %v\n", err)
+		os.Exit(1)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+}
+
+func exchange(addr, mode, path string, body []byte, forward bool, timeout time.Duration) (*Result, error) {
+	bodyMode := filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	if mode == "buffered" {
+		bodyMode = filterv3.ProcessingMode_BUFFERED
+	} else if mode != "full-duplex" {
+		return nil, fmt.Errorf("-mode must be full-duplex or buffered, got %q", mode)
+	}
+	responseMode := filterv3.ProcessingMode_NONE
+	if forward {
+		responseMode = bodyMode
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{SetHeaders: map[string]string{}}
+
+	send := func(r *extprocv3.ProcessingRequest) error { return stream.Send(r) }
+	// recv returns the next response, or nil after an ImmediateResponse (recorded in res).
+	recv := func() (*extprocv3.ProcessingResponse, error) {
+		r, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if ir := r.GetImmediateResponse(); ir != nil {
+			res.ImmediateStatus = int(ir.GetStatus().GetCode())
+			res.ImmediateBody = string(ir.GetBody())
+			return nil, nil
+		}
+		return r, nil
+	}
+	decision := func(c *extprocv3.CommonResponse, r *extprocv3.ProcessingResponse) {
+		for _, h := range c.GetHeaderMutation().GetSetHeaders() {
+			v := string(h.GetHeader().GetRawValue())
+			if v == "" {
+				v = h.GetHeader().GetValue()
+			}
+			res.SetHeaders[h.GetHeader().GetKey()] = v
+		}
+		res.RemoveHeaders = append(res.RemoveHeaders, c.GetHeaderMutation().GetRemoveHeaders()...)
+		res.ClearRouteCache = res.ClearRouteCache || c.GetClearRouteCache()
+		for _, ns := range r.GetDynamicMetadata().GetFields() {
+			for _, v := range ns.GetStructValue().GetFields() {
+				res.MetadataDestination = v.GetStringValue()
+			}
+		}
+	}
+
+	err = send(&extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
+			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				header(":method", "POST"), header(":path", path), header(":authority", "gateway"),
+				header("content-type", "application/json"), header("content-length", strconv.Itoa(len(body))),
+			}},
+		}},
+		ProtocolConfig: &extprocv3.ProtocolConfiguration{RequestBodyMode: bodyMode, ResponseBodyMode: responseMode},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+		// Envoy waits for the headers response before it sends a buffered body.
+		r, err := recv()
+		if err != nil || r == nil {
+			return res, err
+		}
+		if r.GetRequestHeaders() == nil {
+			return nil, fmt.Errorf("expected a request_headers response, got %v", r)
+		}
+	}
+	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true},
+	}}); err != nil {
+		return nil, err
+	}
+	var upstreamBody []byte
+	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+		r, err := recv()
+		if err != nil || r == nil {
+			return res, err
+		}
+		c := r.GetRequestBody().GetResponse()
+		if c == nil {
+			return nil, fmt.Errorf("expected a request_body response, got %v", r)
+		}
+		decision(c, r)
+		upstreamBody = body
+		if m := c.GetBodyMutation(); m != nil {
+			upstreamBody = m.GetBody()
+		}
+		res.BodyChunks = 1
+	} else {
+		// The decision rides on the headers response; the body follows as streamed chunks.
+		r, err := recv()
+		if err != nil || r == nil {
+			return res, err
+		}
+		c := r.GetRequestHeaders().GetResponse()
+		if c == nil {
+			return nil, fmt.Errorf("expected a request_headers response, got %v", r)
+		}
+		decision(c, r)
+		for {
+			r, err := recv()
+			if err != nil || r == nil {
+				return res, err
+			}
+			s := r.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+			if s == nil {
+				return nil, fmt.Errorf("expected a streamed request body chunk, got %v", r)
+			}
+			upstreamBody = append(upstreamBody, s.GetBody()...)
+			res.BodyChunks++
+			if s.GetEndOfStream() {
+				break
+			}
+		}
+	}
+	res.Body = string(upstreamBody)
+
+	if forward {
+		if err := respond(res, send, recv, path, upstreamBody, bodyMode); err != nil {
+			return nil, err
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return nil, err
+	}
+	// The picker ends the stream once Envoy has.
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return res, nil
+			}
+			return nil, fmt.Errorf("stream did not end cleanly: %w", err)
+		}
+	}
+}
+
+// respond sends the request to the destination the picker chose and runs the answer through the
+// response phase, as Envoy would.
+func respond(res *Result, send func(*extprocv3.ProcessingRequest) error,
+	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
+	bodyMode filterv3.ProcessingMode_BodySendMode) error {
+	destination := res.SetHeaders["x-gateway-destination-endpoint"]
+	if destination == "" {
+		return errors.New("no x-gateway-destination-endpoint to forward to")
+	}
+	answer, err := http.Post("http://"+destination+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	answerBody, err := io.ReadAll(answer.Body)
+	answer.Body.Close()
+	if err != nil {
+		return err
+	}
+	res.UpstreamStatus = answer.StatusCode
+	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			header(":status", strconv.Itoa(answer.StatusCode)),
+			header("content-type", answer.Header.Get("content-type")),
+		}}},
+	}}); err != nil {
+		return err
+	}
+	if r, err := recv(); err != nil || r == nil || r.GetResponseHeaders() == nil {
+		return fmt.Errorf("expected a response_headers response, got %v (%v)", r, err)
+	}
+	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: answerBody, EndOfStream: true},
+	}}); err != nil {
+		return err
+	}
+	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+		r, err := recv()
+		if err != nil || r == nil || r.GetResponseBody() == nil {
+			return fmt.Errorf("expected a response_body response, got %v (%v)", r, err)
+		}
+		res.ResponseBody = string(answerBody)
+		if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil && m.GetBody() != nil {
+			res.ResponseBody = string(m.GetBody())
+		}
+		return nil
+	}
+	// Full duplex: Envoy passes on only what the processor hands back.
+	var handed []byte
+	for {
+		r, err := recv()
+		if err != nil || r == nil {
+			return fmt.Errorf("response body: %v", err)
+		}
+		s := r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+		if s == nil {
+			return fmt.Errorf("expected a streamed response body chunk, got %v", r)
+		}
+		handed = append(handed, s.GetBody()...)
+		if s.GetEndOfStream() {
+			break
+		}
+	}
+	res.ResponseBody = string(handed)
+	return nil
+}
