@@ -105,12 +105,13 @@ GO
 # hack/envoy-side: Envoy's side of ext_proc for the picker's tests, written against the Go types
 # go-control-plane generates from Envoy's API. Cached under a hash of its sources.
 ENVOY_SIDE_SRC="$(cd "$(dirname "$0")" && pwd)/envoy-side"
-ENVOY_SIDE="$CACHE/bin/envoy-side-$(cat "$ENVOY_SIDE_SRC/go.mod" "$ENVOY_SIDE_SRC/go.sum" "$ENVOY_SIDE_SRC/main.go" | sha256sum | cut -c1-12)"
+ENVOY_SIDE="$CACHE/bin/envoy-side-$(cat "$ENVOY_SIDE_SRC"/go.mod "$ENVOY_SIDE_SRC"/go.sum "$ENVOY_SIDE_SRC"/*.go | sha256sum | cut -c1-12)"
 build_envoy_side() {
   need_go "envoy-side"
   log "building hack/envoy-side (go-control-plane, grpc-go) from the Go module proxy (first time: ~1 min)"
-  (cd "$ENVOY_SIDE_SRC" && go build -trimpath -o "$ENVOY_SIDE.tmp" . 2>"$CACHE/envoy-side-build.log") || { tail -30 "$CACHE/envoy-side-build.log" >&2; exit 1; }
-  mv "$ENVOY_SIDE.tmp" "$ENVOY_SIDE"
+  local tmp="$ENVOY_SIDE.$$.tmp" # a build of its own: two builds at once do not share a file
+  (cd "$ENVOY_SIDE_SRC" && go build -trimpath -o "$tmp" . 2>"$CACHE/envoy-side-build.log") || { tail -30 "$CACHE/envoy-side-build.log" >&2; exit 1; }
+  mv "$tmp" "$ENVOY_SIDE"
   log "built $ENVOY_SIDE"
 }
 

@@ -42,7 +42,8 @@ export interface PickerProcessOptions {
   bundled?: boolean;
   /**
    * Run this command line from `cwd` instead of the repository's picker — an image's ENTRYPOINT
-   * in its file tree (hack/env/image-tree.ts); the picker's flags follow it.
+   * in its file tree (hack/env/image-tree.ts) — with only PATH, HOME and `env` (the image's ENV)
+   * of this process' environment; the picker's flags follow it.
    */
   entrypoint?: { argv: readonly string[]; cwd: string; env?: Record<string, string> };
   /** Child output is appended here. */
@@ -67,12 +68,14 @@ export interface PickerProcess {
 }
 
 /**
- * The command line that runs a picker on loopback with OS-chosen ports (for process managers
- * that start it themselves); `picker/main.ts` through tsx unless `script` says otherwise.
+ * The command line that runs a picker on loopback with OS-chosen ports, and the folder to run it
+ * from (for process managers that start it themselves); `picker/main.ts` through tsx unless
+ * `script`, `bundled` or `entrypoint` says otherwise.
  */
 export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
   command: string;
   args: string[];
+  cwd: string;
 } {
   const pickerArgs = [
     ...["--pool", o.pool, "--namespace", o.namespace, "--host", "127.0.0.1"],
@@ -80,8 +83,13 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
     ...(o.args ?? []),
   ];
   if (o.entrypoint) {
+    if (o.script || o.bundled || o.nodeArgs || o.runtimeFlags) {
+      throw new Error(
+        "pickerCommand: entrypoint replaces script, bundled, nodeArgs and runtimeFlags",
+      );
+    }
     const [command, ...args] = o.entrypoint.argv;
-    return { command, args: [...args, ...pickerArgs] };
+    return { command, args: [...args, ...pickerArgs], cwd: o.entrypoint.cwd };
   }
   const [entry, ...entryArgs] = o.script ?? [path.join(pickerRoot, "main.ts")];
   return {
@@ -93,6 +101,7 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
       ...entryArgs,
       ...pickerArgs,
     ],
+    cwd: repoRoot,
   };
 }
 
@@ -157,10 +166,15 @@ async function isReady(url: string): Promise<boolean> {
 
 /** Starts the picker and resolves once its /readyz answers 200 (pool known, pods listed). */
 export async function startPickerProcess(o: PickerProcessOptions): Promise<PickerProcess> {
-  const { command, args } = pickerCommand(o);
+  const { command, args, cwd } = pickerCommand(o);
+  // An entry point from an image tree gets the image's environment, not this process' (whose
+  // NODE_OPTIONS, NODE_PATH or PICKER_PROTO_DIR could lend it what the image lacks).
+  const baseEnv = o.entrypoint
+    ? { PATH: process.env.PATH, HOME: process.env.HOME, ...o.entrypoint.env }
+    : process.env;
   const child: ChildProcess = spawn(command, args, {
-    cwd: o.entrypoint?.cwd ?? repoRoot,
-    env: { ...process.env, ...o.entrypoint?.env, ...o.env, KUBECONFIG: o.kubeconfig },
+    cwd,
+    env: { ...baseEnv, ...o.env, KUBECONFIG: o.kubeconfig },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -14,7 +14,12 @@ import {
 } from "../../picker/extproc";
 import { loadExtProcDefinition } from "../../picker/protos";
 
-const upstream = process.argv[process.argv.indexOf("--upstream") + 1];
+const upstreamFlag = process.argv.indexOf("--upstream");
+const upstream = upstreamFlag > 0 ? process.argv[upstreamFlag + 1] : undefined;
+if (!upstream) {
+  process.stderr.write("usage: bare-extproc --upstream HOST:PORT\n");
+  process.exit(2);
+}
 const destination = {
   header: { key: defaultExtProcConfig.destinationHeader, raw_value: Buffer.from(upstream) },
 };

@@ -214,7 +214,8 @@ async function partA(b: Bench): Promise<PartA> {
     wanted("bare-extproc") || wanted("bare-extproc-request")
       ? await startBareServer("extproc", upstream)
       : undefined;
-  if (pin) for (const b of [bare, bareExtProc]) if (b) pinToCpus(b.pid, "1");
+  if (pin)
+    for (const reference of [bare, bareExtProc]) if (reference) pinToCpus(reference.pid, "1");
   const agent = keepAliveAgent(256);
   const envoy = new EnvoyEmulator(picker.grpcPort, agent);
   const bareEnvoy = bareExtProc && new EnvoyEmulator(bareExtProc.port, agent);

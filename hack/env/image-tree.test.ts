@@ -51,6 +51,7 @@ describe("buildImageTree", () => {
         "FROM base",
         "WORKDIR /srv",
         "COPY a.txt b.txt ./",
+        "COPY src/one.txt .",
         "COPY --from=build /app/out.txt ./built/out.txt",
         "ENV MODE=production",
         "USER node",
@@ -70,6 +71,8 @@ describe("buildImageTree", () => {
     expect(tree.workdir).toBe(path.join(tree.root, "srv"));
     expect(fs.readFileSync(path.join(tree.workdir, "a.txt"), "utf8")).toBe("A");
     expect(fs.readFileSync(path.join(tree.workdir, "b.txt"), "utf8")).toBe("B");
+    // A file copied to an existing directory lands inside it.
+    expect(fs.readFileSync(path.join(tree.workdir, "one.txt"), "utf8")).toBe("1");
     expect(fs.readFileSync(path.join(tree.workdir, "built", "out.txt"), "utf8")).toBe("12hello");
     expect(tree.entrypoint).toEqual(["node", "main.js"]);
     expect(tree.cmd).toEqual(["--help"]);
@@ -87,6 +90,18 @@ describe("buildImageTree", () => {
     );
     await expect(build(["FROM base", "COPY missing.txt ./"])).rejects.toThrow(
       "Dockerfile line 2: COPY missing.txt: no such file",
+    );
+    await expect(build(["FROM base", "COPY Dockerfile Dockerfile dest"])).rejects.toThrow(
+      "Dockerfile line 2: COPY with several sources needs a destination ending in /",
+    );
+    await expect(build(["FROM base", 'ENV A="x y"'])).rejects.toThrow(
+      "Dockerfile line 2: ENV with quotes or $ is not supported here",
+    );
+    await expect(build(["FROM base AS one", "FROM one"])).rejects.toThrow(
+      "Dockerfile line 2: FROM one: flags and earlier stages as a base are not supported here",
+    );
+    await expect(build(["FROM base", "RUN true \\"])).rejects.toThrow(
+      "Dockerfile line 2: the file ends inside a continued line",
     );
     await expect(build(["FROM base", "HEALTHCHECK NONE"])).rejects.toThrow(
       "Dockerfile line 2: HEALTHCHECK is not supported without a Docker engine",

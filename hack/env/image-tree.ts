@@ -38,6 +38,7 @@ export function parseDockerfile(text: string): DockerInstruction[] {
     out.push({ op: m[1].toUpperCase(), args: m[2].trim(), line: start });
     pending = "";
   });
+  if (pending) throw new Error(`Dockerfile line ${start}: the file ends inside a continued line`);
   return out;
 }
 
@@ -75,6 +76,10 @@ function execForm(ins: DockerInstruction): string[] {
 }
 
 function envPairs(ins: DockerInstruction): Record<string, string> {
+  // Quoting and $VAR substitution are not implemented: refuse rather than differ from Docker.
+  if (/["'$\\]/.test(ins.args)) {
+    throw new Error(`Dockerfile line ${ins.line}: ENV with quotes or $ is not supported here`);
+  }
   if (!ins.args.includes("=")) {
     const [key, ...rest] = ins.args.split(/\s+/);
     return { [key]: rest.join(" ") };
@@ -99,7 +104,7 @@ function runShell(
     child.stdout.on("data", (c: Buffer) => (output += c.toString()));
     child.stderr.on("data", (c: Buffer) => (output += c.toString()));
     child.on("error", reject);
-    child.on("exit", code =>
+    child.on("close", code =>
       code === 0
         ? resolve()
         : reject(
@@ -156,6 +161,11 @@ export async function buildImageTree(
     switch (ins.op) {
       case "FROM": {
         const [image, as, name] = ins.args.split(/\s+/);
+        if (image.startsWith("--") || stages.some(s => s.name === image)) {
+          throw new Error(
+            `${where(ins)}: FROM ${image}: flags and earlier stages as a base are not supported here`,
+          );
+        }
         const root = path.join(outDir, `stage-${stages.length}`);
         fs.mkdirSync(root);
         stages.push({
@@ -184,7 +194,13 @@ export async function buildImageTree(
         const source = from === undefined ? undefined : stages.find(s => s.name === from);
         if (from !== undefined && !source) throw new Error(`${where(ins)}: no stage named ${from}`);
         const target = inStage(stage, dest);
-        const intoDir = dest.endsWith("/") || sources.length > 1;
+        if (sources.length > 1 && !dest.endsWith("/")) {
+          throw new Error(
+            `${where(ins)}: COPY with several sources needs a destination ending in /`,
+          );
+        }
+        const intoDir =
+          dest.endsWith("/") || (fs.existsSync(target) && fs.statSync(target).isDirectory());
         for (const src of sources) {
           const abs = source
             ? path.join(source.root, path.posix.resolve("/", src))
@@ -192,7 +208,7 @@ export async function buildImageTree(
           if (!fs.existsSync(abs)) throw new Error(`${where(ins)}: COPY ${src}: no such file`);
           if (fs.statSync(abs).isDirectory()) {
             // Docker copies a directory's contents, not the directory itself.
-            fs.cpSync(abs, target, { recursive: true });
+            fs.cpSync(abs, target, { recursive: true, verbatimSymlinks: true });
           } else {
             const file = intoDir ? path.join(target, path.basename(abs)) : target;
             fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -46,6 +46,8 @@ type Result struct {
 	ResponseBody   string `json:"responseBody,omitempty"`
 }
 
+const destinationHeader = "x-gateway-destination-endpoint"
+
 func header(key, value string) *corev3.HeaderValue {
 	return &corev3.HeaderValue{Key: key, RawValue: []byte(value)}
 }
@@ -114,10 +116,10 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 		}
 		res.RemoveHeaders = append(res.RemoveHeaders, c.GetHeaderMutation().GetRemoveHeaders()...)
 		res.ClearRouteCache = res.ClearRouteCache || c.GetClearRouteCache()
-		for _, ns := range r.GetDynamicMetadata().GetFields() {
-			for _, v := range ns.GetStructValue().GetFields() {
-				res.MetadataDestination = v.GetStringValue()
-			}
+		// Where the upstream gateways read the destination from (namespace envoy.lb).
+		lb := r.GetDynamicMetadata().GetFields()["envoy.lb"].GetStructValue()
+		if v := lb.GetFields()[destinationHeader].GetStringValue(); v != "" {
+			res.MetadataDestination = v
 		}
 	}
 
@@ -194,7 +196,7 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 	res.Body = string(upstreamBody)
 
 	if forward {
-		if err := respond(res, send, recv, path, upstreamBody, bodyMode); err != nil {
+		if err := respond(ctx, res, send, recv, path, upstreamBody, bodyMode); err != nil {
 			return nil, err
 		}
 	}
@@ -214,14 +216,19 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 
 // respond sends the request to the destination the picker chose and runs the answer through the
 // response phase, as Envoy would.
-func respond(res *Result, send func(*extprocv3.ProcessingRequest) error,
+func respond(ctx context.Context, res *Result, send func(*extprocv3.ProcessingRequest) error,
 	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
 	bodyMode filterv3.ProcessingMode_BodySendMode) error {
-	destination := res.SetHeaders["x-gateway-destination-endpoint"]
+	destination := res.SetHeaders[destinationHeader]
 	if destination == "" {
-		return errors.New("no x-gateway-destination-endpoint to forward to")
+		return errors.New("no " + destinationHeader + " to forward to")
 	}
-	answer, err := http.Post("http://"+destination+path, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+destination+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("content-type", "application/json")
+	answer, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -231,21 +238,47 @@ func respond(res *Result, send func(*extprocv3.ProcessingRequest) error,
 		return err
 	}
 	res.UpstreamStatus = answer.StatusCode
-	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-			header(":status", strconv.Itoa(answer.StatusCode)),
-			header("content-type", answer.Header.Get("content-type")),
-		}}},
-	}}); err != nil {
-		return err
+	sendHeaders := func() error {
+		return send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				header(":status", strconv.Itoa(answer.StatusCode)),
+				header("content-type", answer.Header.Get("content-type")),
+			}}},
+		}})
 	}
-	if r, err := recv(); err != nil || r == nil || r.GetResponseHeaders() == nil {
-		return fmt.Errorf("expected a response_headers response, got %v (%v)", r, err)
+	sendBody := func() error {
+		return send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+			ResponseBody: &extprocv3.HttpBody{Body: answerBody, EndOfStream: true},
+		}})
 	}
-	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
-		ResponseBody: &extprocv3.HttpBody{Body: answerBody, EndOfStream: true},
-	}}); err != nil {
-		return err
+	recvHeaders := func() error {
+		if r, err := recv(); err != nil || r == nil || r.GetResponseHeaders() == nil {
+			return fmt.Errorf("expected a response_headers response, got %v (%v)", r, err)
+		}
+		return nil
+	}
+	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+		// Envoy waits for the headers response before it sends a buffered body.
+		if err := sendHeaders(); err != nil {
+			return err
+		}
+		if err := recvHeaders(); err != nil {
+			return err
+		}
+		if err := sendBody(); err != nil {
+			return err
+		}
+	} else {
+		// Full duplex: the body follows the headers without waiting for their response.
+		if err := sendHeaders(); err != nil {
+			return err
+		}
+		if err := sendBody(); err != nil {
+			return err
+		}
+		if err := recvHeaders(); err != nil {
+			return err
+		}
 	}
 	if bodyMode == filterv3.ProcessingMode_BUFFERED {
 		r, err := recv()

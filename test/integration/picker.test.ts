@@ -906,8 +906,9 @@ describe("picker on the real control plane with simulated model servers", () => 
   // independent of the picker's protobufjs and of the proto files it carries (its overlay for
   // FULL_DUPLEX_STREAMED included), so a wrong field number or enum value fails here.
   it("speaks ext_proc with Envoy's own generated API (go-control-plane): both body modes and the response phase", async () => {
-    const f = await setUp("picker-envoy", { pods: 2, weights: [90, 10] });
+    // Found (or built with Go, the first time) before the pods and the picker start.
     const envoySide = ensureBinaries(() => undefined).envoySide;
+    const f = await setUp("picker-envoy", { pods: 2, weights: [90, 10] });
     const exchange = (mode: string, body: string, forward = true) =>
       new Promise<EnvoySideResult>((resolve, reject) =>
         execFile(
@@ -980,7 +981,7 @@ describe("picker on the real control plane with simulated model servers", () => 
       const client = extProcClient(f.picker.grpcPort);
       try {
         // The process is the image's entry point, run from the tree (not the repository).
-        expect(fs.readlinkSync(`/proc/${f.picker.pid}/cwd`)).toBe(image.workdir);
+        expect(fs.readlinkSync(`/proc/${f.picker.pid}/cwd`)).toBe(fs.realpathSync(image.workdir));
         const argv = fs.readFileSync(`/proc/${f.picker.pid}/cmdline`, "utf8").split("\0");
         expect(argv.slice(1, image.entrypoint.length)).toEqual(image.entrypoint.slice(1));
         // setUp saw the HTTP proxy split travel-helper onto an adapter; now ext_proc.
