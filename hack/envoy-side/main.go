@@ -257,30 +257,26 @@ func respond(ctx context.Context, res *Result, send func(*extprocv3.ProcessingRe
 		}
 		return nil
 	}
-	if bodyMode == filterv3.ProcessingMode_BUFFERED {
-		// Envoy waits for the headers response before it sends a buffered body.
-		if err := sendHeaders(); err != nil {
-			return err
-		}
-		if err := recvHeaders(); err != nil {
-			return err
-		}
-		if err := sendBody(); err != nil {
-			return err
-		}
-	} else {
-		// Full duplex: the body follows the headers without waiting for their response.
-		if err := sendHeaders(); err != nil {
-			return err
-		}
-		if err := sendBody(); err != nil {
-			return err
-		}
+	// Envoy waits for the headers response before it sends a buffered body; in full duplex the
+	// body follows the headers at once.
+	buffered := bodyMode == filterv3.ProcessingMode_BUFFERED
+	if err := sendHeaders(); err != nil {
+		return err
+	}
+	if buffered {
 		if err := recvHeaders(); err != nil {
 			return err
 		}
 	}
-	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+	if err := sendBody(); err != nil {
+		return err
+	}
+	if !buffered {
+		if err := recvHeaders(); err != nil {
+			return err
+		}
+	}
+	if buffered {
 		r, err := recv()
 		if err != nil || r == nil || r.GetResponseBody() == nil {
 			return fmt.Errorf("expected a response_body response, got %v (%v)", r, err)
