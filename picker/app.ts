@@ -107,15 +107,13 @@ export async function runPicker(
   closers.push(health.close);
   log(`gRPC health on :${health.port}`);
 
+  // What both front doors share: one router, one pool, one set of metrics.
+  const doorDeps = { router, pool: ds, metrics, now, log };
   if (config.grpcPort !== undefined) {
     const grpcServer = await startGrpcServer(
       s => {
         addExtProcService(s, {
-          router,
-          pool: ds,
-          metrics,
-          now,
-          log,
+          ...doorDeps,
           config: {
             ...defaultExtProcConfig,
             bodyMode: config.bodyMode,
@@ -136,11 +134,7 @@ export async function runPicker(
   if (config.proxyPort !== undefined) {
     const proxy = await startProxy(
       {
-        router,
-        pool: ds,
-        metrics,
-        now,
-        log,
+        ...doorDeps,
         config: {
           ...defaultProxyConfig,
           maxBodyBytes: config.maxBodyBytes,

@@ -12,7 +12,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
-import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
+import { ResponseUsage } from "./core/usage";
 import { PickerMetrics } from "./metrics";
 import { loadExtProcDefinition, loadHealthDefinition } from "./protos";
 
@@ -206,10 +206,7 @@ export class ExtProcStream {
   private startMs = 0;
   private sawResponseBody = false;
   private responseStatus = 0;
-  private sse: SseUsageScanner | undefined;
-  private responseChunks: Buffer[] = [];
-  private responseBytes = 0;
-  private responseOverflow = false;
+  private usage: ResponseUsage | undefined;
   private finished = false;
   private readonly gone = new CancellationFlag();
 
@@ -364,9 +361,7 @@ export class ExtProcStream {
   private onResponseHeaders(h: HttpHeaders): ProcessingResponse[] {
     const headers = headersToMap(h.headers);
     this.responseStatus = Number(headers.get(":status") ?? "0") || 0;
-    if ((headers.get("content-type") ?? "").includes("text/event-stream")) {
-      this.sse = new SseUsageScanner();
-    }
+    this.usage = this.responseUsage(headers.get("content-type") ?? "");
     if (h.end_of_stream) this.complete(true);
     return [{ response_headers: { response: {} } }];
   }
@@ -382,14 +377,8 @@ export class ExtProcStream {
         (this.deps.now() - this.startMs) / 1000,
       );
     }
-    if (this.sse) this.sse.push(chunk);
-    else if (!this.responseOverflow) {
-      this.responseBytes += chunk.length;
-      if (this.responseBytes > this.deps.config.maxResponseBufferBytes) {
-        this.responseOverflow = true;
-        this.responseChunks = [];
-      } else if (chunk.length > 0) this.responseChunks.push(chunk);
-    }
+    // Without response headers (Envoy configured to skip them) the body is read as JSON.
+    (this.usage ??= this.responseUsage("")).push(chunk);
     const eos = b.end_of_stream === true;
     if (eos) this.complete(true);
     const responseMode = this.responseMode ?? this.requestMode;
@@ -475,6 +464,10 @@ export class ExtProcStream {
     return { request_body: { response }, dynamic_metadata: this.metadata(decision) };
   }
 
+  private responseUsage(contentType: string): ResponseUsage {
+    return new ResponseUsage(contentType, this.deps.config.maxResponseBufferBytes);
+  }
+
   /** Records the outcome once; `responded` is false when the stream ended early. */
   private complete(responded: boolean): void {
     if (this.finished || !this.decision) return;
@@ -485,12 +478,7 @@ export class ExtProcStream {
     const { metrics } = this.deps;
     metrics.observeDuration(d.model, d.targetModel, (this.deps.now() - this.startMs) / 1000);
     if (this.responseStatus >= 400) metrics.recordError(d.model, d.targetModel, "ModelServerError");
-    let usage: TokenUsage | undefined;
-    if (this.sse) usage = this.sse.finish();
-    else if (!this.responseOverflow && this.responseChunks.length > 0) {
-      usage = usageFromJson(Buffer.concat(this.responseChunks).toString("utf8"));
-    }
-    this.responseChunks = [];
+    const usage = this.usage?.finish();
     if (usage)
       metrics.observeTokens(d.model, d.targetModel, usage.promptTokens, usage.completionTokens);
   }

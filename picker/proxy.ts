@@ -8,7 +8,7 @@ import { AddressInfo } from "node:net";
 import { Agent, Dispatcher } from "undici";
 import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "./core/router";
 import { PickerError, PoolView, errorBody, pickerError } from "./core/types";
-import { SseUsageScanner, TokenUsage, usageFromJson } from "./core/usage";
+import { ResponseUsage } from "./core/usage";
 import { PickerMetrics } from "./metrics";
 
 export interface ProxyConfig {
@@ -330,13 +330,11 @@ type ExchangeOutcome = { kind: "relayed" } | { kind: "failed"; code: string };
  */
 class Exchange implements Dispatcher.DispatchHandler {
   private controller?: Dispatcher.DispatchController;
-  private started = false;
   private first = true;
   private failed = false;
-  private sse?: SseUsageScanner;
-  private kept: Buffer[] = [];
-  private keptBytes = 0;
+  private usage?: ResponseUsage;
   private held?: Buffer;
+  /** 0 until the response started. */
   private statusCode = 0;
   private clientLeft = false;
   private finish!: (outcome: ExchangeOutcome) => void;
@@ -392,33 +390,29 @@ class Exchange implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // 1xx: the real answer follows
-    this.started = true;
-    const contentType = String(headers["content-type"] ?? "");
-    if (contentType.includes("text/event-stream")) this.sse = new SseUsageScanner();
-    this.res.writeHead(statusCode, responseHeaders(headers));
     this.statusCode = statusCode;
+    this.usage = new ResponseUsage(
+      String(headers["content-type"] ?? ""),
+      this.deps.config.maxResponseBufferBytes,
+    );
+    this.res.writeHead(statusCode, responseHeaders(headers));
     // An event stream's headers go out at once (the client learns the stream is open); other
     // headers leave with the first body bytes, in the same write.
-    if (this.sse) this.res.flushHeaders();
+    if (this.usage.streaming) this.res.flushHeaders();
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const { metrics, now, config } = this.deps;
+    const { metrics, now } = this.deps;
     if (this.first) {
       this.first = false;
       if (this.counted) {
         metrics.observeTtft(this.d.model, this.d.targetModel, (now() - this.startMs) / 1000);
       }
     }
+    this.usage!.push(chunk);
     let writable = true;
-    if (this.sse) {
-      this.sse.push(chunk);
-      writable = this.res.write(chunk);
-    } else {
-      if (this.keptBytes <= config.maxResponseBufferBytes) {
-        this.keptBytes += chunk.length;
-        this.kept.push(chunk);
-      }
+    if (this.usage!.streaming) writable = this.res.write(chunk);
+    else {
       // Other answers are written one chunk late, so the last goes out with end(): the usual
       // one-chunk answer leaves in one write with its headers, not in two system calls.
       if (this.held) writable = this.res.write(this.held);
@@ -437,7 +431,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    if (!this.started) {
+    if (this.statusCode === 0) {
       this.finish({ kind: "failed", code: errorCode(err) });
       return;
     }
@@ -449,17 +443,14 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The response is over (complete or broken): metrics, then the caller goes on. */
   private done(): void {
-    const { metrics, now, config } = this.deps;
+    const { metrics, now } = this.deps;
     const d = this.d;
     if (this.counted) {
       metrics.observeDuration(d.model, d.targetModel, (now() - this.startMs) / 1000);
       if (this.failed || this.statusCode >= 400) {
         metrics.recordError(d.model, d.targetModel, "ModelServerError");
       }
-      let usage: TokenUsage | undefined;
-      if (this.sse) usage = this.sse.finish();
-      else if (this.keptBytes <= config.maxResponseBufferBytes)
-        usage = usageFromJson(Buffer.concat(this.kept).toString("utf8"));
+      const usage = this.usage?.finish();
       if (usage) {
         metrics.observeTokens(d.model, d.targetModel, usage.promptTokens, usage.completionTokens);
       }

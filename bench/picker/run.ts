@@ -95,8 +95,8 @@ interface PhaseView {
   /** Of which in the kernel (system calls, loopback TCP). */
   pickerSystemSeconds: number;
   /** The reference server's CPU (the bare proxy or ext_proc server; its own paths), from /proc. */
-  bareCpuSeconds: number;
-  bareSystemSeconds: number;
+  referenceCpuSeconds: number;
+  referenceSystemSeconds: number;
   pickerGcPauses: number;
   pickerGcSeconds: number;
   /** Worst of the phases (the picker's prom-client event-loop monitor, reset at each scrape). */
@@ -110,8 +110,8 @@ const emptyView = (): PhaseView => ({
   requests: 0,
   pickerCpuSeconds: 0,
   pickerSystemSeconds: 0,
-  bareCpuSeconds: 0,
-  bareSystemSeconds: 0,
+  referenceCpuSeconds: 0,
+  referenceSystemSeconds: 0,
   pickerGcPauses: 0,
   pickerGcSeconds: 0,
   pickerLoopP99Ms: 0,
@@ -124,27 +124,27 @@ const emptyView = (): PhaseView => ({
 const pickerLoopIntervalMs = 10;
 
 /**
- * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay), the bare
- * proxy (its CPU from /proc) and the load generator (its own event-loop delay) saw meanwhile to
- * `view`.
+ * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay), the path's
+ * reference server if any (its CPU from /proc) and the load generator (its own event-loop delay)
+ * saw meanwhile to `view`.
  */
 async function observed<T>(
   metricsUrl: string,
   view: PhaseView,
   requests: number,
   phase: () => Promise<T>,
-  barePid?: number,
+  referencePid?: number,
 ): Promise<T> {
   const before = await pageOf(metricsUrl); // also resets the picker's event-loop histogram
-  const bareBefore = barePid ? cpuTimes(barePid) : undefined;
+  const referenceBefore = referencePid ? cpuTimes(referencePid) : undefined;
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const result = await phase();
   loop.disable();
-  if (barePid && bareBefore) {
-    const { user, system } = cpuTimes(barePid);
-    view.bareCpuSeconds += user + system - bareBefore.user - bareBefore.system;
-    view.bareSystemSeconds += system - bareBefore.system;
+  if (referencePid && referenceBefore) {
+    const { user, system } = cpuTimes(referencePid);
+    view.referenceCpuSeconds += user + system - referenceBefore.user - referenceBefore.system;
+    view.referenceSystemSeconds += system - referenceBefore.system;
   }
   const after = await pageOf(metricsUrl);
   const diff = (name: string) => metricSum(after, name) - metricSum(before, name);
@@ -675,9 +675,9 @@ function reportA(a: PartA): string {
     lines.push(
       `| ${d.door} | ${((1e6 * v.pickerCpuSeconds) / v.requests).toFixed(0)} µs ` +
         `(${((1e6 * v.pickerSystemSeconds) / v.requests).toFixed(0)} µs)` +
-        (v.bareCpuSeconds > 0
-          ? `; the reference server: ${((1e6 * v.bareCpuSeconds) / v.requests).toFixed(0)} µs ` +
-            `(${((1e6 * v.bareSystemSeconds) / v.requests).toFixed(0)} µs)`
+        (v.referenceCpuSeconds > 0
+          ? `; the reference server: ${((1e6 * v.referenceCpuSeconds) / v.requests).toFixed(0)} µs ` +
+            `(${((1e6 * v.referenceSystemSeconds) / v.requests).toFixed(0)} µs)`
           : "") +
         " | " +
         `${v.pickerGcPauses} | ${(1000 * v.pickerGcSeconds).toFixed(0)} ms | ` +

@@ -126,3 +126,46 @@ export class SseUsageScanner {
     if (usage) this.last = usage;
   }
 }
+
+/**
+ * The token usage of one response as it passes through a front door: an event stream is scanned
+ * line by line; any other body is kept up to `maxBytes` and its `usage` read at the end (none
+ * above that).
+ */
+export class ResponseUsage {
+  private readonly sse?: SseUsageScanner;
+  private kept: Buffer[] = [];
+  private keptBytes = 0;
+
+  constructor(
+    contentType: string,
+    private readonly maxBytes: number,
+  ) {
+    if (contentType.includes("text/event-stream")) this.sse = new SseUsageScanner();
+  }
+
+  /** An event stream: its chunks are for the client at once. */
+  get streaming(): boolean {
+    return this.sse !== undefined;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.sse) {
+      this.sse.push(chunk);
+      return;
+    }
+    if (this.keptBytes > this.maxBytes) return;
+    this.keptBytes += chunk.length;
+    // Above the limit nothing will be read: let go of what was kept.
+    if (this.keptBytes > this.maxBytes) this.kept = [];
+    else this.kept.push(chunk);
+  }
+
+  /** At the end of the response. */
+  finish(): TokenUsage | undefined {
+    if (this.sse) return this.sse.finish();
+    const kept = this.kept;
+    this.kept = [];
+    return kept.length > 0 ? usageFromJson(Buffer.concat(kept).toString("utf8")) : undefined;
+  }
+}
