@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) and the tests' Envoy-side
-# ext_proc client (hack/envoy-side) from the Go module proxy into a cache folder outside git,
+# ext_proc client and benchmark load generator (hack/envoy-side) from the Go module proxy into a cache folder outside git,
 # unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS or already cached. Rebuilds only
 # what is missing.
 set -euo pipefail
@@ -103,7 +103,8 @@ GO
 }
 
 # hack/envoy-side: Envoy's side of ext_proc for the picker's tests, written against the Go types
-# go-control-plane generates from Envoy's API. Cached under a hash of its sources.
+# go-control-plane generates from Envoy's API, and bench/picker's load generator (`envoy-side
+# load`). Cached under a hash of its sources.
 ENVOY_SIDE_SRC="$(cd "$(dirname "$0")" && pwd)/envoy-side"
 ENVOY_SIDE="$CACHE/bin/envoy-side-$(cat "$ENVOY_SIDE_SRC"/go.mod "$ENVOY_SIDE_SRC"/go.sum "$ENVOY_SIDE_SRC"/*.go | sha256sum | cut -c1-12)"
 build_envoy_side() {

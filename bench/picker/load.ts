@@ -1,11 +1,13 @@
-// Load generation for the picker benchmark, on loopback only: an open loop (requests at given
-// arrival times, latency counted from the intended start so a stalled system cannot hide its
-// queue), a closed loop (fixed concurrency, for throughput), HTTP senders over kept-alive undici
-// pools, and Envoy's side of ext_proc played with the real protos.
+// Load generation for the picker benchmark, on loopback only. Part (b) (latencies of hundreds of
+// milliseconds, streamed answers) uses the open and closed loops here: an open loop (requests at
+// given arrival times, latency counted from the intended start so a stalled system cannot hide
+// its queue), a closed loop (fixed concurrency, for throughput), HTTP senders over kept-alive
+// undici pools. Part (a) measures fractions of a millisecond and uses the Go load generator
+// (`envoy-side load`, hack/envoy-side/load.go) through `goLoad`, which also plays Envoy's side
+// of ext_proc.
 
-import * as grpc from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
 import { Agent, Dispatcher, request } from "undici";
-import { loadExtProcDefinition } from "../../picker/protos";
 
 export interface SendResult {
   status: number;
@@ -164,148 +166,82 @@ export async function post(
   }
 }
 
-// --- Envoy's side of ext_proc ----------------------------------------------------------------
+// --- The Go load generator (part (a)) --------------------------------------------------------
 
-type Json = Record<string, unknown>;
-type ProcessCall = grpc.ClientDuplexStream<Json, Json>;
+/** What one phase sends; hack/envoy-side/load.go's LoadSpec. */
+export type GoLoadTarget =
+  | { kind: "http"; url: string }
+  | { kind: "extproc"; addr: string; path: string; responsePhase: boolean };
 
-const headerMap = (headers: Record<string, string>) => ({
-  headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })),
-});
+export type GoLoadPhase =
+  | { phase: "single"; count: number }
+  | { phase: "open"; count: number; rate: number; maxInflight: number; drainMs: number }
+  | { phase: "closed"; concurrency: number; durationMs: number };
 
-function destinationOf(response: Json): string | undefined {
-  const common = (response.request_headers as { response?: Json } | undefined)?.response;
-  const set = (
-    common?.header_mutation as
-      | { set_headers?: { header: { key: string; raw_value?: Buffer } }[] }
-      | undefined
-  )?.set_headers;
-  const header = set?.find(h => h.header.key === "x-gateway-destination-endpoint");
-  return header?.header.raw_value ? Buffer.from(header.header.raw_value).toString() : undefined;
-}
-
-function streamedBody(response: Json, phase: "request_body" | "response_body") {
-  return (
-    (response[phase] as { response?: Json } | undefined)?.response?.body_mutation as
-      | { streamed_response?: { body?: Buffer; end_of_stream?: boolean } }
-      | undefined
-  )?.streamed_response;
+export interface GoLoadResult {
+  samples: Sample[];
+  /** Not sent (the in-flight limit) or not answered within the drain time. */
+  lost: number;
+  errors: string[];
+  seconds: number;
+  /** How late the open loop sent its requests: the load generator's own stalls. */
+  sendLateP99Ms: number;
+  sendLateMaxMs: number;
 }
 
 /**
- * Plays Envoy with the picker as its ext_proc server in FULL_DUPLEX_STREAMED mode, request and
- * response phases (as the upstream gateway configuration does): request headers and body to the
- * picker, its decision and (rewritten) body back, the request to the chosen pod, the response
- * headers and body through the picker, which hands the body back. One gRPC stream per request
- * over one HTTP/2 connection.
+ * Runs one phase in `envoy-side load` (the binary from hack/build-binaries.sh): each request's
+ * body is one of `bodies`, drawn with `weights`; `warmupRequests` go first with 16 in flight and
+ * are not recorded.
  */
-export class EnvoyEmulator {
-  private readonly client: grpc.Client;
-  private readonly process: (this: grpc.Client) => ProcessCall;
-
-  constructor(
-    port: number,
-    private readonly upstream: Dispatcher,
-  ) {
-    const pkg = grpc.loadPackageDefinition(loadExtProcDefinition()) as unknown as {
-      envoy: {
-        service: { ext_proc: { v3: { ExternalProcessor: grpc.ServiceClientConstructor } } };
+export function goLoad(
+  binary: string,
+  target: GoLoadTarget,
+  bodies: { bodies: Buffer[]; weights: number[] },
+  phase: GoLoadPhase,
+  warmupRequests = 200,
+): Promise<GoLoadResult> {
+  const spec = {
+    ...target,
+    ...phase,
+    bodies: bodies.bodies.map(b => b.toString("utf8")),
+    weights: bodies.weights,
+    seed: 11,
+    warmupRequests,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, ["load"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    child.on("error", reject);
+    child.on("close", code => {
+      if (code !== 0)
+        return reject(new Error(`envoy-side load exited with ${code}: ${err.trim()}`));
+      const r = JSON.parse(out) as {
+        samples: [number, number, number][] | null;
+        unsent: number;
+        unanswered: number;
+        errors: string[] | null;
+        seconds: number;
+        sendLateP99Ms: number;
+        sendLateMaxMs: number;
       };
-    };
-    this.client = new pkg.envoy.service.ext_proc.v3.ExternalProcessor(
-      `127.0.0.1:${port}`,
-      grpc.credentials.createInsecure(),
-    );
-    this.process = (
-      this.client as unknown as { Process: (this: grpc.Client) => ProcessCall }
-    ).Process;
-  }
-
-  close(): void {
-    this.client.close();
-  }
-
-  /**
-   * `responsePhase: false` leaves the response out of ext_proc (Envoy configured with response
-   * headers and body SKIP): the picker is then on the request path only.
-   */
-  async send(path: string, body: Buffer, responsePhase = true): Promise<SendResult> {
-    const call = this.process.call(this.client);
-    const inbox: Json[] = [];
-    let waiter: (() => void) | undefined;
-    let failure: Error | undefined;
-    call.on("data", (m: Json) => {
-      inbox.push(m);
-      waiter?.();
-    });
-    call.on("error", (err: Error) => {
-      failure = err;
-      waiter?.();
-    });
-    const next = async (): Promise<Json> => {
-      while (inbox.length === 0) {
-        if (failure) throw failure;
-        await new Promise<void>(resolve => (waiter = resolve));
-        waiter = undefined;
-      }
-      return inbox.shift()!;
-    };
-    try {
-      call.write({
-        request_headers: {
-          headers: headerMap({
-            ":method": "POST",
-            ":path": path,
-            ":authority": "gateway",
-            "content-type": "application/json",
-            "content-length": String(body.length),
-          }),
-        },
-        protocol_config: {
-          request_body_mode: "FULL_DUPLEX_STREAMED",
-          response_body_mode: responsePhase ? "FULL_DUPLEX_STREAMED" : "NONE",
-        },
+      resolve({
+        samples: (r.samples ?? []).map(([offsetMs, latencyMs, status], index) => ({
+          index,
+          offsetMs,
+          latencyMs,
+          status,
+        })),
+        lost: r.unsent + r.unanswered,
+        errors: r.errors ?? [],
+        seconds: r.seconds,
+        sendLateP99Ms: r.sendLateP99Ms,
+        sendLateMaxMs: r.sendLateMaxMs,
       });
-      call.write({ request_body: { body, end_of_stream: true } });
-      const decision = await next();
-      if (decision.immediate_response) {
-        const status = (decision.immediate_response as { status?: { code?: number } }).status;
-        return { status: status?.code ?? 500, error: "immediate response" };
-      }
-      const destination = destinationOf(decision);
-      if (!destination) return { status: 0, error: "no destination" };
-      const parts: Buffer[] = [];
-      for (;;) {
-        const streamed = streamedBody(await next(), "request_body");
-        if (!streamed) return { status: 0, error: "expected a streamed request body" };
-        parts.push(Buffer.from(streamed.body ?? Buffer.alloc(0)));
-        if (streamed.end_of_stream) break;
-      }
-      const answer = await post(
-        this.upstream,
-        `http://${destination}${path}`,
-        Buffer.concat(parts),
-      );
-      if (!responsePhase) return answer;
-      call.write({
-        response_headers: {
-          headers: headerMap({
-            ":status": String(answer.status),
-            "content-type": "application/json",
-          }),
-        },
-      });
-      await next();
-      call.write({ response_body: { body: answer.body, end_of_stream: true } });
-      const echoed = streamedBody(await next(), "response_body");
-      // Envoy would pass the body on to the client only now: this is the client's first byte.
-      const firstByteAt = performance.now();
-      if (!echoed) return { status: 0, error: "expected the response body back" };
-      return { status: answer.status, firstByteAt, error: answer.error };
-    } catch (err) {
-      return { status: 0, error: String(err) };
-    } finally {
-      call.end();
-    }
-  }
+    });
+    child.stdin.end(JSON.stringify(spec));
+  });
 }

@@ -5,7 +5,7 @@
 //
 // (a) What each front door adds: the same requests sent straight to a zero-latency simulator,
 //     through a bare Node proxy (the reference hop), through the HTTP proxy, and through ext_proc
-//     with Envoy's side played by a gRPC client (with and without the response phase), to the
+//     with Envoy's side played by a Go gRPC client (with and without the response phase), to the
 //     picker and to a bare Node ext_proc server (the reference for that door) — one at
 //     a time (no queueing), at 1,000 req/s (open loop), and with 64 in flight (highest
 //     throughput). Rounds alternate the paths, so that background load on the machine hits them
@@ -23,8 +23,8 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import {
+  ensureBinaries,
   ensureCluster,
   isClusterRunning,
   kubectlFor,
@@ -51,7 +51,17 @@ import {
   waitIdle,
   waitPickerReady,
 } from "./env";
-import { EnvoyEmulator, Sample, Send, closedLoop, keepAliveAgent, openLoop, post } from "./load";
+import {
+  GoLoadPhase,
+  GoLoadResult,
+  GoLoadTarget,
+  Sample,
+  closedLoop,
+  goLoad,
+  keepAliveAgent,
+  openLoop,
+  post,
+} from "./load";
 import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./stats";
 
 const args = process.argv.slice(2);
@@ -102,8 +112,9 @@ interface PhaseView {
   /** Worst of the phases (the picker's prom-client event-loop monitor, reset at each scrape). */
   pickerLoopP99Ms: number;
   pickerLoopMaxMs: number;
-  loadLoopP99Ms: number;
-  loadLoopMaxMs: number;
+  /** How late the load generator sent requests (its own stalls), worst phase. */
+  loadSendLateP99Ms: number;
+  loadSendLateMaxMs: number;
 }
 
 const emptyView = (): PhaseView => ({
@@ -116,8 +127,8 @@ const emptyView = (): PhaseView => ({
   pickerGcSeconds: 0,
   pickerLoopP99Ms: 0,
   pickerLoopMaxMs: 0,
-  loadLoopP99Ms: 0,
-  loadLoopMaxMs: 0,
+  loadSendLateP99Ms: 0,
+  loadSendLateMaxMs: 0,
 });
 
 /** prom-client's event-loop monitor in the picker samples every 10 ms (its default). */
@@ -125,22 +136,19 @@ const pickerLoopIntervalMs = 10;
 
 /**
  * Runs one phase and adds what the picker (its /metrics: CPU, GC, event-loop delay), the path's
- * reference server if any (its CPU from /proc) and the load generator (its own event-loop delay)
- * saw meanwhile to `view`.
+ * reference server if any (its CPU from /proc) and the load generator (how late it sent) saw
+ * meanwhile to `view`.
  */
-async function observed<T>(
+async function observed(
   metricsUrl: string,
   view: PhaseView,
   requests: number,
-  phase: () => Promise<T>,
+  phase: () => Promise<GoLoadResult>,
   referencePid?: number,
-): Promise<T> {
+): Promise<GoLoadResult> {
   const before = await pageOf(metricsUrl); // also resets the picker's event-loop histogram
   const referenceBefore = referencePid ? cpuTimes(referencePid) : undefined;
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
   const result = await phase();
-  loop.disable();
   if (referencePid && referenceBefore) {
     const { user, system } = cpuTimes(referencePid);
     view.referenceCpuSeconds += user + system - referenceBefore.user - referenceBefore.system;
@@ -153,14 +161,14 @@ async function observed<T>(
   view.pickerSystemSeconds += diff("process_cpu_system_seconds_total");
   view.pickerGcPauses += diff("nodejs_gc_duration_seconds_count");
   view.pickerGcSeconds += diff("nodejs_gc_duration_seconds_sum");
-  // Both monitors record the time between two ticks of a timer: the delay is what exceeds the
-  // timer's interval (prom-client's default 10 ms in the picker, 1 ms here).
+  // The monitor records the time between two ticks of a timer: the delay is what exceeds the
+  // timer's interval (prom-client's default 10 ms).
   const worst = (name: string, current: number) =>
     Math.max(current, 1000 * metricSum(after, name) - pickerLoopIntervalMs);
   view.pickerLoopP99Ms = worst("nodejs_eventloop_lag_p99_seconds", view.pickerLoopP99Ms);
   view.pickerLoopMaxMs = worst("nodejs_eventloop_lag_max_seconds", view.pickerLoopMaxMs);
-  view.loadLoopP99Ms = Math.max(view.loadLoopP99Ms, loop.percentile(99) / 1e6 - 1);
-  view.loadLoopMaxMs = Math.max(view.loadLoopMaxMs, loop.max / 1e6 - 1);
+  view.loadSendLateP99Ms = Math.max(view.loadSendLateP99Ms, result.sendLateP99Ms);
+  view.loadSendLateMaxMs = Math.max(view.loadSendLateMaxMs, result.sendLateMaxMs);
   return result;
 }
 
@@ -169,6 +177,8 @@ interface DoorResult {
   view: PhaseView;
   single: LatencySummary;
   at1000: LatencySummary;
+  /** p99 at 1,000 req/s of each round on its own (rounds alternate the paths). */
+  p99ByRound: number[];
   failedAt1000: number;
   maxThroughput: number;
   maxThroughputFailed: number;
@@ -216,101 +226,126 @@ async function partA(b: Bench): Promise<PartA> {
       : undefined;
   if (pin)
     for (const reference of [bare, bareExtProc]) if (reference) pinToCpus(reference.pid, "1");
-  const agent = keepAliveAgent(256);
-  const envoy = new EnvoyEmulator(picker.grpcPort, agent);
-  const bareEnvoy = bareExtProc && new EnvoyEmulator(bareExtProc.port, agent);
+  const loadgen = ensureBinaries(log).envoySide;
   try {
     await waitPickerReady(picker, pool, 1);
     const prompt = "Plan a weekend in Lisbon with a day trip to Sintra.";
-    const publicBody = Buffer.from(
-      JSON.stringify({ model: "travel-helper", prompt, max_tokens: 1 }),
-    );
+    const publicBody = { bodies: [completion("travel-helper")], weights: [1] };
     // Direct: the client splits 90/10 itself, so every path serves the same mix of adapters.
-    const split = seededRandom(11);
-    const directBodies = [V1, V2].map(m =>
-      Buffer.from(JSON.stringify({ model: m, prompt, max_tokens: 1 })),
-    );
-    const directBody = () => directBodies[split() < 0.9 ? 0 : 1];
-    const allDoors: { key: string; name: string; send: Send; referencePid?: number }[] = [
+    const directBodies = { bodies: [completion(V1), completion(V2)], weights: [0.9, 0.1] };
+    function completion(model: string): Buffer {
+      return Buffer.from(JSON.stringify({ model, prompt, max_tokens: 1 }));
+    }
+    const extproc = (port: number, responsePhase: boolean): GoLoadTarget => ({
+      kind: "extproc",
+      addr: `127.0.0.1:${port}`,
+      path: "/v1/completions",
+      responsePhase,
+    });
+    const allDoors: {
+      key: string;
+      name: string;
+      target: () => GoLoadTarget;
+      bodies: typeof publicBody;
+      referencePid?: number;
+    }[] = [
       {
         key: "direct",
         name: "direct to the simulator (no picker)",
-        send: () =>
-          post(agent, `${server.url}/v1/completions`, directBodies[split() < 0.9 ? 0 : 1]),
+        target: () => ({ kind: "http", url: `${server.url}/v1/completions` }),
+        bodies: directBodies,
       },
       {
         key: "bare",
         name: "bare Node proxy (reference: relays to the simulator, decides nothing)",
-        send: () => post(agent, `http://127.0.0.1:${bare!.port}/v1/completions`, directBody()),
+        target: () => ({ kind: "http", url: `http://127.0.0.1:${bare!.port}/v1/completions` }),
+        bodies: directBodies,
         referencePid: bare?.pid,
       },
       {
         key: "proxy",
         name: "HTTP proxy",
-        send: () => post(agent, `${picker.proxyUrl}/v1/completions`, publicBody),
+        target: () => ({ kind: "http", url: `${picker.proxyUrl}/v1/completions` }),
+        bodies: publicBody,
       },
       {
         key: "bare-extproc",
         name: "bare Node ext_proc server (reference: hands everything back, decides nothing), request and response phases",
-        send: () => bareEnvoy!.send("/v1/completions", directBody()),
+        target: () => extproc(bareExtProc!.port, true),
+        bodies: directBodies,
         referencePid: bareExtProc?.pid,
       },
       {
         key: "extproc",
         name: "ext_proc, request and response phases",
-        send: () => envoy.send("/v1/completions", publicBody),
+        target: () => extproc(picker.grpcPort, true),
+        bodies: publicBody,
       },
       {
         key: "bare-extproc-request",
         name: "bare Node ext_proc server, request phase only",
-        send: () => bareEnvoy!.send("/v1/completions", directBody(), false),
+        target: () => extproc(bareExtProc!.port, false),
+        bodies: directBodies,
         referencePid: bareExtProc?.pid,
       },
       {
         key: "extproc-request",
         name: "ext_proc, request phase only",
-        send: () => envoy.send("/v1/completions", publicBody, false),
+        target: () => extproc(picker.grpcPort, false),
+        bodies: publicBody,
       },
     ];
     // The direct path always runs: "added" is measured against it.
     const doors = allDoors.filter(d => wanted(d.key));
     const single = doors.map(() => [] as number[]);
     const open = doors.map(() => [] as Sample[]);
+    const p99ByRound = doors.map(() => [] as number[]);
+    const lost = doors.map(() => 0);
     const views = doors.map(emptyView);
-    for (const door of doors) await closedLoop(door.send, 16, 1000); // warm-up
+    const run = (door: (typeof doors)[number], phase: GoLoadPhase, warmup?: number) =>
+      goLoad(loadgen, door.target(), door.bodies, phase, warmup).then(r => {
+        if (r.errors.length) log(`(a) ${door.name}: errors: ${r.errors.join("; ")}`);
+        return r;
+      });
+    for (const door of doors)
+      await run(door, { phase: "closed", concurrency: 16, durationMs: 1000 }); // warm-up
     for (let round = 1; round <= rounds; round++) {
       for (const [i, door] of doors.entries()) {
         log(`(a) round ${round}/${rounds}, ${door.name}: one at a time, then ${rate} req/s`);
-        for (let n = 0; n < singleRequests; n++) {
-          const t0 = performance.now();
-          const r = await door.send(n);
-          if (r.status === 200) single[i].push(performance.now() - t0);
-        }
-        const arrivals = Array.from({ length: rate * sliceSeconds }, (_, k) => (k * 1000) / rate);
-        const samples = await observed(
+        const one = await run(door, { phase: "single", count: singleRequests });
+        single[i].push(...one.samples.filter(s => s.status === 200).map(s => s.latencyMs));
+        const count = rate * sliceSeconds;
+        const r = await observed(
           picker.metricsUrl,
           views[i],
-          arrivals.length,
-          () => openLoop(arrivals, door.send, { maxInflight: 2000, drainTimeoutMs: 10000 }),
+          count,
+          () => run(door, { phase: "open", count, rate, maxInflight: 2000, drainMs: 10000 }),
           door.referencePid,
         );
-        open[i].push(...samples.filter(s => s.offsetMs >= warmupMs));
+        const counted = r.samples.filter(s => s.offsetMs >= warmupMs);
+        open[i].push(...counted);
+        p99ByRound[i].push(
+          summarize(counted.filter(s => s.status === 200).map(s => s.latencyMs)).p99,
+        );
+        lost[i] += r.lost;
       }
     }
     const results: DoorResult[] = [];
     for (const [i, door] of doors.entries()) {
       log(`(a) ${door.name}: ${concurrency} in flight for ${throughputMs / 1000} s`);
-      const max = await closedLoop(door.send, concurrency, throughputMs);
+      const max = await run(door, { phase: "closed", concurrency, durationMs: throughputMs });
       const ok = open[i].filter(s => s.status === 200);
+      const maxOk = max.samples.filter(s => s.status === 200);
       results.push({
         door: door.name,
         view: views[i],
         single: summarize(single[i]),
         at1000: summarize(ok.map(s => s.latencyMs)),
-        failedAt1000: open[i].length - ok.length,
-        maxThroughput: max.completed / max.seconds,
-        maxThroughputFailed: max.failed,
-        maxThroughputP50: summarize(max.latenciesMs).p50,
+        p99ByRound: p99ByRound[i],
+        failedAt1000: open[i].length - ok.length + lost[i],
+        maxThroughput: maxOk.length / max.seconds,
+        maxThroughputFailed: max.samples.length - maxOk.length,
+        maxThroughputP50: summarize(maxOk.map(s => s.latencyMs)).p50,
       });
       log(`(a) ${door.name}: ${JSON.stringify(results[i])}`);
     }
@@ -326,9 +361,6 @@ async function partA(b: Bench): Promise<PartA> {
       `under 100 µs, ${((100 * bucket("0.001")) / count).toFixed(2)} % under 1 ms.`;
     return { doors: results, decision, rounds, secondsAt1000: rounds * sliceSeconds, pinned: pin };
   } finally {
-    envoy.close();
-    bareEnvoy?.close();
-    await agent.close();
     await picker.stop();
     bare?.stop();
     bareExtProc?.stop();
@@ -640,22 +672,26 @@ function reportA(a: PartA): string {
     d === direct ? "–" : `${ms(f(d) - f(direct))} ms`;
   const lines = [
     `One request at a time, then ${a.secondsAt1000} s at 1,000 req/s (open loop, latency from ` +
-      `the intended send time; ${a.rounds} rounds alternating the paths), then 64 in flight. ` +
-      `"Added" = the path's percentile minus the direct path's. ` +
+      `the intended send time; ${a.rounds} rounds alternating the paths), then 64 in flight; ` +
+      `the load generator in Go (\`envoy-side load\`, also Envoy's side of ext_proc). ` +
+      `"Added" = the path's percentile minus the direct path's (round by round: of the same ` +
+      `round, so that a stall of the machine in one round shows as such). ` +
       (a.pinned
         ? "Pinned (`--pin`): the picker alone on CPU 1; the load generator, the simulator (and " +
           "the Envoy stand-in) on CPU 0."
         : "All processes share the machine's cores."),
     "",
-    "| path | one at a time p50 / p99 | added p50 / p99 | at 1,000 req/s p50 / p99 | added p50 / p99 | failed | highest throughput (64 in flight) |",
-    "|---|---|---|---|---|---|---|",
+    "| path | one at a time p50 / p99 | added p50 / p99 | at 1,000 req/s p50 / p99 | added p50 / p99 | added p99 round by round | failed | highest throughput (64 in flight) |",
+    "|---|---|---|---|---|---|---|---|",
   ];
   for (const d of a.doors) {
     lines.push(
       `| ${d.door} | ${ms(d.single.p50)} / ${ms(d.single.p99)} ms | ` +
         `${added(d, x => x.single.p50)} / ${added(d, x => x.single.p99)} | ` +
         `${ms(d.at1000.p50)} / ${ms(d.at1000.p99)} ms | ` +
-        `${added(d, x => x.at1000.p50)} / ${added(d, x => x.at1000.p99)} | ${d.failedAt1000} | ` +
+        `${added(d, x => x.at1000.p50)} / ${added(d, x => x.at1000.p99)} | ` +
+        `${d === direct ? "–" : d.p99ByRound.map((p, k) => ms(p - direct.p99ByRound[k])).join(", ")} | ` +
+        `${d.failedAt1000} | ` +
         `${d.maxThroughput.toFixed(0)} req/s (p50 ${ms(d.maxThroughputP50)} ms` +
         `${d.maxThroughputFailed ? `, ${d.maxThroughputFailed} failed` : ""}) |`,
     );
@@ -664,10 +700,10 @@ function reportA(a: PartA): string {
     "",
     "What the processes saw during the 1,000 req/s phases (the picker runs, and scrapes the " +
       "simulator every 50 ms, during the direct path's phases too; event-loop delay beyond the " +
-      "sampling timer's interval, worst phase: the picker's from prom-client's monitor (10 ms), " +
-      "the load generator's sampled every 1 ms):",
+      "sampling timer's interval, worst phase, from prom-client's monitor (10 ms); how late the " +
+      "load generator sent its requests, worst phase):",
     "",
-    "| path | picker CPU per request (of it in the kernel) | picker GC pauses | picker GC time | picker event-loop delay p99 / max | load generator event-loop delay p99 / max |",
+    "| path | picker CPU per request (of it in the kernel) | picker GC pauses | picker GC time | picker event-loop delay p99 / max | load generator sent late by p99 / max |",
     "|---|---|---|---|---|---|",
   );
   for (const d of a.doors) {
@@ -682,7 +718,7 @@ function reportA(a: PartA): string {
         " | " +
         `${v.pickerGcPauses} | ${(1000 * v.pickerGcSeconds).toFixed(0)} ms | ` +
         `${ms(v.pickerLoopP99Ms)} / ${ms(v.pickerLoopMaxMs)} ms | ` +
-        `${ms(v.loadLoopP99Ms)} / ${ms(v.loadLoopMaxMs)} ms |`,
+        `${ms(v.loadSendLateP99Ms)} / ${ms(v.loadSendLateMaxMs)} ms |`,
     );
   }
   return `${lines.join("\n")}\n\n${a.decision}`;

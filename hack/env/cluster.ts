@@ -20,7 +20,10 @@ export interface Binaries {
   kubeApiserver: string;
   kubectl: string;
   etcd: string;
-  /** hack/envoy-side: Envoy's side of ext_proc with go-control-plane's types (picker tests). */
+  /**
+   * hack/envoy-side: Envoy's side of ext_proc with go-control-plane's types (picker tests), and
+   * `envoy-side load`, bench/picker's load generator.
+   */
   envoySide: string;
 }
 

@@ -1,11 +1,13 @@
-// envoy-side plays Envoy's side of one ext_proc exchange against an Endpoint Picker, with the
-// Go types that go-control-plane generates from Envoy's own API — an implementation of the
-// protocol independent of the picker's (protobufjs over proto files it carries itself). It sends
-// one HTTP request's headers and body in BUFFERED or FULL_DUPLEX_STREAMED mode, reads the
-// picker's decision, optionally forwards the request to the chosen endpoint and passes the
-// answer through the response phase, and prints what happened as one JSON object.
+// envoy-side plays Envoy's side of ext_proc against an Endpoint Picker, with the Go types that
+// go-control-plane generates from Envoy's own API — an implementation of the protocol independent
+// of the picker's (protobufjs over proto files it carries itself). By default it sends one HTTP
+// request's headers and body in BUFFERED or FULL_DUPLEX_STREAMED mode, reads the picker's
+// decision, optionally forwards the request to the chosen endpoint and passes the answer through
+// the response phase, and prints what happened as one JSON object:
 //
 //	envoy-side -addr 127.0.0.1:9002 -mode full-duplex -body '{"model":"m","prompt":"hi"}' -forward
+//
+// `envoy-side load` is the benchmark's load generator (load.go): a spec on stdin, samples out.
 package main
 
 import (
@@ -53,6 +55,13 @@ func header(key, value string) *corev3.HeaderValue {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		if err := runLoad(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "envoy-side load: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	addr := flag.String("addr", "127.0.0.1:9002", "the picker's ext_proc address")
 	mode := flag.String("mode", "full-duplex", "request body mode: full-duplex | buffered")
 	path := flag.String("path", "/v1/completions", "request path")
@@ -60,7 +69,7 @@ func main() {
 	forward := flag.Bool("forward", false, "send the request to the chosen endpoint and run the response phase")
 	timeout := flag.Duration("timeout", 10*time.Second, "whole exchange")
 	flag.Parse()
-	res, err := exchange(*addr, *mode, *path, []byte(*body), *forward, *timeout)
+	res, err := exchangeOnce(*addr, *mode, *path, []byte(*body), *forward, *timeout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "envoy-side: %v\n", err)
 		os.Exit(1)
@@ -68,16 +77,20 @@ func main() {
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 }
 
-func exchange(addr, mode, path string, body []byte, forward bool, timeout time.Duration) (*Result, error) {
-	bodyMode := filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
-	if mode == "buffered" {
-		bodyMode = filterv3.ProcessingMode_BUFFERED
-	} else if mode != "full-duplex" {
-		return nil, fmt.Errorf("-mode must be full-duplex or buffered, got %q", mode)
+func bodyModeOf(mode string) (filterv3.ProcessingMode_BodySendMode, error) {
+	switch mode {
+	case "full-duplex":
+		return filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, nil
+	case "buffered":
+		return filterv3.ProcessingMode_BUFFERED, nil
 	}
-	responseMode := filterv3.ProcessingMode_NONE
-	if forward {
-		responseMode = bodyMode
+	return 0, fmt.Errorf("mode must be full-duplex or buffered, got %q", mode)
+}
+
+func exchangeOnce(addr, mode, path string, body []byte, forward bool, timeout time.Duration) (*Result, error) {
+	bodyMode, err := bodyModeOf(mode)
+	if err != nil {
+		return nil, err
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -86,7 +99,34 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
+	return exchange(ctx, extprocv3.NewExternalProcessorClient(conn), http.DefaultClient, exchangeOptions{
+		bodyMode: bodyMode, path: path, body: body, forward: forward, responsePhase: forward,
+	})
+}
+
+// exchangeOptions say what one exchange does: the request's path and body, the body mode, whether
+// the request goes on to the chosen endpoint, and whether its answer runs through the response
+// phase (Envoy configured with response headers and body SKIP when not).
+type exchangeOptions struct {
+	bodyMode      filterv3.ProcessingMode_BodySendMode
+	path          string
+	body          []byte
+	forward       bool
+	responsePhase bool
+	// answered, when set, is called when Envoy would have the whole answer for its client, before
+	// the stream is closed (the closing handshake is not the client's wait).
+	answered func()
+}
+
+// exchange runs one request's ext_proc stream on client; upstream carries the forwarded request.
+func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream *http.Client,
+	o exchangeOptions) (*Result, error) {
+	bodyMode, path, body := o.bodyMode, o.path, o.body
+	responseMode := filterv3.ProcessingMode_NONE
+	if o.responsePhase {
+		responseMode = bodyMode
+	}
+	stream, err := client.Process(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -195,10 +235,13 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 	}
 	res.Body = string(upstreamBody)
 
-	if forward {
-		if err := respond(ctx, res, send, recv, path, upstreamBody, bodyMode); err != nil {
+	if o.forward {
+		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, bodyMode, o.responsePhase); err != nil {
 			return nil, err
 		}
+	}
+	if o.answered != nil {
+		o.answered()
 	}
 	if err := stream.CloseSend(); err != nil {
 		return nil, err
@@ -214,11 +257,11 @@ func exchange(addr, mode, path string, body []byte, forward bool, timeout time.D
 	}
 }
 
-// respond sends the request to the destination the picker chose and runs the answer through the
-// response phase, as Envoy would.
-func respond(ctx context.Context, res *Result, send func(*extprocv3.ProcessingRequest) error,
+// respond sends the request to the destination the picker chose and, with responsePhase, runs the
+// answer through the response phase, as Envoy would.
+func respond(ctx context.Context, upstream *http.Client, res *Result, send func(*extprocv3.ProcessingRequest) error,
 	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
-	bodyMode filterv3.ProcessingMode_BodySendMode) error {
+	bodyMode filterv3.ProcessingMode_BodySendMode, responsePhase bool) error {
 	destination := res.SetHeaders[destinationHeader]
 	if destination == "" {
 		return errors.New("no " + destinationHeader + " to forward to")
@@ -228,7 +271,7 @@ func respond(ctx context.Context, res *Result, send func(*extprocv3.ProcessingRe
 		return err
 	}
 	req.Header.Set("content-type", "application/json")
-	answer, err := http.DefaultClient.Do(req)
+	answer, err := upstream.Do(req)
 	if err != nil {
 		return err
 	}
@@ -238,6 +281,10 @@ func respond(ctx context.Context, res *Result, send func(*extprocv3.ProcessingRe
 		return err
 	}
 	res.UpstreamStatus = answer.StatusCode
+	if !responsePhase {
+		res.ResponseBody = string(answerBody)
+		return nil
+	}
 	sendHeaders := func() error {
 		return send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
 			ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{

@@ -18,6 +18,7 @@ import {
 import { ensureBinaries } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { buildImageTree } from "../../hack/env/image-tree";
+import { goLoad } from "../../bench/picker/load";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { loadExtProcDefinition } from "../../picker/protos";
 import { PickerProcessOptions, startPickerProcess } from "../../picker/spawn";
@@ -954,6 +955,81 @@ describe("picker on the real control plane with simulated model servers", () => 
       expect(bad.immediateBody).toMatch(/json/i);
       // Both answered requests were counted through their response phases (durations).
       expect((await durations()) - before).toBe(2);
+    } finally {
+      await tearDown(f);
+    }
+  });
+
+  // bench/picker part (a) measures with `envoy-side load`: check that it sends what it is told,
+  // on schedule, through both doors, and that a failure shows as one.
+  it("drives both doors with the benchmark's load generator (envoy-side load): every request answered, on schedule", async () => {
+    const envoySide = ensureBinaries(() => undefined).envoySide;
+    const f = await setUp("picker-load", { pods: 2, weights: [90, 10] });
+    const durations = () =>
+      pickerMetric(
+        f.picker,
+        "inference_objective_request_duration_seconds_count",
+        `model_name="travel-helper"`,
+      );
+    const bodies = {
+      bodies: [
+        Buffer.from(JSON.stringify({ model: "travel-helper", prompt: "hi", max_tokens: 1 })),
+      ],
+      weights: [1],
+    };
+    const open = {
+      phase: "open",
+      count: 300,
+      rate: 1000,
+      maxInflight: 1000,
+      drainMs: 10000,
+    } as const;
+    try {
+      const before = await durations();
+      const viaExtProc = await goLoad(
+        envoySide,
+        {
+          kind: "extproc",
+          addr: `127.0.0.1:${f.picker.grpcPort}`,
+          path: "/v1/completions",
+          responsePhase: true,
+        },
+        bodies,
+        open,
+        50,
+      );
+      report(`envoy-side load, ext_proc: ${JSON.stringify({ ...viaExtProc, samples: undefined })}`);
+      expect(viaExtProc.errors).toEqual([]);
+      expect(viaExtProc.lost).toBe(0);
+      expect(viaExtProc.samples.map(s => s.status)).toEqual(Array(300).fill(200));
+      // Request i was due i ms after the start; its latency counts from then.
+      const offsets = viaExtProc.samples.map(s => s.offsetMs).sort((a, b) => a - b);
+      expect(offsets.map(Math.round)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+      for (const s of viaExtProc.samples) expect(s.latencyMs).toBeGreaterThan(0);
+      // The picker saw every one (warm-up included) through its response phase.
+      expect((await durations()) - before).toBe(350);
+
+      const viaProxy = await goLoad(
+        envoySide,
+        { kind: "http", url: `${f.picker.proxyUrl}/v1/completions` },
+        bodies,
+        { phase: "single", count: 20 },
+        0,
+      );
+      expect(viaProxy.samples.map(s => s.status)).toEqual(Array(20).fill(200));
+
+      // Nothing listens on the port of a stopped picker: every request fails, and says why.
+      const stopped = f.picker.proxyUrl;
+      await f.picker.stop();
+      const refused = await goLoad(
+        envoySide,
+        { kind: "http", url: `${stopped}/v1/completions` },
+        bodies,
+        { phase: "single", count: 5 },
+        0,
+      );
+      expect(refused.samples.map(s => s.status)).toEqual(Array(5).fill(0));
+      expect(refused.errors.join(" ")).toMatch(/connection refused/);
     } finally {
       await tearDown(f);
     }

@@ -1,0 +1,306 @@
+package main
+
+// `envoy-side load`: the load generator of bench/picker part (a). It reads one phase's spec as
+// JSON on stdin, sends the requests — plain HTTP to a URL, or as Envoy would with an ext_proc
+// server in FULL_DUPLEX_STREAMED mode (decision, request to the chosen endpoint, and optionally
+// the response phase) — and prints the samples as one JSON object. It is written in Go so that
+// the load generator neither stalls in a JavaScript garbage collector nor spends the machine's
+// cores on grpc-js, which real Envoy (C++) does not: what is measured is the server under test.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// LoadSpec is one phase.
+type LoadSpec struct {
+	// "http": POST to URL. "extproc": Envoy's side against the ext_proc server at Addr, the
+	// request path Path, the request then sent to the endpoint the server chose.
+	Kind          string `json:"kind"`
+	URL           string `json:"url"`
+	Addr          string `json:"addr"`
+	Path          string `json:"path"`
+	ResponsePhase bool   `json:"responsePhase"`
+	// Each request's body is one of Bodies, drawn with these Weights (seeded: the same sequence
+	// on every path).
+	Bodies  []string  `json:"bodies"`
+	Weights []float64 `json:"weights"`
+	Seed    int64     `json:"seed"`
+	// Sent back to back with 16 in flight before the phase, not recorded (connections, caches).
+	WarmupRequests int `json:"warmupRequests"`
+	// "single": Count requests one at a time. "open": Count requests at Rate per second, each on
+	// schedule whatever happened to the earlier ones (at most MaxInflight at once; the phase ends
+	// DrainMs after the last arrival at the latest). "closed": Concurrency senders back to back
+	// for DurationMs.
+	Phase       string  `json:"phase"`
+	Count       int     `json:"count"`
+	Rate        float64 `json:"rate"`
+	MaxInflight int     `json:"maxInflight"`
+	DrainMs     float64 `json:"drainMs"`
+	Concurrency int     `json:"concurrency"`
+	DurationMs  float64 `json:"durationMs"`
+	TimeoutMs   float64 `json:"timeoutMs"`
+}
+
+// LoadSample is one request: [intended start in ms after the phase began, latency in ms from the
+// intended start (single, closed: from the actual start), HTTP status or 0].
+type LoadSample [3]float64
+
+// LoadResult is what the benchmark reads back.
+type LoadResult struct {
+	Samples []LoadSample `json:"samples"`
+	// Requests never sent (the in-flight limit) or never answered within the drain time.
+	Unsent     int      `json:"unsent"`
+	Unanswered int      `json:"unanswered"`
+	Errors     []string `json:"errors"`
+	Seconds    float64  `json:"seconds"`
+	// How late the open loop sent its requests (actual − intended start): the load generator's
+	// own stalls, which the latencies include.
+	SendLateP99Ms float64 `json:"sendLateP99Ms"`
+	SendLateMaxMs float64 `json:"sendLateMaxMs"`
+}
+
+func runLoad(in io.Reader, out io.Writer) error {
+	var spec LoadSpec
+	if err := json.NewDecoder(in).Decode(&spec); err != nil {
+		return fmt.Errorf("reading the spec: %w", err)
+	}
+	if len(spec.Bodies) == 0 || len(spec.Weights) != len(spec.Bodies) {
+		return errors.New("the spec needs bodies and one weight per body")
+	}
+	send, closeSender, err := newSender(spec)
+	if err != nil {
+		return err
+	}
+	defer closeSender()
+	if spec.WarmupRequests > 0 {
+		closedLoop(send, 16, 0, spec.WarmupRequests, pickBodies(spec))
+	}
+	var res *LoadResult
+	switch spec.Phase {
+	case "single":
+		res = closedLoop(send, 1, 0, spec.Count, pickBodies(spec))
+	case "closed":
+		res = closedLoop(send, spec.Concurrency, time.Duration(spec.DurationMs*float64(time.Millisecond)), 0, pickBodies(spec))
+	case "open":
+		res = openLoop(send, spec, pickBodies(spec))
+	default:
+		return fmt.Errorf("phase must be single, open or closed, got %q", spec.Phase)
+	}
+	return json.NewEncoder(out).Encode(res)
+}
+
+// sender sends one request and returns its status (0 when it failed) and when the client had the
+// whole answer.
+type sender func(body []byte) (status int, answeredAt time.Time, err error)
+
+func newSender(spec LoadSpec) (sender, func(), error) {
+	timeout := time.Duration(spec.TimeoutMs * float64(time.Millisecond))
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	// Kept-alive HTTP/1.1 connections, as many as requests in flight (Go keeps 2 idle by default).
+	upstream := &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     time.Minute,
+	}, Timeout: timeout}
+	switch spec.Kind {
+	case "http":
+		return func(body []byte) (int, time.Time, error) {
+			return post(upstream, spec.URL, body)
+		}, upstream.CloseIdleConnections, nil
+	case "extproc":
+		conn, err := grpc.NewClient(spec.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, nil, err
+		}
+		client := extprocv3.NewExternalProcessorClient(conn)
+		return func(body []byte) (int, time.Time, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			var answeredAt time.Time
+			res, err := exchange(ctx, client, upstream, exchangeOptions{
+				bodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, path: spec.Path, body: body, forward: true,
+				responsePhase: spec.ResponsePhase, answered: func() { answeredAt = time.Now() },
+			})
+			switch {
+			case err != nil:
+				return 0, time.Now(), err
+			case res.ImmediateStatus != 0:
+				return res.ImmediateStatus, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
+			}
+			return res.UpstreamStatus, answeredAt, nil
+		}, func() { conn.Close(); upstream.CloseIdleConnections() }, nil
+	}
+	return nil, nil, fmt.Errorf("kind must be http or extproc, got %q", spec.Kind)
+}
+
+func post(client *http.Client, url string, body []byte) (int, time.Time, error) {
+	res, err := client.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, time.Now(), err
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if err != nil {
+		return 0, time.Now(), err
+	}
+	if res.StatusCode != http.StatusOK {
+		return res.StatusCode, time.Now(), fmt.Errorf("status %d from %s", res.StatusCode, url)
+	}
+	return res.StatusCode, time.Now(), nil
+}
+
+// pickBodies returns the body of request i, drawn once per phase from a seeded sequence.
+func pickBodies(spec LoadSpec) func(i int) []byte {
+	bodies := make([][]byte, len(spec.Bodies))
+	total := 0.0
+	for i, b := range spec.Bodies {
+		bodies[i] = []byte(b)
+		total += spec.Weights[i]
+	}
+	random := rand.New(rand.NewSource(spec.Seed))
+	var mu sync.Mutex
+	return func(int) []byte {
+		mu.Lock()
+		x := random.Float64() * total
+		mu.Unlock()
+		for i, w := range spec.Weights {
+			if x < w {
+				return bodies[i]
+			}
+			x -= w
+		}
+		return bodies[len(bodies)-1]
+	}
+}
+
+// recorder collects a phase's samples and the first few distinct error messages.
+type recorder struct {
+	t0       time.Time
+	mu       sync.Mutex
+	samples  []LoadSample
+	messages []string
+}
+
+// add records a request that started (or was due) at start and was answered at end.
+func (r *recorder) add(start, end time.Time, status int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), ms(end.Sub(start)), float64(status)})
+	if err != nil && len(r.messages) < 5 && !slices.Contains(r.messages, err.Error()) {
+		r.messages = append(r.messages, err.Error())
+	}
+}
+
+// result is what was recorded so far (requests still in flight may add more afterwards).
+func (r *recorder) result() *LoadResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &LoadResult{
+		Samples: slices.Clone(r.samples), Errors: slices.Clone(r.messages),
+		Seconds: time.Since(r.t0).Seconds(),
+	}
+}
+
+// closedLoop runs `concurrency` senders back to back until `count` requests were sent (count > 0)
+// or for `duration`; latencies are from each request's actual start.
+func closedLoop(send sender, concurrency int, duration time.Duration, count int, body func(int) []byte) *LoadResult {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	rec := &recorder{t0: time.Now()}
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if (count > 0 && i >= count) || (count == 0 && time.Since(rec.t0) >= duration) {
+					return
+				}
+				start := time.Now()
+				status, end, err := send(body(i))
+				rec.add(start, end, status, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return rec.result()
+}
+
+// openLoop sends request i at i / rate seconds after the start; its latency counts from then, so
+// that a stall anywhere (the load generator's own included) shows in the latencies.
+func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
+	var (
+		inflight atomic.Int64
+		wg       sync.WaitGroup
+		late     []float64
+		unsent   int
+	)
+	interval := time.Duration(float64(time.Second) / spec.Rate)
+	// The sending loop sleeps in nanosleep(2) on a thread of its own: Go's timers wake about a
+	// millisecond late (they wait in epoll with a timeout in milliseconds), the kernel's in tens
+	// of microseconds, and a sleeping thread costs no CPU.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rec := &recorder{t0: time.Now()}
+	for i := 0; i < spec.Count; i++ {
+		due := rec.t0.Add(time.Duration(i) * interval)
+		for wait := time.Until(due); wait > 0; wait = time.Until(due) {
+			ts := syscall.NsecToTimespec(int64(wait))
+			_ = syscall.Nanosleep(&ts, nil) // EINTR (a signal): sleep again for the rest
+		}
+		late = append(late, ms(time.Since(due)))
+		if int(inflight.Load()) >= spec.MaxInflight {
+			unsent++
+			continue
+		}
+		inflight.Add(1)
+		wg.Add(1)
+		go func(i int, due time.Time) {
+			defer wg.Done()
+			defer inflight.Add(-1)
+			status, end, err := send(body(i))
+			rec.add(due, end, status, err)
+		}(i, due)
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(time.Duration(spec.DrainMs * float64(time.Millisecond))):
+	}
+	res := rec.result()
+	res.Unsent = unsent
+	res.Unanswered = spec.Count - unsent - len(res.Samples)
+	slices.Sort(late)
+	if len(late) > 0 {
+		res.SendLateP99Ms = late[int(0.99*float64(len(late)-1))]
+		res.SendLateMaxMs = late[len(late)-1]
+	}
+	return res
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
