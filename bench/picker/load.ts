@@ -179,12 +179,13 @@ export type GoLoadPhase =
   | { phase: "closed"; concurrency: number; durationMs: number };
 
 export interface GoLoadResult {
+  /** Every request of the phase, lost ones included (status 0). */
   samples: Sample[];
-  /** Not sent (the in-flight limit) or not answered within the drain time. */
+  /** Of them, not sent (the in-flight limit) or not answered within the drain time. */
   lost: number;
   errors: string[];
   seconds: number;
-  /** How late the open loop sent its requests: the load generator's own stalls. */
+  /** How late the open loop started its requests: the load generator's own stalls. */
   sendLateP99Ms: number;
   sendLateMaxMs: number;
 }
@@ -229,11 +230,13 @@ export function goLoad(
         sendLateMaxMs: number;
       };
       resolve({
+        // In the order of their starts; a latency of -1: never sent, or never answered.
         samples: (r.samples ?? []).map(([offsetMs, latencyMs, status], index) => ({
           index,
           offsetMs,
-          latencyMs,
+          latencyMs: latencyMs < 0 ? NaN : latencyMs,
           status,
+          error: latencyMs < 0 ? "not sent or not answered" : undefined,
         })),
         lost: r.unsent + r.unanswered,
         errors: r.errors ?? [],

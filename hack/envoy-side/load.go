@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,8 +40,8 @@ type LoadSpec struct {
 	Addr          string `json:"addr"`
 	Path          string `json:"path"`
 	ResponsePhase bool   `json:"responsePhase"`
-	// Each request's body is one of Bodies, drawn with these Weights (seeded: the same sequence
-	// on every path).
+	// Each request's body is one of Bodies, drawn with these Weights (seeded: the same mix on
+	// every path).
 	Bodies  []string  `json:"bodies"`
 	Weights []float64 `json:"weights"`
 	Seed    int64     `json:"seed"`
@@ -61,7 +62,8 @@ type LoadSpec struct {
 }
 
 // LoadSample is one request: [intended start in ms after the phase began, latency in ms from the
-// intended start (single, closed: from the actual start), HTTP status or 0].
+// intended start (single, closed: from the actual start; -1 when never sent or never answered),
+// HTTP status or 0]. Samples come in the order of their starts.
 type LoadSample [3]float64
 
 // LoadResult is what the benchmark reads back.
@@ -72,8 +74,8 @@ type LoadResult struct {
 	Unanswered int      `json:"unanswered"`
 	Errors     []string `json:"errors"`
 	Seconds    float64  `json:"seconds"`
-	// How late the open loop sent its requests (actual − intended start): the load generator's
-	// own stalls, which the latencies include.
+	// How late the open loop started its requests (from the intended start to the moment the
+	// request's sender began): the load generator's own stalls, which the latencies include.
 	SendLateP99Ms float64 `json:"sendLateP99Ms"`
 	SendLateMaxMs float64 `json:"sendLateMaxMs"`
 }
@@ -101,6 +103,9 @@ func runLoad(in io.Reader, out io.Writer) error {
 	case "closed":
 		res = closedLoop(send, spec.Concurrency, time.Duration(spec.DurationMs*float64(time.Millisecond)), 0, pickBodies(spec))
 	case "open":
+		if spec.Rate <= 0 || spec.Count <= 0 || spec.MaxInflight <= 0 {
+			return errors.New("an open phase needs rate, count and maxInflight above 0")
+		}
 		res = openLoop(send, spec, pickBodies(spec))
 	default:
 		return fmt.Errorf("phase must be single, open or closed, got %q", spec.Phase)
@@ -146,8 +151,10 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 			switch {
 			case err != nil:
 				return 0, time.Now(), err
-			case res.ImmediateStatus != 0:
+			case res.immediate:
 				return res.ImmediateStatus, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
+			case res.UpstreamStatus != http.StatusOK:
+				return res.UpstreamStatus, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[destinationHeader])
 			}
 			return res.UpstreamStatus, answeredAt, nil
 		}, func() { conn.Close(); upstream.CloseIdleConnections() }, nil
@@ -195,32 +202,84 @@ func pickBodies(spec LoadSpec) func(i int) []byte {
 	}
 }
 
-// recorder collects a phase's samples and the first few distinct error messages.
+// recorder collects a phase's samples, how late the open loop started its requests, and the
+// first few distinct error messages.
 type recorder struct {
 	t0       time.Time
 	mu       sync.Mutex
 	samples  []LoadSample
+	seen     map[int]bool
+	lateMs   []float64
 	messages []string
 }
 
-// add records a request that started (or was due) at start and was answered at end.
-func (r *recorder) add(start, end time.Time, status int, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), ms(end.Sub(start)), float64(status)})
+func newRecorder() *recorder { return &recorder{t0: time.Now(), seen: map[int]bool{}} }
+
+func (r *recorder) note(err error) {
 	if err != nil && len(r.messages) < 5 && !slices.Contains(r.messages, err.Error()) {
 		r.messages = append(r.messages, err.Error())
 	}
 }
 
-// result is what was recorded so far (requests still in flight may add more afterwards).
+// add records request i, started (or due) at start and answered at end.
+func (r *recorder) add(i int, start, end time.Time, status int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), ms(end.Sub(start)), float64(status)})
+	r.seen[i] = true
+	r.note(err)
+}
+
+// lost records request i, due at start, as never sent or never answered.
+func (r *recorder) lost(i int, start time.Time, why error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lostLocked(i, start, why)
+}
+
+func (r *recorder) lostLocked(i int, start time.Time, why error) {
+	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), -1, 0})
+	r.seen[i] = true
+	r.note(why)
+}
+
+// loseUnseen records every request of 0..count-1 without a sample yet as lost; it returns how many.
+func (r *recorder) loseUnseen(count int, due func(int) time.Time, why error) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for i := 0; i < count; i++ {
+		if !r.seen[i] {
+			r.lostLocked(i, due(i), why)
+			n++
+		}
+	}
+	return n
+}
+
+// started records how late a request due at due began to be sent.
+func (r *recorder) started(due time.Time) {
+	late := ms(time.Since(due))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lateMs = append(r.lateMs, late)
+}
+
+// result is what was recorded so far, samples in the order of their starts (requests still in
+// flight may add more afterwards, to the recorder only).
 func (r *recorder) result() *LoadResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return &LoadResult{
-		Samples: slices.Clone(r.samples), Errors: slices.Clone(r.messages),
-		Seconds: time.Since(r.t0).Seconds(),
+	samples := slices.Clone(r.samples)
+	slices.SortFunc(samples, func(a, b LoadSample) int { return cmp.Compare(a[0], b[0]) })
+	res := &LoadResult{Samples: samples, Errors: slices.Clone(r.messages), Seconds: time.Since(r.t0).Seconds()}
+	late := slices.Clone(r.lateMs)
+	slices.Sort(late)
+	if len(late) > 0 {
+		res.SendLateP99Ms = late[int(0.99*float64(len(late)-1))]
+		res.SendLateMaxMs = late[len(late)-1]
 	}
+	return res
 }
 
 // closedLoop runs `concurrency` senders back to back until `count` requests were sent (count > 0)
@@ -230,7 +289,7 @@ func closedLoop(send sender, concurrency int, duration time.Duration, count int,
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
-	rec := &recorder{t0: time.Now()}
+	rec := newRecorder()
 	for w := 0; w < concurrency; w++ {
 		wg.Add(1)
 		go func() {
@@ -242,7 +301,7 @@ func closedLoop(send sender, concurrency int, duration time.Duration, count int,
 				}
 				start := time.Now()
 				status, end, err := send(body(i))
-				rec.add(start, end, status, err)
+				rec.add(i, start, end, status, err)
 			}
 		}()
 	}
@@ -251,12 +310,13 @@ func closedLoop(send sender, concurrency int, duration time.Duration, count int,
 }
 
 // openLoop sends request i at i / rate seconds after the start; its latency counts from then, so
-// that a stall anywhere (the load generator's own included) shows in the latencies.
+// that a stall anywhere (the load generator's own included) shows in the latencies. Every request
+// gets a sample: one never sent (MaxInflight in flight) or not answered within DrainMs after the
+// last was due counts as failed.
 func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 	var (
 		inflight atomic.Int64
 		wg       sync.WaitGroup
-		late     []float64
 		unsent   int
 	)
 	interval := time.Duration(float64(time.Second) / spec.Rate)
@@ -265,26 +325,28 @@ func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 	// of microseconds, and a sleeping thread costs no CPU.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	rec := &recorder{t0: time.Now()}
+	rec := newRecorder()
+	due := func(i int) time.Time { return rec.t0.Add(time.Duration(i) * interval) }
 	for i := 0; i < spec.Count; i++ {
-		due := rec.t0.Add(time.Duration(i) * interval)
-		for wait := time.Until(due); wait > 0; wait = time.Until(due) {
+		for wait := time.Until(due(i)); wait > 0; wait = time.Until(due(i)) {
 			ts := syscall.NsecToTimespec(int64(wait))
 			_ = syscall.Nanosleep(&ts, nil) // EINTR (a signal): sleep again for the rest
 		}
-		late = append(late, ms(time.Since(due)))
 		if int(inflight.Load()) >= spec.MaxInflight {
+			rec.started(due(i))
+			rec.lost(i, due(i), fmt.Errorf("not sent: %d requests in flight", spec.MaxInflight))
 			unsent++
 			continue
 		}
 		inflight.Add(1)
 		wg.Add(1)
-		go func(i int, due time.Time) {
+		go func(i int) {
 			defer wg.Done()
 			defer inflight.Add(-1)
+			rec.started(due(i))
 			status, end, err := send(body(i))
-			rec.add(due, end, status, err)
-		}(i, due)
+			rec.add(i, due(i), end, status, err)
+		}(i)
 	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
@@ -292,14 +354,10 @@ func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 	case <-drained:
 	case <-time.After(time.Duration(spec.DrainMs * float64(time.Millisecond))):
 	}
+	unanswered := rec.loseUnseen(spec.Count, due,
+		fmt.Errorf("not answered within %v", time.Duration(spec.DrainMs*float64(time.Millisecond))))
 	res := rec.result()
-	res.Unsent = unsent
-	res.Unanswered = spec.Count - unsent - len(res.Samples)
-	slices.Sort(late)
-	if len(late) > 0 {
-		res.SendLateP99Ms = late[int(0.99*float64(len(late)-1))]
-		res.SendLateMaxMs = late[len(late)-1]
-	}
+	res.Unsent, res.Unanswered = unsent, unanswered
 	return res
 }
 

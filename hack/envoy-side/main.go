@@ -46,6 +46,8 @@ type Result struct {
 	// With -forward: the endpoint's answer and what the picker handed back in the response phase.
 	UpstreamStatus int    `json:"upstreamStatus,omitempty"`
 	ResponseBody   string `json:"responseBody,omitempty"`
+	// An ImmediateResponse ended the exchange (its status may be missing, so not only the code).
+	immediate bool
 }
 
 const destinationHeader = "x-gateway-destination-endpoint"
@@ -140,6 +142,7 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, ups
 			return nil, err
 		}
 		if ir := r.GetImmediateResponse(); ir != nil {
+			res.immediate = true
 			res.ImmediateStatus = int(ir.GetStatus().GetCode())
 			res.ImmediateBody = string(ir.GetBody())
 			return nil, nil

@@ -1017,6 +1017,22 @@ describe("picker on the real control plane with simulated model servers", () => 
         0,
       );
       expect(viaProxy.samples.map(s => s.status)).toEqual(Array(20).fill(200));
+      // One in flight at most, a request due every 0.2 ms: those that find one in flight are
+      // not sent, and still get a sample, as failed.
+      const limited = await goLoad(
+        envoySide,
+        { kind: "http", url: `${f.picker.proxyUrl}/v1/completions` },
+        bodies,
+        { phase: "open", count: 50, rate: 5000, maxInflight: 1, drainMs: 5000 },
+        0,
+      );
+      expect(limited.samples).toHaveLength(50);
+      const notSent = limited.samples.filter(s => s.status === 0);
+      expect(notSent.length).toBe(limited.lost);
+      expect(notSent.length).toBeGreaterThan(0);
+      for (const s of notSent) expect(s.latencyMs).toBeNaN();
+      expect(limited.errors.join(" ")).toMatch(/not sent: 1 requests in flight/);
+      expect(limited.samples.filter(s => s.status === 200)).toHaveLength(50 - notSent.length);
 
       // Nothing listens on the port of a stopped picker: every request fails, and says why.
       const stopped = f.picker.proxyUrl;
