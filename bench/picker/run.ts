@@ -306,8 +306,9 @@ async function partA(b: Bench): Promise<PartA> {
         if (r.errors.length) log(`(a) ${door.name}: errors: ${r.errors.join("; ")}`);
         return r;
       });
+    // A second of warm-up per path (itself the warm-up: no extra burst before it).
     for (const door of doors)
-      await run(door, { phase: "closed", concurrency: 16, durationMs: 1000 }); // warm-up
+      await run(door, { phase: "closed", concurrency: 16, durationMs: 1000 }, 0);
     for (let round = 1; round <= rounds; round++) {
       for (const [i, door] of doors.entries()) {
         log(`(a) round ${round}/${rounds}, ${door.name}: one at a time, then ${rate} req/s`);

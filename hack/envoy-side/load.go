@@ -88,6 +88,9 @@ func runLoad(in io.Reader, out io.Writer) error {
 	if len(spec.Bodies) == 0 || len(spec.Weights) != len(spec.Bodies) {
 		return errors.New("the spec needs bodies and one weight per body")
 	}
+	if err := spec.checkPhase(); err != nil {
+		return err
+	}
 	send, closeSender, err := newSender(spec)
 	if err != nil {
 		return err
@@ -103,14 +106,23 @@ func runLoad(in io.Reader, out io.Writer) error {
 	case "closed":
 		res = closedLoop(send, spec.Concurrency, time.Duration(spec.DurationMs*float64(time.Millisecond)), 0, pickBodies(spec))
 	case "open":
+		res = openLoop(send, spec, pickBodies(spec))
+	}
+	return json.NewEncoder(out).Encode(res)
+}
+
+// checkPhase refuses a phase that cannot run, before anything is sent.
+func (spec LoadSpec) checkPhase() error {
+	switch spec.Phase {
+	case "single", "closed":
+		return nil
+	case "open":
 		if spec.Rate <= 0 || spec.Count <= 0 || spec.MaxInflight <= 0 {
 			return errors.New("an open phase needs rate, count and maxInflight above 0")
 		}
-		res = openLoop(send, spec, pickBodies(spec))
-	default:
-		return fmt.Errorf("phase must be single, open or closed, got %q", spec.Phase)
+		return nil
 	}
-	return json.NewEncoder(out).Encode(res)
+	return fmt.Errorf("phase must be single, open or closed, got %q", spec.Phase)
 }
 
 // sender sends one request and returns its status (0 when it failed) and when the client had the

@@ -124,6 +124,7 @@ type exchangeOptions struct {
 func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream *http.Client,
 	o exchangeOptions) (*Result, error) {
 	bodyMode, path, body := o.bodyMode, o.path, o.body
+	buffered := bodyMode == filterv3.ProcessingMode_BUFFERED
 	responseMode := filterv3.ProcessingMode_NONE
 	if o.responsePhase {
 		responseMode = bodyMode
@@ -178,7 +179,7 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, ups
 	if err != nil {
 		return nil, err
 	}
-	if bodyMode == filterv3.ProcessingMode_BUFFERED {
+	if buffered {
 		// Envoy waits for the headers response before it sends a buffered body.
 		r, err := recv()
 		if err != nil || r == nil {
@@ -193,33 +194,28 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, ups
 	}}); err != nil {
 		return nil, err
 	}
+	// The decision rides on the request_body response when buffered; in full duplex on the
+	// headers response, and the body follows as streamed chunks.
+	r, err := recv()
+	if err != nil || r == nil {
+		return res, err
+	}
+	c := r.GetRequestHeaders().GetResponse()
+	if buffered {
+		c = r.GetRequestBody().GetResponse()
+	}
+	if c == nil {
+		return nil, fmt.Errorf("expected the decision (buffered: %v), got %v", buffered, r)
+	}
+	decision(c, r)
 	var upstreamBody []byte
-	if bodyMode == filterv3.ProcessingMode_BUFFERED {
-		r, err := recv()
-		if err != nil || r == nil {
-			return res, err
-		}
-		c := r.GetRequestBody().GetResponse()
-		if c == nil {
-			return nil, fmt.Errorf("expected a request_body response, got %v", r)
-		}
-		decision(c, r)
+	if buffered {
 		upstreamBody = body
 		if m := c.GetBodyMutation(); m != nil {
 			upstreamBody = m.GetBody()
 		}
 		res.BodyChunks = 1
 	} else {
-		// The decision rides on the headers response; the body follows as streamed chunks.
-		r, err := recv()
-		if err != nil || r == nil {
-			return res, err
-		}
-		c := r.GetRequestHeaders().GetResponse()
-		if c == nil {
-			return nil, fmt.Errorf("expected a request_headers response, got %v", r)
-		}
-		decision(c, r)
 		for {
 			r, err := recv()
 			if err != nil || r == nil {
@@ -239,7 +235,7 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, ups
 	res.Body = string(upstreamBody)
 
 	if o.forward {
-		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, bodyMode, o.responsePhase); err != nil {
+		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, buffered, o.responsePhase); err != nil {
 			return nil, err
 		}
 	}
@@ -264,7 +260,7 @@ func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, ups
 // answer through the response phase, as Envoy would.
 func respond(ctx context.Context, upstream *http.Client, res *Result, send func(*extprocv3.ProcessingRequest) error,
 	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
-	bodyMode filterv3.ProcessingMode_BodySendMode, responsePhase bool) error {
+	buffered, responsePhase bool) error {
 	destination := res.SetHeaders[destinationHeader]
 	if destination == "" {
 		return errors.New("no " + destinationHeader + " to forward to")
@@ -309,7 +305,6 @@ func respond(ctx context.Context, upstream *http.Client, res *Result, send func(
 	}
 	// Envoy waits for the headers response before it sends a buffered body; in full duplex the
 	// body follows the headers at once.
-	buffered := bodyMode == filterv3.ProcessingMode_BUFFERED
 	if err := sendHeaders(); err != nil {
 		return err
 	}
