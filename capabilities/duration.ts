@@ -39,3 +39,33 @@ export function durationMs(text: string): number {
 export function parseDuration(text: string): number | undefined {
   return isDuration(text) ? durationMs(text) : undefined;
 }
+
+/**
+ * The longest wait a spec may ask for (pause, interval, initialDelay): one year. Longer values
+ * would overflow a Date, and the CRD's CEL rules refuse them too.
+ */
+export const MAX_WAIT = "8760h";
+export const MAX_WAIT_MS = 8760 * 3600_000;
+/** The longest Prometheus request timeout a spec may ask for. */
+export const MAX_TIMEOUT = "10m";
+export const MAX_TIMEOUT_MS = 600_000;
+
+/**
+ * Why `value` is not a usable duration for `field` (a positive one when `positive`), or
+ * undefined when it is: a readable message naming the field, for Ready=False.
+ */
+export function durationProblem(
+  field: string,
+  value: unknown,
+  maxMs: number,
+  max: string,
+  positive = false,
+): string | undefined {
+  const shown = JSON.stringify(value);
+  if (typeof value !== "string" || !isDuration(value))
+    return `${field} ${shown} is not a duration like 30s, 5m, 1h or 1m30s`;
+  const ms = durationMs(value);
+  if (positive && ms === 0) return `${field} ${shown} must be longer than 0`;
+  if (!Number.isSafeInteger(ms) || ms > maxMs) return `${field} ${shown} is longer than ${max}`;
+  return undefined;
+}

@@ -781,12 +781,14 @@ describe("validateAnalysis", () => {
       { metrics: [{ name: "t", template: "error-rate", args: { maxRatio: 0.1 } }] },
       'args.maxRatio must be a string (quote numbers: "1.2")',
     ],
+    [{ metrics: [metric({ interval: "30" })] }, 'interval "30" is not a duration like 30s'],
+    [{ metrics: [metric({ interval: "0s" })] }, 'interval "0s" must be longer than 0'],
+    [{ metrics: [metric({ initialDelay: "soon" })] }, 'initialDelay "soon" is not a duration'],
+    [{ metrics: [metric({ interval: "8761h" })] }, 'interval "8761h" is longer than 8760h'],
     [
-      { metrics: [metric({ interval: "30" })] },
-      'interval must be a positive duration like 30s, got "30"',
+      { metrics: [metric({ initialDelay: "9999999999999h" })] },
+      'initialDelay "9999999999999h" is longer than 8760h',
     ],
-    [{ metrics: [metric({ interval: "0s" })] }, "interval must be a positive duration"],
-    [{ metrics: [metric({ initialDelay: "soon" })] }, "initialDelay must be a duration"],
     [{ metrics: [metric({ count: 0 })] }, "count must be a whole number >= 1"],
     [{ metrics: [metric({ failureLimit: -1 })] }, "failureLimit must be a whole number >= 0"],
     [
@@ -807,7 +809,11 @@ describe("validateAnalysis", () => {
     ],
     [
       { metrics: [metric({ prometheus: { address: "http://p", timeout: "10" } })] },
-      "prometheus.timeout must be a positive duration",
+      'prometheus.timeout "10" is not a duration',
+    ],
+    [
+      { metrics: [metric({ prometheus: { address: "http://p", timeout: "11m" } })] },
+      'prometheus.timeout "11m" is longer than 10m',
     ],
     [
       {

@@ -22,7 +22,15 @@
 // Everything here is pure except measureDue, which runs the due queries.
 
 import { BuiltinError, expandBuiltin, validateBuiltin } from "./builtins";
-import { durationMs, isDuration } from "../duration";
+import {
+  durationMs,
+  durationProblem,
+  isDuration,
+  MAX_TIMEOUT,
+  MAX_TIMEOUT_MS,
+  MAX_WAIT,
+  MAX_WAIT_MS,
+} from "../duration";
 import { ExpressionError, evaluate, parse, parseCached } from "./expr";
 import { TemplateError, renderQuery, variablesFor, type QueryVariables } from "./promql";
 import type {
@@ -98,13 +106,14 @@ function validateProvider(provider: unknown, where: string): string[] {
     }
   }
   if (provider.timeout !== undefined) {
-    if (
-      typeof provider.timeout !== "string" ||
-      !isDuration(provider.timeout) ||
-      durationMs(provider.timeout) === 0
-    ) {
-      errors.push(`${where}.timeout must be a positive duration like 10s`);
-    }
+    const problem = durationProblem(
+      `${where}.timeout`,
+      provider.timeout,
+      MAX_TIMEOUT_MS,
+      MAX_TIMEOUT,
+      true,
+    );
+    if (problem) errors.push(problem);
   }
   for (const ref of ["bearerTokenSecretRef", "caSecretRef"] as const) {
     const value = provider[ref];
@@ -199,14 +208,12 @@ function validateMetric(metric: unknown, where: string, defaultProvider?: Provid
   }
 
   if (m.interval !== undefined) {
-    if (typeof m.interval !== "string" || !isDuration(m.interval) || durationMs(m.interval) === 0) {
-      add(`interval must be a positive duration like 30s, got ${JSON.stringify(m.interval)}`);
-    }
+    const problem = durationProblem("interval", m.interval, MAX_WAIT_MS, MAX_WAIT, true);
+    if (problem) add(problem);
   }
   if (m.initialDelay !== undefined) {
-    if (typeof m.initialDelay !== "string" || !isDuration(m.initialDelay)) {
-      add(`initialDelay must be a duration like 1m, got ${JSON.stringify(m.initialDelay)}`);
-    }
+    const problem = durationProblem("initialDelay", m.initialDelay, MAX_WAIT_MS, MAX_WAIT);
+    if (problem) add(problem);
   }
   if (m.count !== undefined && !isWhole(m.count, 1)) add("count must be a whole number >= 1");
   for (const key of ["failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] as const) {

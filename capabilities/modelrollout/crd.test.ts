@@ -5,7 +5,7 @@ import { describe, expect, it } from "@jest/globals";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { parseDuration } from "../duration";
+import { MAX_TIMEOUT, MAX_WAIT, parseDuration } from "../duration";
 
 interface Schema {
   type?: string;
@@ -125,21 +125,32 @@ describe("crds/modelrollout.yaml", () => {
     });
   });
 
-  it("checks every duration field with the same pattern, which agrees with the engine's parser", () => {
+  it("checks every duration field with the same pattern and a bound, which agree with the engine's parser", () => {
     const patterns = new Set<string>();
+    const bounds = new Map<string, string>();
     walk(spec, "spec", (node, path) => {
       if (!/(duration|interval|initialDelay|timeout)$/.test(path)) return;
       const rule = rules(node).find(r => r.startsWith("self.matches("));
       expect([path, rule]).toEqual([path, expect.any(String)]);
-      patterns.add(rule!);
+      const m = /^self\.matches\('(.*)'\) && duration\(self\) <= duration\('(.*)'\)$/.exec(rule!);
+      expect([path, m]).toEqual([path, expect.anything()]);
+      patterns.add(m![1]);
+      bounds.set(path.replace(/.*\./, ""), m![2]);
     });
     expect(patterns.size).toBe(1);
-    const [rule] = [...patterns];
-    const re = new RegExp(rule.slice("self.matches('".length, -"')".length));
-    for (const good of ["30s", "5m", "1h", "1m30s", "500ms"]) {
+    // The bounds are the engine's: a value the apiserver accepts is one the engine accepts.
+    expect(Object.fromEntries(bounds)).toEqual({
+      duration: MAX_WAIT,
+      interval: MAX_WAIT,
+      initialDelay: MAX_WAIT,
+      timeout: MAX_TIMEOUT,
+    });
+    const re = new RegExp([...patterns][0]);
+    for (const good of ["30s", "5m", "1h", "1m30s", "500ms", "8760h", "999999ms"]) {
       expect([good, re.test(good), parseDuration(good) !== undefined]).toEqual([good, true, true]);
     }
-    for (const bad of ["5", "5 m", "1d", "-1s", "1.5s", ""]) {
+    // Seven digits could overflow CEL's duration() (int64 nanoseconds) before the bound is checked.
+    for (const bad of ["5", "5 m", "1d", "-1s", "1.5s", "", "9999999h", "9999999999999h"]) {
       expect([bad, re.test(bad)]).toEqual([bad, false]);
     }
   });

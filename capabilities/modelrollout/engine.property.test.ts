@@ -116,6 +116,12 @@ const isTerminal = (s?: ModelRolloutStatus) =>
 const freshRun = (run?: { phase: string; metrics: unknown[] }) =>
   !!run && run.phase === "Running" && run.metrics.length === 0;
 
+interface BackgroundRun {
+  phase: string;
+  startedAt: string;
+  metrics: Array<{ measurements?: Array<{ phase: string; startedAt: string }> }>;
+}
+
 /** One reconcile of the simulated operator, checking every property on the way. */
 function reconcileOnce(world: World, crash: Crash, r: Rng) {
   world.calls++;
@@ -132,7 +138,11 @@ function reconcileOnce(world: World, crash: Crash, r: Rng) {
         "Inconclusive",
         "Error",
       ]);
-      run.metrics = [{ name: "m", phase: run.phase }];
+      const measured = run.phase === "Running" ? "Successful" : run.phase;
+      const startedAt = new Date(world.now).toISOString();
+      run.metrics = [
+        { name: "m", phase: run.phase, measurements: [{ phase: measured, startedAt }] },
+      ];
     }
   }
   const value = world.annotation;
@@ -204,6 +214,18 @@ function reconcileOnce(world: World, crash: Crash, r: Rng) {
         expect(world.now).toBeGreaterThanOrEqual(started + DURATIONS[stepSpec.pause.duration!]);
       }
     }
+  }
+  // Never raise the canary weight, nor complete, without a Successful background measurement
+  // taken after the current weight was set (a promote-full only skips steps, not this rule).
+  const before = input?.canaryWeight ?? 0;
+  const raised =
+    (out.canaryWeight ?? 0) > before || (out.phase === "Succeeded" && !isTerminal(input));
+  const bgRun = input?.analysis as unknown as BackgroundRun | undefined;
+  if (world.spec.analysis && before > 0 && raised && bgRun?.phase !== "Successful") {
+    const last = bgRun?.metrics[0]?.measurements?.at(-1);
+    expect(last?.phase).toBe("Successful");
+    const since = Date.parse(input?.canaryWeightSetAt ?? bgRun!.startedAt);
+    expect(Date.parse(last!.startedAt)).toBeGreaterThan(since);
   }
   // Never advance on a failed background gate.
   const bg = input?.analysis;

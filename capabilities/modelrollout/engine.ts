@@ -45,7 +45,7 @@
 //     reset); steps before currentStep are not re-run; the canary weight stays as it is until
 //     the next setWeight. A finished rollout ignores step changes.
 //   - spec.analysis changed: a running background gate restarts; removed: its run is dropped.
-import { parseDuration } from "../duration";
+import { durationProblem, MAX_WAIT, MAX_WAIT_MS, parseDuration } from "../duration";
 import { fingerprint, jsonEqual } from "./fingerprint";
 import type {
   GateRun,
@@ -211,10 +211,14 @@ export function validateSpec(
       }
     }
     const duration = step.pause?.duration;
-    if (duration !== undefined && parseDuration(duration) === undefined) {
-      return bad(
-        `steps[${i}].pause.duration "${duration}" is not a duration like 30s, 5m, 1h or 1m30s`,
+    if (duration !== undefined) {
+      const problem = durationProblem(
+        `steps[${i}].pause.duration`,
+        duration,
+        MAX_WAIT_MS,
+        MAX_WAIT,
       );
+      if (problem) return bad(problem);
     }
   }
   return undefined;
@@ -257,6 +261,7 @@ type PauseReason = "PausedByUser" | "AnalysisInconclusive" | "PauseStep";
 type Waiting =
   | { kind: "PauseStep"; dueAt?: string }
   | { kind: "Analysis" }
+  | { kind: "Evidence"; message: string }
   | { kind: "StepInconclusive" };
 
 interface Ctx {
@@ -525,6 +530,7 @@ function startRollout(c: Ctx, wasTerminal: boolean) {
   resetProgress(c);
   st.target = c.target;
   delete st.canaryWeight;
+  delete st.canaryWeightSetAt;
   delete st.stableWeight;
 }
 
@@ -551,6 +557,7 @@ function releaseOldTarget(c: Ctx) {
   st.phase = "Pending";
   delete st.target;
   delete st.canaryWeight;
+  delete st.canaryWeightSetAt;
   delete st.stableWeight;
 }
 
@@ -775,6 +782,12 @@ function stepVerdict(c: Ctx): GateVerdict | undefined {
   return runVerdict(run, c.obs.stepVerdict, c.stepRunStarted);
 }
 
+/** What the engine reads of a metric's status in a gate run (written by the analysis module). */
+interface GateMetricStatus {
+  name: string;
+  measurements?: Array<{ phase: string; startedAt?: string }>;
+}
+
 function holdOnInconclusive(c: Ctx): boolean {
   return c.spec.onInconclusive !== "Rollback";
 }
@@ -809,6 +822,42 @@ function checkFailures(c: Ctx) {
   }
 }
 
+/**
+ * Why the canary may not go to `nextWeight` (or complete) yet, or undefined when it may. Raising
+ * the weight needs positive evidence from every active analysis: each deciding metric of the
+ * background run measured, and its latest measurement is Successful and started after the
+ * current weight was set. Lowering or keeping the weight needs nothing; a step gate gives its
+ * evidence through its own verdict.
+ */
+function missingEvidence(c: Ctx, nextWeight: number, completing: boolean): string | undefined {
+  const st = c.st;
+  const current = st.canaryWeight ?? 0;
+  if (!c.spec.analysis || current === 0 || (nextWeight <= current && !completing)) return undefined;
+  const what = completing ? "completing" : `raising the canary to ${nextWeight}%`;
+  const run = st.analysis;
+  // A run that reached its verdict (every metric's count) and passed is evidence for good.
+  if (run?.phase === "Successful") return undefined;
+  const since = Date.parse(st.canaryWeightSetAt ?? run?.startedAt ?? c.nowIso);
+  const lacking: string[] = [];
+  for (const metric of c.spec.analysis.metrics) {
+    if (metric.dryRun) continue;
+    const status = ((run?.metrics ?? []) as GateMetricStatus[]).find(m => m?.name === metric.name);
+    const last = status?.measurements?.[status.measurements.length - 1];
+    // Strictly after: a measurement taken in the same reconcile that set the weight saw the old one.
+    const fresh = last !== undefined && Date.parse(String(last.startedAt)) > since;
+    if (!fresh || last.phase !== "Successful") {
+      lacking.push(
+        fresh ? `${metric.name} (last ${last.phase})` : `${metric.name} (no measurement yet)`,
+      );
+    }
+  }
+  if (!lacking.length) return undefined;
+  return (
+    `${what} waits for a Successful measurement at ${current}% of background analysis ` +
+    lacking.join(", ")
+  );
+}
+
 // --- steps ----------------------------------------------------------------------------------------
 
 /** Runs steps until one has to wait (pause, gate, user pause, inconclusive hold) or the end. */
@@ -819,11 +868,21 @@ function progress(c: Ctx) {
   const n = steps(c).length;
   for (let guard = 0; guard <= n + 1; guard++) {
     const i = st.currentStep ?? 0;
-    if (i >= n) {
+    const step = steps(c)[i] as RolloutStep | undefined;
+    const nextWeight = i >= n ? 100 : step?.setWeight;
+    if (st.stepStartedAt === undefined && nextWeight !== undefined) {
+      // The never-promote rule: no rise of the canary weight, and no completion, without
+      // positive evidence from the background analysis at the current weight.
+      const missing = missingEvidence(c, nextWeight, i >= n);
+      if (missing) {
+        c.waiting = { kind: "Evidence", message: missing };
+        return;
+      }
+    }
+    if (i >= n || !step) {
       complete(c);
       return;
     }
-    const step = steps(c)[i];
     if (st.stepStartedAt === undefined) enterStep(c, i, step);
     if (step.setWeight !== undefined) {
       advance(c);
@@ -870,6 +929,7 @@ function enterStep(c: Ctx, i: number, step: RolloutStep) {
   st.stepHash = fingerprint(step);
   if (step.setWeight !== undefined) {
     const w = step.setWeight;
+    if (st.canaryWeight !== w) st.canaryWeightSetAt = c.nowIso;
     st.canaryWeight = w;
     st.stableWeight = 100 - w;
     c.traffic.push({ type: "setWeight", canaryWeight: w, target: c.target, step: i });
@@ -904,6 +964,7 @@ function complete(c: Ctx) {
   const { target } = c;
   st.currentStep = steps(c).length;
   st.phase = "Succeeded";
+  if (st.canaryWeight !== 100) st.canaryWeightSetAt = c.nowIso;
   st.canaryWeight = 100;
   st.stableWeight = 0;
   st.finishedAt = c.nowIso;
@@ -931,6 +992,7 @@ function rollback(c: Ctx, phase: "Failed" | "Aborted", reason: string, message: 
   const st = c.st;
   const { target } = c;
   st.phase = phase;
+  if (st.canaryWeight !== 0) st.canaryWeightSetAt = c.nowIso;
   st.canaryWeight = 0;
   st.stableWeight = 100;
   st.finishedAt = c.nowIso;
@@ -991,7 +1053,9 @@ function updatePhaseAndConditions(c: Ctx) {
         message =
           c.waiting?.kind === "Analysis"
             ? `steps[${cur}]: waiting for analysis (${weight})`
-            : `steps[${cur}] in progress (${weight})`;
+            : c.waiting?.kind === "Evidence"
+              ? `steps[${cur}]: ${c.waiting.message} (${weight})`
+              : `steps[${cur}] in progress (${weight})`;
     }
     st.message = message;
 
@@ -1022,7 +1086,9 @@ function updatePhaseAndConditions(c: Ctx) {
         ? "RolloutPaused"
         : c.waiting?.kind === "Analysis"
           ? "WaitingForAnalysis"
-          : "RolloutProgressing",
+          : c.waiting?.kind === "Evidence"
+            ? "WaitingForEvidence"
+            : "RolloutProgressing",
       message,
     );
     setCondition(

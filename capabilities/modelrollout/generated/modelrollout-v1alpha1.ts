@@ -563,6 +563,11 @@ export interface StatusObject {
    */
   canaryWeight?: number;
   /**
+   * When the current canaryWeight was set. The weight rises again only after every deciding
+   * metric of the background analysis measured Successful since then.
+   */
+  canaryWeightSetAt?: Date;
+  /**
    * Ready (spec valid, targets found and owned), Progressing, Paused, Completed and
    * AnalysisPassing, following Kubernetes API conventions.
    */

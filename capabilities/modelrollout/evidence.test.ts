@@ -1,0 +1,184 @@
+// The never-promote rule, end to end through the pure parts: the analysis module judges a query
+// outcome (Successful, Error, Failed, empty, NaN) into a gate run, and the engine decides. The
+// canary weight never rises and the rollout never completes without a Successful measurement
+// of every deciding background metric taken after the current weight was set.
+import { describe, expect, it } from "@jest/globals";
+import {
+  applyMeasurements,
+  measurementFrom,
+  type AnalysisRunStatus,
+  type AnalysisSpec,
+  type QueryResult,
+} from "../analysis";
+import { reconcileRollout, validateSpec, type Observations, type ReconcileResult } from "./engine";
+import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
+
+const T0 = Date.parse("2025-01-01T00:00:00.000Z");
+const at = (seconds: number) => new Date(T0 + seconds * 1000);
+const OBS: Observations = { generation: 1, targets: { ready: true } };
+const GATE: AnalysisSpec = {
+  metrics: [
+    {
+      name: "errors",
+      query: "vector(0)",
+      successCondition: "result[0] < 0.05",
+      failureCondition: "result[0] >= 0.05",
+      interval: "1s",
+    },
+  ],
+};
+const POOLS = { httpRoute: "route", stable: "v1", canary: "v2" };
+
+type Outcome = "Successful" | "Error" | "Failed" | "empty" | "NaN";
+function outcome(kind: Outcome): QueryResult | Error {
+  switch (kind) {
+    case "Successful":
+      return { kind: "vector", series: [{ labels: {}, value: 0.01 }] };
+    case "Failed":
+      return { kind: "vector", series: [{ labels: {}, value: 0.4 }] };
+    case "empty":
+      return { kind: "vector", series: [] };
+    case "NaN":
+      return { kind: "vector", series: [{ labels: {}, value: NaN }] };
+    case "Error":
+      return new Error("Prometheus http://prom: HTTP 503");
+  }
+}
+
+/** What the reconciler's measureGates does for one due measurement of a running run. */
+function measure(
+  status: ModelRolloutStatus,
+  which: "analysis" | "stepAnalysis",
+  kind: Outcome,
+  seconds: number,
+): ModelRolloutStatus {
+  const run = status[which] as unknown as AnalysisRunStatus;
+  const metric = GATE.metrics[0];
+  const m = measurementFrom({ ...metric, multipleSeries: false }, outcome(kind), at(seconds));
+  const next = applyMeasurements(GATE, run, [{ name: metric.name, measurement: m }]);
+  return { ...status, [which]: next as unknown as GateRun };
+}
+
+const weights = (r: ReconcileResult) =>
+  r.actions.flatMap(a => (a.type === "setWeight" ? [a.canaryWeight] : []));
+
+describe("the never-promote rule: background analysis", () => {
+  // The issue's reproduction: setWeight 10, pause 2s, setWeight 100.
+  const spec: ModelRolloutSpec = {
+    pools: POOLS,
+    steps: [{ setWeight: 10 }, { pause: { duration: "2s" } }, { setWeight: 100 }],
+    analysis: GATE,
+  };
+  const start = () => {
+    const r = reconcileRollout(spec, undefined, OBS, at(0));
+    expect(weights(r)).toEqual([10]);
+    expect(r.status.analysis?.phase).toBe("Running");
+    return r.status;
+  };
+
+  it("a Successful measurement at the current weight lets it rise; completion needs one at 100 %", () => {
+    let st = measure(start(), "analysis", "Successful", 1);
+    let r = reconcileRollout(spec, st, OBS, at(3));
+    expect(weights(r)).toEqual([100]);
+    expect(r.status.phase).toBe("Progressing");
+    expect(r.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe(
+      "WaitingForEvidence",
+    );
+    st = measure(r.status, "analysis", "Successful", 4);
+    r = reconcileRollout(spec, st, OBS, at(5));
+    expect(r.status.phase).toBe("Succeeded");
+  });
+
+  it("a Successful measurement taken before the weight was set is no evidence for it", () => {
+    const st = measure(start(), "analysis", "Successful", 0);
+    const r = reconcileRollout(spec, st, OBS, at(3));
+    expect(weights(r)).toEqual([10]);
+    expect(r.status.message).toContain("waits for a Successful measurement at 10%");
+  });
+
+  it.each<[Outcome, string]>([
+    ["Error", "Progressing"],
+    ["empty", "Paused"],
+    ["NaN", "Paused"],
+    ["Failed", "Failed"],
+  ])("after a %s measurement the weight does not rise (phase %s)", (kind, phase) => {
+    const st = measure(start(), "analysis", kind, 1);
+    const r = reconcileRollout(spec, st, OBS, at(3));
+    expect(r.status.phase).toBe(phase);
+    expect(Math.max(0, ...weights(r))).toBeLessThanOrEqual(10);
+    expect(r.status.canaryWeight).toBeLessThanOrEqual(10);
+  });
+
+  it("errors only never promote: the fifth error in a row rolls back", () => {
+    let st = start();
+    for (let s = 1; s <= 4; s++) {
+      st = measure(st, "analysis", "Error", s);
+      const r = reconcileRollout(spec, st, OBS, at(s + 0.5));
+      expect(r.status.canaryWeight).toBe(10);
+      st = r.status;
+    }
+    st = measure(st, "analysis", "Error", 5);
+    const r = reconcileRollout(spec, st, OBS, at(6));
+    expect(r.status.phase).toBe("Failed");
+    expect(weights(r)).toEqual([0]);
+  });
+
+  it("promote-full skips steps, not the evidence", () => {
+    const st = start();
+    const r = reconcileRollout(spec, st, { ...OBS, action: "promote-full" }, at(1));
+    expect(r.status.phase).toBe("Progressing");
+    expect(r.status.canaryWeight).toBe(10);
+    expect(weights(r)).toEqual([10]);
+  });
+});
+
+describe("the never-promote rule: step gates", () => {
+  const steps: RolloutStep[] = [{ setWeight: 10 }, { analysis: GATE }, { setWeight: 100 }];
+  const spec: ModelRolloutSpec = { pools: POOLS, steps };
+  const start = () => {
+    const r = reconcileRollout(spec, undefined, OBS, at(0));
+    expect(r.status.stepAnalysis?.phase).toBe("Running");
+    return r.status;
+  };
+
+  it.each<[Outcome, string]>([
+    ["Error", "Progressing"],
+    ["empty", "Paused"],
+    ["NaN", "Paused"],
+    ["Failed", "Failed"],
+  ])("a %s measurement does not pass the gate (phase %s)", (kind, phase) => {
+    const st = measure(start(), "stepAnalysis", kind, 1);
+    const r = reconcileRollout(spec, st, OBS, at(2));
+    expect(r.status.phase).toBe(phase);
+    expect(r.status.canaryWeight).toBeLessThanOrEqual(10);
+    expect(Math.max(0, ...weights(r))).toBeLessThanOrEqual(10);
+  });
+
+  it("a Successful measurement passes it", () => {
+    const st = measure(start(), "stepAnalysis", "Successful", 1);
+    const r = reconcileRollout(spec, st, OBS, at(2));
+    expect(r.status.phase).toBe("Succeeded");
+  });
+});
+
+describe("durations too large for a date", () => {
+  it.each(["9999999999999h", "8761h", "99999999999999999999999ms"])(
+    "pause.duration %s is refused, naming the field",
+    duration => {
+      const spec: ModelRolloutSpec = { pools: POOLS, steps: [{ pause: { duration } }] };
+      expect(validateSpec(spec)?.message).toContain(`steps[0].pause.duration "${duration}"`);
+      const r = reconcileRollout(spec, undefined, OBS, at(0));
+      expect(r.actions.filter(a => a.type !== "event")).toEqual([]);
+      expect(r.status.conditions?.find(c => c.type === "Ready")?.reason).toBe("InvalidSpec");
+    },
+  );
+
+  it("a 720h pause is valid and asks for a single wake-up at its end", () => {
+    const spec: ModelRolloutSpec = {
+      pools: POOLS,
+      steps: [{ setWeight: 10 }, { pause: { duration: "720h" } }, { setWeight: 100 }],
+    };
+    const r = reconcileRollout(spec, undefined, OBS, at(0));
+    expect(r.requeueAfterMs).toBe(720 * 3600_000);
+  });
+});
