@@ -100,4 +100,50 @@ describe("vLLM metrics", () => {
     ).toEqual({ running: ["z"], waiting: [], maxLora: 2 });
     expect(loraInfoFrom([])).toBeUndefined();
   });
+
+  // llm-d-inference-sim stamps whole Unix seconds and never deletes a series; its Go client
+  // exposes them sorted by label values. A request to v1 that ended and one to v2 that started
+  // within the same second leave three series tied at the top, the idle one first.
+  const simPage = (running: number, waiting: number) => `# TYPE vllm:lora_requests_info gauge
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="",waiting_lora_adapters=""} 1.765e+09
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="travel-helper-v1",waiting_lora_adapters=""} 1.765e+09
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="travel-helper-v2",waiting_lora_adapters=""} 1.765e+09
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="travel-helper-v2,travel-helper-v1",waiting_lora_adapters=""} 1.764999999e+09
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="x",waiting_lora_adapters="y"} 1.7e+09
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="mymodel"} ${running}
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="mymodel"} ${waiting}
+`;
+
+  it("does not read a busy server as idle when LoRA series tie on whole seconds", () => {
+    // Keeping the first of the tied series (as `>` does) read "nothing runs" while v2 ran.
+    const m = vllmMetricsFromText(simPage(1, 0), 1);
+    expect(m?.lora?.running).toContain("travel-helper-v2");
+    expect(m?.lora?.maxLora).toBe(2);
+    // The answer does not depend on the exposition order of the tied series either.
+    const reversed = samplesNamed(simPage(1, 0), "vllm:lora_requests_info").reverse();
+    expect(loraInfoFrom(reversed, { running: 1, waiting: 0 })?.running).toContain(
+      "travel-helper-v2",
+    );
+  });
+
+  it("reads an idle server as idle when LoRA series tie, whatever their order", () => {
+    expect(vllmMetricsFromText(simPage(0, 0), 1)?.lora).toEqual({
+      running: [],
+      waiting: [],
+      maxLora: 2,
+    });
+    const reversed = samplesNamed(simPage(0, 0), "vllm:lora_requests_info").reverse();
+    expect(loraInfoFrom(reversed, { running: 0, waiting: 0 })?.running).toEqual([]);
+  });
+
+  it("merges tied states it cannot tell apart", () => {
+    const samples = samplesNamed(simPage(2, 0), "vllm:lora_requests_info");
+    expect(loraInfoFrom(samples)).toEqual({
+      running: ["travel-helper-v1", "travel-helper-v2"],
+      waiting: [],
+      maxLora: 2,
+    });
+  });
 });

@@ -165,20 +165,46 @@ export function adapterList(label: string | undefined): string[] {
   return names;
 }
 
-/** The series with the highest value (a timestamp) is the current LoRA state. */
-export function loraInfoFrom(samples: Sample[]): LoraInfo | undefined {
-  let current: Sample | undefined;
-  for (const s of samples) {
-    if (!Number.isNaN(s.value) && (current === undefined || s.value > current.value)) current = s;
+/**
+ * The current LoRA state from `vllm:lora_requests_info`: every state the server went through
+ * stays as a series whose value is the time it was last set, so the series with the highest value
+ * is current. Servers that stamp whole seconds (llm-d-inference-sim: `time.Now().Unix()`) leave
+ * several series tied at the top when the state changed more than once within that second, and
+ * the exposition order says nothing about which came last (Go's client sorts series by label
+ * values, Python's keeps the order they were first created in). So a tie is settled without the
+ * order: `queues` (the same page's running and waiting request counts), when given, rule out tied
+ * states that list running (or waiting) adapters while nothing runs (or waits) — an idle server
+ * is then read as idle — and the states still tied are merged: an adapter that ran or waited in
+ * that second counts as running or waiting (servers keep a drained adapter loaded until another
+ * needs its slot). Upstream's EPP keeps the first of the tied series, which with Go's sorted
+ * exposition is the one with the fewest running adapters, often the idle state of a busy server.
+ */
+export function loraInfoFrom(
+  samples: Sample[],
+  queues?: { running?: number; waiting?: number },
+): LoraInfo | undefined {
+  let top = -Infinity;
+  for (const s of samples) if (!Number.isNaN(s.value) && s.value > top) top = s.value;
+  let tied = samples.filter(s => s.value === top);
+  if (tied.length === 0) return undefined;
+  if (tied.length > 1 && queues) {
+    const consistent = tied.filter(
+      s =>
+        (queues.running !== 0 || adapterList(s.labels.running_lora_adapters).length === 0) &&
+        (queues.waiting !== 0 || adapterList(s.labels.waiting_lora_adapters).length === 0),
+    );
+    if (consistent.length > 0) tied = consistent;
   }
-  if (!current) return undefined;
-  const maxLabel = current.labels.max_lora ?? current.labels.max_loras;
-  const maxLora = Number(maxLabel);
-  return {
-    running: adapterList(current.labels.running_lora_adapters),
-    waiting: adapterList(current.labels.waiting_lora_adapters),
-    maxLora: Number.isFinite(maxLora) && maxLora > 0 ? maxLora : 0,
-  };
+  const running = new Set<string>();
+  const waiting = new Set<string>();
+  let maxLora = 0;
+  for (const s of tied) {
+    for (const a of adapterList(s.labels.running_lora_adapters)) running.add(a);
+    for (const a of adapterList(s.labels.waiting_lora_adapters)) waiting.add(a);
+    const max = Number(s.labels.max_lora ?? s.labels.max_loras);
+    if (Number.isFinite(max) && max > maxLora) maxLora = max;
+  }
+  return { running: [...running], waiting: [...waiting], maxLora };
 }
 
 /**
@@ -197,7 +223,7 @@ export function vllmMetricsFromText(
     maxOf(samplesNamed(text, vllmMetricNames.kvCache)) ??
     maxOf(samplesNamed(text, vllmMetricNames.kvCacheLegacy)) ??
     0;
-  const lora = loraInfoFrom(samplesNamed(text, vllmMetricNames.loraInfo));
+  const lora = loraInfoFrom(samplesNamed(text, vllmMetricNames.loraInfo), { running, waiting });
   return {
     waiting: waiting ?? 0,
     running: running ?? 0,
