@@ -4,7 +4,7 @@
 // 200 ms and the scheduler then treats the endpoint as saturated.
 
 import { Agent, request } from "undici";
-import { vllmMetricsFromText } from "./core/promtext";
+import { LoraSeriesMemory, newLoraSeriesMemory, vllmMetricsFromText } from "./core/promtext";
 import { EndpointMetrics } from "./core/types";
 
 export interface ScrapeTarget {
@@ -37,6 +37,8 @@ export class MetricsScraper {
   private readonly options: ScraperOptions;
   private readonly agent: Agent;
   private readonly inFlight = new Set<string>();
+  /** Per endpoint, what the previous scrape showed of vllm:lora_requests_info (ties). */
+  private readonly loraMemory = new Map<string, LoraSeriesMemory>();
   private readonly queue: string[] = [];
   private active = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -71,7 +73,13 @@ export class MetricsScraper {
 
   /** Queues one scrape of every endpoint that has none in flight. */
   tick(): void {
-    for (const address of this.target.scrapeAddresses()) {
+    const addresses = this.target.scrapeAddresses();
+    if (this.loraMemory.size > addresses.length) {
+      const live = new Set(addresses);
+      for (const address of this.loraMemory.keys())
+        if (!live.has(address)) this.loraMemory.delete(address);
+    }
+    for (const address of addresses) {
       if (this.inFlight.has(address)) continue;
       this.inFlight.add(address);
       this.queue.push(address);
@@ -107,7 +115,9 @@ export class MetricsScraper {
         throw new Error(`HTTP ${res.statusCode}`);
       }
       const text = await readLimited(res.body, this.options.maxBodyBytes);
-      const metrics = vllmMetricsFromText(text, this.options.now());
+      let memory = this.loraMemory.get(address);
+      if (!memory) this.loraMemory.set(address, (memory = newLoraSeriesMemory()));
+      const metrics = vllmMetricsFromText(text, this.options.now(), memory);
       if (!metrics) throw new Error("no vllm:num_requests_waiting/running in the page");
       this.target.setMetrics(address, metrics);
     } catch (err) {

@@ -1,6 +1,7 @@
 import {
   adapterList,
   loraInfoFrom,
+  newLoraSeriesMemory,
   parsePrometheusText,
   parseSampleLine,
   samplesNamed,
@@ -145,5 +146,79 @@ vllm:num_requests_waiting{model_name="mymodel"} ${waiting}
       waiting: [],
       maxLora: 2,
     });
+  });
+
+  it("rules out a tied state that lists more running adapters than requests run", () => {
+    const lora = (running: string, value: number) =>
+      `vllm:lora_requests_info{max_lora="2",running_lora_adapters="${running}",waiting_lora_adapters=""} ${value}`;
+    const page = [lora("a", 7), lora("a,b", 7), "vllm:num_requests_running 1"].join("\n");
+    expect(vllmMetricsFromText(page, 0)?.lora?.running).toEqual(["a"]);
+  });
+
+  it("tells tied series apart by what changed since the endpoint's previous scrape", () => {
+    // The picker scrapes every ~50 ms: of the series tied at the top, those whose value changed
+    // since the previous scrape were set last.
+    const T = 1765000000;
+    const page = (states: [string, number][], running: number) =>
+      [
+        ...states.map(
+          ([r, v]) =>
+            `vllm:lora_requests_info{max_lora="2",running_lora_adapters="${r}",waiting_lora_adapters=""} ${v}`,
+        ),
+        `vllm:num_requests_running ${running}`,
+        "vllm:num_requests_waiting 0",
+      ].join("\n");
+    const memory = newLoraSeriesMemory();
+    const read = (p: string) => vllmMetricsFromText(p, 0, memory)?.lora?.running;
+    // v1 runs (set in second T; the idle state was set earlier in T, at start-up).
+    expect(
+      read(
+        page(
+          [
+            ["", T],
+            ["travel-helper-v1", T],
+          ],
+          1,
+        ),
+      ),
+    ).toEqual(["travel-helper-v1"]);
+    // v1 ended and v2 started, still in second T: the idle and v2 series changed, v1's did not.
+    // The first of the tied series (the idle one, sorted first) would read "nothing runs".
+    const busy = page(
+      [
+        ["", T],
+        ["travel-helper-v1", T],
+        ["travel-helper-v2", T],
+      ],
+      1,
+    );
+    expect(read(busy)).toEqual(["travel-helper-v2"]);
+    expect(read(busy)).toEqual(["travel-helper-v2"]); // nothing changed: still v2
+    // v2 ended in second T too: the idle series was set again to the same value; nothing runs.
+    expect(
+      read(
+        page(
+          [
+            ["", T],
+            ["travel-helper-v1", T],
+            ["travel-helper-v2", T],
+          ],
+          0,
+        ),
+      ),
+    ).toEqual([]);
+    // A new second: one series at the top.
+    expect(
+      read(
+        page(
+          [
+            ["", T],
+            ["travel-helper-v1", T + 1],
+            ["travel-helper-v2", T],
+          ],
+          1,
+        ),
+      ),
+    ).toEqual(["travel-helper-v1"]);
   });
 });

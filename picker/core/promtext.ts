@@ -166,39 +166,74 @@ export function adapterList(label: string | undefined): string[] {
 }
 
 /**
+ * What `loraInfoFrom` keeps of one endpoint's previous scrape to tell tied series apart: the value
+ * of every `vllm:lora_requests_info` series, and which states it read as current. One per
+ * endpoint, updated in place by each read.
+ */
+export interface LoraSeriesMemory {
+  values: Map<string, number>;
+  current: Set<string>;
+}
+
+export function newLoraSeriesMemory(): LoraSeriesMemory {
+  return { values: new Map(), current: new Set() };
+}
+
+const loraKey = (s: Sample) =>
+  `${s.labels.max_lora ?? s.labels.max_loras ?? ""}\u0000${s.labels.running_lora_adapters ?? ""}\u0000${s.labels.waiting_lora_adapters ?? ""}`;
+
+/**
  * The current LoRA state from `vllm:lora_requests_info`: every state the server went through
  * stays as a series whose value is the time it was last set, so the series with the highest value
  * is current. Servers that stamp whole seconds (llm-d-inference-sim: `time.Now().Unix()`) leave
  * several series tied at the top when the state changed more than once within that second, and
  * the exposition order says nothing about which came last (Go's client sorts series by label
- * values, Python's keeps the order they were first created in). So a tie is settled without the
- * order: `queues` (the same page's running and waiting request counts), when given, rule out tied
- * states that list running (or waiting) adapters while nothing runs (or waits) — an idle server
- * is then read as idle — and the states still tied are merged: an adapter that ran or waited in
- * that second counts as running or waiting (servers keep a drained adapter loaded until another
- * needs its slot). Upstream's EPP keeps the first of the tied series, which with Go's sorted
- * exposition is the one with the fewest running adapters, often the idle state of a busy server.
+ * values, Python's keeps the order they were first created in; upstream's EPP keeps the first of
+ * the tied series, with Go's order the one with the fewest running adapters: a busy server reads
+ * as idle). A tie is settled without the order:
+ * - `memory` (the endpoint's previous scrape, ~50 ms ago): of the tied series, those whose value
+ *   changed since then were set last; when none changed, the state read then still holds;
+ * - `queues` (the same page's running and waiting request counts): a state that lists k running
+ *   (waiting) adapters needs at least k running (waiting) requests, so an idle server reads idle;
+ * - what is still tied (several changes between two scrapes) is merged.
  */
 export function loraInfoFrom(
   samples: Sample[],
   queues?: { running?: number; waiting?: number },
+  memory?: LoraSeriesMemory,
 ): LoraInfo | undefined {
+  const valid = samples.filter(s => !Number.isNaN(s.value));
   let top = -Infinity;
-  for (const s of samples) if (!Number.isNaN(s.value) && s.value > top) top = s.value;
-  let tied = samples.filter(s => s.value === top);
-  if (tied.length === 0) return undefined;
-  if (tied.length > 1 && queues) {
-    const consistent = tied.filter(
-      s =>
-        (queues.running !== 0 || adapterList(s.labels.running_lora_adapters).length === 0) &&
-        (queues.waiting !== 0 || adapterList(s.labels.waiting_lora_adapters).length === 0),
-    );
-    if (consistent.length > 0) tied = consistent;
+  for (const s of valid) if (s.value > top) top = s.value;
+  const tied = valid.filter(s => s.value === top);
+  let current = tied;
+  if (tied.length > 1) {
+    if (memory && memory.values.size > 0) {
+      const changed = tied.filter(s => memory.values.get(loraKey(s)) !== s.value);
+      const held = tied.filter(s => memory.current.has(loraKey(s)));
+      if (changed.length > 0) current = changed;
+      else if (held.length > 0) current = held;
+    }
+    if (queues) {
+      const fits = (s: Sample) =>
+        (queues.running === undefined ||
+          adapterList(s.labels.running_lora_adapters).length <= queues.running) &&
+        (queues.waiting === undefined ||
+          adapterList(s.labels.waiting_lora_adapters).length <= queues.waiting);
+      const consistent = current.filter(fits);
+      current = consistent.length > 0 ? consistent : tied.filter(fits);
+      if (current.length === 0) current = tied;
+    }
   }
+  if (memory) {
+    memory.values = new Map(valid.map(s => [loraKey(s), s.value]));
+    memory.current = new Set(current.map(loraKey));
+  }
+  if (current.length === 0) return undefined;
   const running = new Set<string>();
   const waiting = new Set<string>();
   let maxLora = 0;
-  for (const s of tied) {
+  for (const s of current) {
     for (const a of adapterList(s.labels.running_lora_adapters)) running.add(a);
     for (const a of adapterList(s.labels.waiting_lora_adapters)) waiting.add(a);
     const max = Number(s.labels.max_lora ?? s.labels.max_loras);
@@ -210,11 +245,13 @@ export function loraInfoFrom(
 /**
  * Reads the scheduler's inputs from a vLLM /metrics page. Returns undefined when the page has
  * none of the queue metrics (not a vLLM-compatible server). Queues are summed over series
- * (several engines), KV-cache use is the highest series.
+ * (several engines), KV-cache use is the highest series. `loraMemory`: the endpoint's, kept
+ * from scrape to scrape (see `loraInfoFrom`).
  */
 export function vllmMetricsFromText(
   text: string,
   scrapedAtMs: number,
+  loraMemory?: LoraSeriesMemory,
 ): EndpointMetrics | undefined {
   const waiting = sumOf(samplesNamed(text, vllmMetricNames.waiting));
   const running = sumOf(samplesNamed(text, vllmMetricNames.running));
@@ -223,7 +260,11 @@ export function vllmMetricsFromText(
     maxOf(samplesNamed(text, vllmMetricNames.kvCache)) ??
     maxOf(samplesNamed(text, vllmMetricNames.kvCacheLegacy)) ??
     0;
-  const lora = loraInfoFrom(samplesNamed(text, vllmMetricNames.loraInfo), { running, waiting });
+  const lora = loraInfoFrom(
+    samplesNamed(text, vllmMetricNames.loraInfo),
+    { running, waiting },
+    loraMemory,
+  );
   return {
     waiting: waiting ?? 0,
     running: running ?? 0,
