@@ -2,11 +2,14 @@
 # Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) and the tests' Envoy-side
 # ext_proc client and benchmark load generator (hack/envoy-side) from the Go module proxy into a cache folder outside git,
 # unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS or already cached. Rebuilds only
-# what is missing.
+# what is missing. `build-binaries.sh prometheus` builds (once) and names only Prometheus, for
+# machines without Debian's package; `build-binaries.sh --check` builds nothing and prints the same
+# name=path lines plus prometheus= (a path that is not an executable file is still to be built).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"   # k8s.io/kubernetes release
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}" # go.etcd.io/etcd/server/v3
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.315.1}" # github.com/prometheus/prometheus: Prometheus 3.15.1
 CACHE="${MODELROLLOUT_CACHE:-$HOME/.cache/modelrollout}"
 BIN="$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 mkdir -p "$BIN"
@@ -102,6 +105,46 @@ GO
   log "built $BIN/etcd"
 }
 
+# Prometheus for a machine without Debian's package (not root, or no apt-get; see
+# hack/env/prerequisites.ts): cmd/prometheus from the Go module proxy, where module v0.3XX.Y is
+# Prometheus 3.XX.Y. Built with remove_all_sd (file and static discovery only: what the local
+# environment uses) and without the web UI's assets (the HTTP API is all the project queries).
+PROMETHEUS_BIN="$CACHE/bin/prometheus-$PROMETHEUS_VERSION/prometheus"
+build_prometheus() {
+  need_go "prometheus"
+  local minor=${PROMETHEUS_VERSION#v0.}
+  minor=${minor%%.*}
+  local release="$((minor / 100)).$((minor % 100)).${PROMETHEUS_VERSION##*.}"
+  local mod="$CACHE/src/prometheus-$PROMETHEUS_VERSION.$$" buildlog="$CACHE/src/prometheus-$PROMETHEUS_VERSION-build.log"
+  local v=github.com/prometheus/common/version start=$SECONDS
+  mkdir -p "$mod"
+  log "building Prometheus $release (github.com/prometheus/prometheus $PROMETHEUS_VERSION) from the Go module proxy (first time: ~4 min on 2 cores; log: $buildlog)"
+  # A wrapper module (`go install pkg@version` refuses a go.mod with replace or exclude
+  # directives): Prometheus' own replace and exclude directives, repeated, give its build list.
+  local gomod_src
+  gomod_src=$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    printf 'module modelrollout.local/prometheusbuild\n\ngo 1.26.0\n\nrequire github.com/prometheus/prometheus %s\n\n' "$PROMETHEUS_VERSION"
+    awk '/^(replace|exclude)/ { block = ($0 ~ /\($/); print; next } block { print; if ($0 ~ /^\)/) block = 0 }' "$gomod_src"
+  } >"$mod/go.mod"
+  # -mod=mod resolves (and checks against the checksum database) only what this build imports.
+  (cd "$mod" && go build -mod=mod -v -trimpath -tags remove_all_sd -o prometheus \
+    -ldflags "-s -w -X $v.Version=$release -X $v.Revision=$PROMETHEUS_VERSION -X $v.Branch=HEAD -X $v.BuildUser=modelrollout" \
+    github.com/prometheus/prometheus/cmd/prometheus 2>"$buildlog") &
+  local pid=$! next=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      next=$((next + 30))
+      log "prometheus: $(grep -c '^go: downloading' "$buildlog" || true) modules downloaded, $(grep -vc '^go: ' "$buildlog" || true) packages compiled ($((SECONDS - start)) s)"
+    fi
+  done
+  wait "$pid" || { tail -30 "$buildlog" >&2; rm -rf "$mod"; exit 1; }
+  mv "$mod/prometheus" "$PROMETHEUS_BIN"
+  rm -rf "$mod"
+  log "built $PROMETHEUS_BIN in $((SECONDS - start)) s"
+}
+
 # hack/envoy-side: Envoy's side of ext_proc for the picker's tests, written against the Go types
 # go-control-plane generates from Envoy's API, and bench/picker's load generator (`envoy-side
 # load`). Cached under a hash of its sources.
@@ -116,6 +159,27 @@ build_envoy_side() {
   log "built $ENVOY_SIDE"
 }
 
+case "${1:-}" in
+  "") ;;
+  prometheus)
+    mkdir -p "$(dirname "$PROMETHEUS_BIN")"
+    if [ ! -x "$PROMETHEUS_BIN" ]; then build_prometheus; fi
+    echo "prometheus=$PROMETHEUS_BIN"
+    exit 0
+    ;;
+  --check) # no build_X builds: the lines below name what is there and what would be built. A
+    # build's preflight_X, if defined, runs instead and prints `problem=<what> | fix: <fix>` for
+    # each thing that build would lack (hack/env/prerequisites.ts reports them before any build).
+    echo "prometheus=$PROMETHEUS_BIN"
+    for f in $(declare -F | awk '$3 ~ /^build_/ { print $3 }'); do
+      if declare -F "preflight_${f#build_}" >/dev/null; then eval "$f() { preflight_${f#build_}; }"; else eval "$f() { :; }"; fi
+    done
+    ;;
+  *)
+    log "usage: build-binaries.sh [prometheus | --check]"
+    exit 2
+    ;;
+esac
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)

@@ -12,6 +12,7 @@ import {
   stopCluster,
 } from "./env/cluster";
 import { repoRoot } from "./env/config";
+import { PrerequisitesError } from "./env/prerequisites";
 import { delay, tailOf } from "./env/procs";
 import { isFinished, RolloutJson } from "../plugin/format";
 import { SEED } from "./demo/manifests";
@@ -360,8 +361,10 @@ async function main(): Promise<number> {
   try {
     info = await ensureCluster(msg => say(`[env] ${msg}`));
   } catch (err) {
-    // Do not leave half an environment behind when the demo was the one starting it.
-    if (!envWasRunning) await stopCluster(msg => say(`[env] ${msg}`));
+    // Do not leave half an environment behind when the demo was the one starting it (missing
+    // prerequisites stop it before anything starts).
+    if (!envWasRunning && !(err instanceof PrerequisitesError))
+      await stopCluster(msg => say(`[env] ${msg}`));
     throw err;
   }
   process.env.KUBECONFIG = info.kubeconfig;
@@ -446,7 +449,9 @@ async function main(): Promise<number> {
 main().then(
   code => process.exit(code),
   err => {
-    process.stderr.write(`demo: ${err instanceof Error ? err.stack : err}\n`);
+    const text =
+      err instanceof PrerequisitesError ? err.message : err instanceof Error ? err.stack : err;
+    process.stderr.write(`demo: ${text}\n`);
     process.exit(1);
   },
 );

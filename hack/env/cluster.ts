@@ -9,12 +9,8 @@ import { ensurePki, kubeconfigYaml, Pki } from "./certs";
 import { releaseAllIps } from "./ip-claims";
 import { EnvConfig, envConfig, repoRoot } from "./config";
 import { isAlive, listProcs, readProc, run, startProc, stopProc, tailOf, waitFor } from "./procs";
-import {
-  prometheusArgs,
-  prometheusBinary,
-  prometheusDirs,
-  writePrometheusConfig,
-} from "./prometheus";
+import { ensurePrerequisites } from "./prerequisites";
+import { prometheusArgs, prometheusDirs, writePrometheusConfig } from "./prometheus";
 
 export interface Binaries {
   kubeApiserver: string;
@@ -106,11 +102,15 @@ export function kubectlFor(info: { kubectl: string; kubeconfig: string }) {
     run(info.kubectl, ["--kubeconfig", info.kubeconfig, ...args], { input });
 }
 
-/** Starts whatever part of the environment is not running; returns connection info. */
+/**
+ * Starts whatever part of the environment is not running; returns connection info. Every
+ * prerequisite is checked first (./prerequisites.ts: fails at once with the fixes, or obtains
+ * what the project can), before the long Go builds of ensureBinaries.
+ */
 export async function ensureCluster(progress: Progress = defaultProgress): Promise<ClusterInfo> {
   const cfg = envConfig();
+  const { prometheus: promBin } = await ensurePrerequisites(progress);
   const bins = ensureBinaries(progress);
-  const promBin = prometheusBinary();
   fs.mkdirSync(cfg.logDir, { recursive: true });
   const pki = ensurePki(cfg.stateDir);
   const apiserverUrl = `https://127.0.0.1:${cfg.apiserverPort}`;

@@ -1,4 +1,5 @@
-// The real Prometheus server (Debian's `prometheus` package) with a configuration this project owns.
+// The real Prometheus server (Debian's `prometheus` package, or Prometheus 3 built from the Go
+// module proxy where that package cannot be installed) with a configuration this project owns.
 // Scrape targets are files in one folder (file-based service discovery): adding or removing a target
 // at run time is writing or deleting a file, which Prometheus picks up within about a second.
 import * as fs from "node:fs";
@@ -16,20 +17,11 @@ export function prometheusDirs(stateDir: string) {
   };
 }
 
-export function prometheusBinary(): string {
-  const candidates = [
-    process.env.PROMETHEUS_BINARY,
-    "/usr/bin/prometheus",
-    "/usr/local/bin/prometheus",
-  ];
-  const found = candidates.find(c => c && fs.existsSync(c));
-  if (!found) {
-    throw new Error(
-      "Prometheus is not installed. Fix: `sudo apt-get install prometheus` (Debian/Ubuntu), or set PROMETHEUS_BINARY to a prometheus binary.",
-    );
-  }
-  return found;
-}
+/**
+ * Where an installed Prometheus is looked for (then on PATH). Which one runs — PROMETHEUS_BINARY,
+ * an installed one, or one the project obtains — is decided by ./prerequisites.ts.
+ */
+export const systemPrometheusPaths = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"];
 
 export function writePrometheusConfig(stateDir: string): ReturnType<typeof prometheusDirs> {
   const dirs = prometheusDirs(stateDir);
