@@ -5,5 +5,7 @@ export * from "../duration";
 export * from "./expr";
 export * from "./promql";
 export * from "./builtins";
+export * from "./address-policy";
+export * from "./credentials";
 export * from "./prometheus";
 export * from "./run";

@@ -3,6 +3,7 @@
 // that a concurrent edit by another client is never lost: on a conflict we read again and redo the
 // transform on the fresh object.
 import { GenericKind, K8s, kind } from "kubernetes-fluent-client";
+import { GATE_CREDENTIALS_LABEL, gateCredentialFrom } from "../analysis/credentials";
 import {
   gvk,
   HTTPRoute as HTTPRouteKind,
@@ -442,13 +443,25 @@ export async function deletePool(
   return deleted;
 }
 
-/** Reads a key of a Secret in the rollout's namespace (gate provider credentials). */
+/**
+ * Reads a key of a Secret in the rollout's namespace (gate provider credentials). Only Secrets
+ * labelled GATE_CREDENTIALS_LABEL=true: others, and a missing key, throw GateCredentialsError
+ * (a permanent error naming the Secret and the fix, never its content).
+ */
 export async function readSecretKey(
   namespace: string,
   ref: { name: string; key: string },
 ): Promise<string> {
-  const secret = await K8s(kind.Secret).InNamespace(namespace).Get(ref.name);
-  const value = secret.data?.[ref.key];
-  if (value === undefined) throw new Error(`Secret ${namespace}/${ref.name} has no key ${ref.key}`);
-  return Buffer.from(value, "base64").toString("utf8");
+  let secret;
+  try {
+    secret = await K8s(kind.Secret).InNamespace(namespace).Get(ref.name);
+  } catch (err) {
+    if (apiFailure(err).status === 404)
+      throw new Error(
+        `Secret ${namespace}/${ref.name} not found; create it with the label ${GATE_CREDENTIALS_LABEL}=true or fix the SecretRef`,
+        { cause: err },
+      );
+    throw err;
+  }
+  return gateCredentialFrom(secret, namespace, ref);
 }
