@@ -1,5 +1,10 @@
 // Gate credentials only from Secrets labelled for it; errors name the fix, never a value.
-import { GATE_CREDENTIALS_LABEL, GateCredentialsError, gateCredentialFrom } from "./credentials";
+import {
+  checkSecretRef,
+  GATE_CREDENTIALS_LABEL,
+  GateCredentialsError,
+  gateCredentialFrom,
+} from "./credentials";
 import { isPermanentGateError } from "./prometheus";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
@@ -56,5 +61,57 @@ describe("gateCredentialFrom", () => {
     expect(err.message).toBe(
       'Secret team-a/prom-token has no key "token"; fix the key in the ModelRollout\'s SecretRef or add it to the Secret',
     );
+  });
+
+  it("refuses the object of another namespace or name", () => {
+    const labels = { [GATE_CREDENTIALS_LABEL]: "true" };
+    const data = { token: b64("victim-token") };
+    expect(() =>
+      gateCredentialFrom(
+        { metadata: { namespace: "victim", name: "prom-token", labels }, data },
+        "team-a",
+        ref,
+      ),
+    ).toThrow(GateCredentialsError);
+    expect(() =>
+      gateCredentialFrom(
+        { metadata: { namespace: "team-a", name: "other", labels }, data },
+        "team-a",
+        ref,
+      ),
+    ).toThrow("is another object");
+  });
+});
+
+describe("checkSecretRef", () => {
+  it.each([
+    "../../victim/secrets/prom-token",
+    "..",
+    "a/b",
+    "prom-token?x=1",
+    "prom-token#x",
+    "Prom-Token",
+    "-x",
+    "x-",
+    "a..b",
+    "%2e%2e",
+    "",
+    "x".repeat(254),
+  ])("refuses the name %j before any read (path traversal)", name => {
+    const err = thrown(() => checkSecretRef("team-a", { name, key: "token" }));
+    expect(err).toBeInstanceOf(GateCredentialsError);
+    expect(isPermanentGateError(err)).toBe(true);
+    expect(err.message).toMatch(/is not a Secret name/);
+  });
+
+  it.each(["a/b", "..?", "", "k y"])("refuses the key %j", key => {
+    expect(() => checkSecretRef("team-a", { name: "prom-token", key })).toThrow(
+      /is not a Secret key/,
+    );
+  });
+
+  it.each(["prom-token", "a.b-c", "0", "x".repeat(253)])("accepts the name %j", name => {
+    expect(() => checkSecretRef("team-a", { name, key: "ca.crt" })).not.toThrow();
+    expect(() => checkSecretRef("team-a", { name, key: "TOKEN_1-x" })).not.toThrow();
   });
 });

@@ -22,19 +22,65 @@ export class GateCredentialsError extends Error {
 }
 
 export interface SecretLike {
-  metadata?: { labels?: Record<string, string> };
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
   data?: Record<string, string>;
+}
+
+// A Secret's name (DNS-1123 subdomain) and a data key, as the apiserver allows them.
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/**
+ * Refuses a SecretRef that is no Secret name or key before anything is read: the API client puts
+ * the name into the request path unescaped, so `../../other-namespace/secrets/x` would read a
+ * Secret of another namespace.
+ */
+export function checkSecretRef(namespace: string, ref: { name: string; key: string }): void {
+  const shown = (v: unknown) => {
+    const text = JSON.stringify(v) ?? String(v);
+    return text.length > 80 ? text.slice(0, 80) + "…" : text;
+  };
+  const name = ref?.name;
+  if (typeof name !== "string" || name.length > 253 || !SECRET_NAME.test(name)) {
+    throw new GateCredentialsError(
+      namespace,
+      String(name),
+      `SecretRef name ${shown(name)} is not a Secret name (lower-case letters, digits, '-' and '.'); ` +
+        `a gate reads Secrets of the rollout's namespace ${namespace} only`,
+    );
+  }
+  const key = ref.key;
+  if (typeof key !== "string" || key.length > 253 || !SECRET_KEY.test(key)) {
+    throw new GateCredentialsError(
+      namespace,
+      name,
+      `SecretRef key ${shown(key)} of Secret ${namespace}/${name} is not a Secret key (letters, digits, '-', '_' and '.')`,
+    );
+  }
 }
 
 /**
  * The value (decoded) of `ref.key` in a Secret read for a gate; throws GateCredentialsError when the
- * Secret does not carry GATE_CREDENTIALS_LABEL=true or has no such key.
+ * ref is no Secret name/key, the object is not that Secret of `namespace`, or the Secret does not
+ * carry GATE_CREDENTIALS_LABEL=true or has no such key.
  */
 export function gateCredentialFrom(
   secret: SecretLike,
   namespace: string,
   ref: { name: string; key: string },
 ): string {
+  checkSecretRef(namespace, ref);
+  const meta = secret.metadata;
+  if (
+    (meta?.namespace !== undefined && meta.namespace !== namespace) ||
+    (meta?.name !== undefined && meta.name !== ref.name)
+  ) {
+    throw new GateCredentialsError(
+      namespace,
+      ref.name,
+      `the object read for Secret ${namespace}/${ref.name} is another object; not used`,
+    );
+  }
   if (secret.metadata?.labels?.[GATE_CREDENTIALS_LABEL] !== "true") {
     throw new GateCredentialsError(
       namespace,

@@ -3,7 +3,11 @@
 // that a concurrent edit by another client is never lost: on a conflict we read again and redo the
 // transform on the fresh object.
 import { GenericKind, K8s, kind } from "kubernetes-fluent-client";
-import { GATE_CREDENTIALS_LABEL, gateCredentialFrom } from "../analysis/credentials";
+import {
+  checkSecretRef,
+  GATE_CREDENTIALS_LABEL,
+  gateCredentialFrom,
+} from "../analysis/credentials";
 import {
   gvk,
   HTTPRoute as HTTPRouteKind,
@@ -445,13 +449,15 @@ export async function deletePool(
 
 /**
  * Reads a key of a Secret in the rollout's namespace (gate provider credentials). Only Secrets
- * labelled GATE_CREDENTIALS_LABEL=true: others, and a missing key, throw GateCredentialsError
- * (a permanent error naming the Secret and the fix, never its content).
+ * labelled GATE_CREDENTIALS_LABEL=true: others, a missing key and a ref that is no Secret name
+ * (path traversal: `../../ns/secrets/x`) throw GateCredentialsError (a permanent error naming the
+ * Secret and the fix, never its content).
  */
 export async function readSecretKey(
   namespace: string,
   ref: { name: string; key: string },
 ): Promise<string> {
+  checkSecretRef(namespace, ref); // before the name goes into a request path
   let secret;
   try {
     secret = await K8s(kind.Secret).InNamespace(namespace).Get(ref.name);

@@ -6,7 +6,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { GATE_CREDENTIALS_LABEL } from "../../capabilities/analysis/credentials";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createTestNamespace, TestNamespace } from "../support/env";
+import { createTestNamespace, env, TestNamespace } from "../support/env";
 import { RunningOperator, startOperator } from "../support/operator";
 import { rolloutHelpers, type Rollout } from "../support/rollouts";
 
@@ -202,6 +202,43 @@ describe("gate credentials and Prometheus addresses (real control plane)", () =>
     // Refused before connecting: never a timeout or a network error.
     expect(JSON.stringify(r.status)).not.toMatch(/no answer within|EHOSTUNREACH|ETIMEDOUT/);
     expectNoTrafficMoved("metadata", r);
+  });
+
+  it("a SecretRef cannot reach another namespace's labelled Secret (path traversal)", async () => {
+    const victim = createTestNamespace("gatesecrets-victim");
+    try {
+      const victimToken = "victim-token-5d0c";
+      env().kubectl([
+        "-n",
+        victim.name,
+        "create",
+        "secret",
+        "generic",
+        "prom-token",
+        `--from-literal=token=${victimToken}`,
+      ]);
+      env().kubectl([
+        "-n",
+        victim.name,
+        "label",
+        "secret",
+        "prom-token",
+        `${GATE_CREDENTIALS_LABEL}=true`,
+      ]);
+      const before = prometheus.requests.length;
+      gatedRollout(
+        "traversal",
+        `{address: "${prometheus.address}", bearerTokenSecretRef: {name: "../../${victim.name}/secrets/prom-token", key: token}}`,
+      );
+      const r = await waitForMessage("traversal", /is not a Secret name/);
+      expectNoTrafficMoved("traversal", r);
+      expect(prometheus.requests.slice(before).map(q => q.authorization)).not.toContain(
+        `Bearer ${victimToken}`,
+      );
+      expect(visibleText("traversal")).not.toContain(victimToken);
+    } finally {
+      await victim.cleanup();
+    }
   });
 
   it("an address the operator's MODELROLLOUT_PROMETHEUS_DENIED lists gets no request at all", async () => {
