@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) and the tests' Envoy-side
-# ext_proc client and benchmark load generator (hack/envoy-side) from the Go module proxy into a cache folder outside git,
-# unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS or already cached. Rebuilds only
+# ext_proc client and benchmark load generator (hack/envoy-side) from the Go module proxy, and the
+# model server llm-d-inference-sim from its source in ../shared/upstream-src, into a cache folder outside git,
+# unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS / LLM_D_INFERENCE_SIM or already cached. Rebuilds only
 # what is missing. `build-binaries.sh prometheus` builds (once) and names only Prometheus, for
 # machines without Debian's package; `build-binaries.sh --check` builds nothing and prints the same
 # name=path lines plus prometheus= (a path that is not an executable file is still to be built).
@@ -159,6 +160,43 @@ build_envoy_side() {
   log "built $ENVOY_SIDE"
 }
 
+# llm-d-inference-sim: the upstream vLLM simulator, the model server of the local environment,
+# the tests, the benchmarks and the demo. The Go module proxy refuses github.com/llm-d/*, so its
+# exact source is kept in the `shared` folder beside the repo (shared/upstream-src/SOURCES.md;
+# MODELROLLOUT_SHARED moves it). Cached under the tarball's sha256; LLM_D_INFERENCE_SIM names a
+# prebuilt binary instead.
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${MODELROLLOUT_SHARED:-$(dirname "$REPO_ROOT")/shared}"
+SIM_TARBALL="$SHARED/upstream-src/llm-d-inference-sim-eec055a.tar.gz"
+sim_binary() { # -> the cache path of the simulator built from SIM_TARBALL (empty if there is no tarball)
+  if [ -n "${LLM_D_INFERENCE_SIM:-}" ] && [ -x "$LLM_D_INFERENCE_SIM" ]; then echo "$LLM_D_INFERENCE_SIM"; return; fi
+  if [ -f "$SIM_TARBALL" ]; then echo "$CACHE/bin/llm-d-inference-sim-$(sha256sum "$SIM_TARBALL" | cut -c1-12)"; fi
+}
+build_sim() {
+  if [ ! -f "$SIM_TARBALL" ]; then
+    log "ERROR: llm-d-inference-sim's source is missing: $SIM_TARBALL"
+    log "Fix: put the shared/ folder beside the repo (or set MODELROLLOUT_SHARED to it), or set"
+    log "     LLM_D_INFERENCE_SIM to a prebuilt llm-d-inference-sim binary."
+    exit 1
+  fi
+  need_go "llm-d-inference-sim"
+  local out work
+  out=$(sim_binary)
+  work="$CACHE/src/$(basename "$out")"
+  log "building llm-d-inference-sim from $SIM_TARBALL (first time: ~5 min on 2 cores; progress: compiled packages are listed in $work.log)"
+  rm -rf "$work" && mkdir -p "$work"
+  tar -xzf "$SIM_TARBALL" -C "$work"
+  # Its one llm-d dependency (llm-d-router) comes from shared/upstream-src/goproxy, checked
+  # against the simulator's go.sum; everything else from the Go module proxy.
+  (cd "$work/llm-d-inference-sim" &&
+    GOPROXY="file://$SHARED/upstream-src/goproxy,$(go env GOPROXY)" GONOSUMDB=github.com/llm-d \
+      CGO_ENABLED=0 go build -v -trimpath -o "$out.$$.tmp" ./cmd/llm-d-inference-sim >"$work.log" 2>&1) ||
+    { tail -30 "$work.log" >&2; exit 1; }
+  mv "$out.$$.tmp" "$out"
+  rm -rf "$work"
+  log "built $out"
+}
+
 case "${1:-}" in
   "") ;;
   prometheus)
@@ -184,6 +222,8 @@ apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)
 if [ ! -x "$ENVOY_SIDE" ]; then build_envoy_side; fi
+sim=$(sim_binary)
+if [ -z "$sim" ] || [ ! -x "$sim" ]; then build_sim; sim=$(sim_binary); fi
 if [ -z "$apiserver" ] || [ -z "$kubectl" ]; then build_k8s; fi
 if [ -z "$etcd" ]; then build_etcd; fi
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
@@ -194,3 +234,4 @@ echo "kube-apiserver=$apiserver"
 echo "kubectl=$kubectl"
 echo "etcd=$etcd"
 echo "envoy-side=$ENVOY_SIDE"
+echo "llm-d-inference-sim=$sim"

@@ -210,8 +210,8 @@ export async function startWorld(
   });
   const childEnv = { ...process.env, KUBECONFIG: info.kubeconfig };
 
-  // Model servers, pickers and the operator start in parallel: each is a Node process that needs
-  // a few seconds of compiling on first start.
+  // Model servers (llm-d-inference-sim, each behind a Node forwarder), pickers and the operator
+  // start in parallel: the Node processes need a few seconds of compiling on first start.
   const servers = Promise.all(
     PODS.map(p =>
       deployModelServer(info, {

@@ -1,9 +1,6 @@
 // The local world is real: the apiserver serves the upstream CRDs and enforces their validation,
 // Prometheus scrapes the simulated model servers, and the generated kubeconfig works with kubectl
 // and with the fluent client.
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { GenericKind, K8s } from "kubernetes-fluent-client";
 import { deployModelServer, removeModelServer } from "../../hack/env/model-servers";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
@@ -192,18 +189,10 @@ describe("simulated model server pod", () => {
   });
 });
 
-describe("upstream simulator path", () => {
-  it("runs a binary named by LLM_D_INFERENCE_SIM on a free port behind a forwarder at podIP:port", async () => {
-    // The upstream llm-d-inference-sim cannot be fetched here; a wrapper that runs the stand-in
-    // WITHOUT --host (so it binds every address, as upstream does) exercises the same path.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sim-"));
-    const wrapper = path.join(dir, "llm-d-inference-sim");
-    fs.writeFileSync(
-      wrapper,
-      `#!/bin/sh\nexec "${process.execPath}" --import tsx "${path.resolve("hack/model-server-sim/main.ts")}" "$@"\n`,
-      { mode: 0o755 },
-    );
-    process.env.LLM_D_INFERENCE_SIM = wrapper;
+describe("llm-d-inference-sim as a pod", () => {
+  it("answers at podIP:port through its forwarder, as the Downward API's POD_NAME / POD_NAMESPACE, under every served name", async () => {
+    // llm-d-inference-sim listens on a port of every address: deployModelServer runs it on a
+    // free port behind a forwarder at the pod's own podIP:port.
     const e = env();
     try {
       const server = await deployModelServer(e.info, {
@@ -212,18 +201,37 @@ describe("upstream simulator path", () => {
         labels: { app: "upstream" },
         port: 8000,
         model: "base",
+        servedModelNames: ["alias-a", "alias-b"],
+        loraAdapters: ["lora-x"],
       });
-      const res = await fetch(`${server.url}/v1/completions`, {
+      expect(server.url).toBe(`http://${server.podIP}:8000`);
+      const answers = [];
+      for (const model of ["alias-a", "alias-b", "lora-x"]) {
+        const res = await fetch(`${server.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model, prompt: "hi", max_tokens: 3 }),
+        });
+        expect(res.status).toBe(200);
+        expect(res.headers.get("x-inference-pod")).toBe("upstream-0");
+        expect(res.headers.get("x-inference-namespace")).toBe(ns.name);
+        answers.push(((await res.json()) as { model: string }).model);
+      }
+      // A base-model alias is answered as the first served name; an adapter as itself.
+      expect(answers).toEqual(["alias-a", "alias-a", "lora-x"]);
+      const models = (await (await fetch(`${server.url}/v1/models`)).json()) as {
+        data: { id: string }[];
+      };
+      expect(models.data.map(m => m.id).sort()).toEqual(["alias-a", "alias-b", "lora-x"]);
+      // The base model's own name is not served when served names are given.
+      const base = await fetch(`${server.url}/v1/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "base", prompt: "hi" }),
       });
-      expect(res.status).toBe(200);
-      expect(((await res.json()) as { model: string }).model).toBe("base");
+      expect(base.status).toBe(404);
     } finally {
-      delete process.env.LLM_D_INFERENCE_SIM;
       await removeModelServer(e.info, ns.name, "upstream-0");
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

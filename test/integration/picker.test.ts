@@ -120,11 +120,10 @@ interface Fixture {
 type SimOptions = Partial<Omit<ModelServerOptions, "namespace" | "name" | "labels" | "port">>;
 
 /**
- * Deploys emulated model-server pods one after the other. POD_NAME reaches each simulator as the
- * Downward API would set it, so every answer carries `x-inference-pod` (as llm-d-inference-sim's
- * do) and the client sees which pod served it. deployModelServer starts the simulator with this
- * process' environment, so POD_NAME is set for the whole of each call (hence one at a time).
- * Whatever started is in `servers`, also when one failed.
+ * Deploys emulated model-server pods one after the other. Each simulator gets POD_NAME as the
+ * Downward API would set it (deployModelServer does), so every answer carries `x-inference-pod`
+ * (llm-d-inference-sim's header) and the client sees which pod served it. Whatever started is in
+ * `servers`, also when one failed.
  */
 async function deployPods(
   namespace: string,
@@ -132,34 +131,27 @@ async function deployPods(
   sim: SimOptions,
   servers: ModelServer[],
 ): Promise<void> {
-  const saved = process.env.POD_NAME;
-  try {
-    for (const name of names) {
-      process.env.POD_NAME = name;
-      const server = await deployModelServer(env().info, {
-        model: "Qwen/Qwen2.5-1.5B-Instruct",
-        servedModelNames: ["mymodel"],
-        loraAdapters: [V1, V2],
-        maxLoras: 2,
-        maxNumSeqs: 64,
-        ...sim,
-        namespace,
-        name,
-        labels: { app: "vllm-travel" },
-        port: PORT,
-      });
-      servers.push(server);
-      const probe = await complete(server.url, { model: "mymodel" });
-      if (probe.pod !== name) {
-        throw new Error(
-          `pod ${name} answered without x-inference-pod: ${name} (got ${probe.pod}); the tests ` +
-            `need the simulator to see POD_NAME`,
-        );
-      }
+  for (const name of names) {
+    const server = await deployModelServer(env().info, {
+      model: "Qwen/Qwen2.5-1.5B-Instruct",
+      servedModelNames: ["mymodel"],
+      loraAdapters: [V1, V2],
+      maxLoras: 2,
+      maxNumSeqs: 64,
+      ...sim,
+      namespace,
+      name,
+      labels: { app: "vllm-travel" },
+      port: PORT,
+    });
+    servers.push(server);
+    const probe = await complete(server.url, { model: "mymodel" });
+    if (probe.pod !== name) {
+      throw new Error(
+        `pod ${name} answered without x-inference-pod: ${name} (got ${probe.pod}); the tests ` +
+          `need the simulator to see POD_NAME`,
+      );
     }
-  } finally {
-    if (saved === undefined) delete process.env.POD_NAME;
-    else process.env.POD_NAME = saved;
   }
 }
 
@@ -797,25 +789,34 @@ describe("picker on the real control plane with simulated model servers", () => 
       pickerArgs: ["--max-running", "1"],
     });
     try {
-      const queueTime = [
+      // llm-d-inference-sim observes vllm:request_queue_time_seconds only for requests that
+      // waited in its queue; the e2e histogram counts every request it served.
+      const podMetrics = [
         "vllm:request_queue_time_seconds_sum",
         "vllm:request_queue_time_seconds_count",
+        "vllm:e2e_request_latency_seconds_count",
       ];
-      const [sumBefore, countBefore] = await podMetricSums(f.servers, queueTime);
+      const [sumBefore, queuedBefore, servedBefore] = await podMetricSums(f.servers, podMetrics);
       const outcomes = await drive(f.picker.proxyUrl, 48, 8, () => ({ maxTokens: 4 }));
       expect(failures(outcomes)).toEqual([]);
-      const [sum, count] = await podMetricSums(f.servers, queueTime);
+      let [sum, queued, served] = await podMetricSums(f.servers, podMetrics);
+      for (let i = 0; i < 40 && served - servedBefore < 48; i++) {
+        await new Promise(r => setTimeout(r, 50)); // the simulator records metrics asynchronously
+        [sum, queued, served] = await podMetricSums(f.servers, podMetrics);
+      }
       const held = await pickerMetric(f.picker, "modelrollout_picker_flow_held_total");
-      const meanQueueMs = (1000 * (sum - sumBefore)) / (count - countBefore);
+      const meanQueueMs = (1000 * (sum - sumBefore)) / 48;
       report(
         `flow control, 48 requests, 8 clients, 2 pods × max-num-seqs 1: ${held} held in the ` +
-          `picker, mean wait in a pod's queue ${meanQueueMs.toFixed(1)} ms, per pod ` +
+          `picker, ${queued - queuedBefore} waited in a pod's queue, mean wait there ` +
+          `${meanQueueMs.toFixed(1)} ms per request, per pod ` +
           JSON.stringify(countBy(outcomes, o => o.pod)),
       );
-      expect(count - countBefore).toBe(48);
+      expect(served - servedBefore).toBe(48);
       expect(held).toBeGreaterThanOrEqual(40);
       // A request reaches a pod when it has a free slot: it hardly waits there (each of the
       // 48 × 55 ms of work would otherwise wait about three service times in a pod's queue).
+      expect(queued - queuedBefore).toBeLessThanOrEqual(8);
       expect(meanQueueMs).toBeLessThan(15);
       expect(Object.keys(countBy(outcomes, o => o.pod))).toHaveLength(2);
     } finally {
