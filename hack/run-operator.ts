@@ -2,6 +2,7 @@
 // but as a local process against $KUBECONFIG (default: the local environment's kubeconfig).
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { envConfig, repoRoot } from "./env/config";
@@ -44,6 +45,12 @@ export function operatorEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
     SSL_KEY_PATH: tls.key,
     SSL_CERT_PATH: tls.cert,
+    // Watches retry for ever (Pepr's default gives up and exits after 5 failures ~30 s apart).
+    PEPR_RESYNC_FAILURE_MAX: process.env.PEPR_RESYNC_FAILURE_MAX ?? "2147483647",
+    // Health endpoints on any free port unless asked (several local operators run side by side).
+    MODELROLLOUT_HEALTH_PORT: process.env.MODELROLLOUT_HEALTH_PORT ?? "0",
+    // One identity for this machine's operator: restarted, it re-takes its own Lease at once.
+    MODELROLLOUT_IDENTITY: process.env.MODELROLLOUT_IDENTITY ?? `local-${os.hostname()}`,
     ...extra,
   };
 }

@@ -33,6 +33,8 @@ import {
 } from "../duration";
 import { ExpressionError, evaluate, parse, parseCached } from "./expr";
 import { TemplateError, renderQuery, variablesFor, type QueryVariables } from "./promql";
+import { isPermanentPrometheusError } from "./prometheus";
+import { GateCredentialsError } from "./credentials";
 import type {
   AnalysisRunStatus,
   AnalysisSpec,
@@ -557,6 +559,12 @@ function assessMetric(
 ): { phase: MetricPhase; reason?: string } {
   if (FINAL.has(status.phase)) return { phase: status.phase };
   if (status.count === 0 && status.error === 0) return { phase: "Pending" };
+  if (lastOf(status)?.permanent) {
+    return {
+      phase: "Error",
+      reason: "a permanent error: the query or its configuration must be fixed",
+    };
+  }
   const failureLimit = metric.failureLimit ?? 0;
   const inconclusiveLimit = metric.inconclusiveLimit ?? 0;
   const errorLimit = metric.consecutiveErrorLimit ?? DEFAULT_CONSECUTIVE_ERROR_LIMIT;
@@ -829,8 +837,73 @@ export async function measureDue(
       } catch (err) {
         outcome = err instanceof Error ? err : new Error(String(err));
       }
-      return { name, measurement: measurementFrom(resolved, outcome, finishedAt(), now) };
+      const measurement = measurementFrom(resolved, outcome, finishedAt(), now);
+      if (isPermanentQueryError(outcome)) measurement.permanent = true;
+      return { name, measurement };
     }),
   );
   return applyMeasurements(spec, run, measurements);
+}
+
+/**
+ * An error that retrying alone will not fix: Prometheus refused the query for good (a parse
+ * error, bad_data, an unknown function), the address is refused, or the gate's credentials are
+ * unusable. Such a measurement ends its metric at once (reason InvalidAnalysis).
+ */
+export function isPermanentQueryError(err: unknown): boolean {
+  return isPermanentPrometheusError(err) || err instanceof GateCredentialsError;
+}
+
+/** The gates of a rollout to check before any traffic moves, each with where it is in the spec. */
+export interface GateToCheck {
+  where: string;
+  spec: AnalysisSpec;
+}
+
+/** What Prometheus said of every query: refused for good (invalid) or not reachable now. */
+export interface QueryCheck {
+  invalid: string[];
+  unavailable: string[];
+}
+
+/**
+ * Runs every metric's query once, rendered with the rollout's values, so that a query Prometheus
+ * refuses is found while all traffic is still on stable. Results are not judged (a canary without
+ * traffic has no data yet): only whether Prometheus accepts the query.
+ */
+export async function checkQueries(
+  gates: readonly GateToCheck[],
+  ctx: MeasureContext,
+  query: QueryFunction,
+): Promise<QueryCheck> {
+  const check: QueryCheck = { invalid: [], unavailable: [] };
+  const jobs = gates.flatMap(gate =>
+    gate.spec.metrics.map(async (metric, i) => {
+      const where = `${gate.where}.metrics[${i}] (${metric.name})`;
+      let resolved: ResolvedMetric;
+      try {
+        resolved = resolveMetric(metric, ctx, ctx.defaultProvider);
+      } catch (err) {
+        check.invalid.push(`${where}: cannot build the query: ${(err as Error).message}`);
+        return;
+      }
+      if (!resolved.provider) {
+        check.invalid.push(`${where}: no Prometheus provider configured`);
+        return;
+      }
+      try {
+        await query(resolved.query, resolved.provider);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        (isPermanentQueryError(err) ? check.invalid : check.unavailable).push(
+          `${where}: ${message}`,
+        );
+      }
+    }),
+  );
+  await Promise.all(jobs);
+  // Same input, same message: the status is not rewritten for an ordering difference.
+  check.invalid.sort();
+  check.unavailable.sort();
+  return check;
 }

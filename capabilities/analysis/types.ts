@@ -64,6 +64,8 @@ export interface Measurement {
   message?: string;
   startedAt: string;
   finishedAt: string;
+  /** An Error that retrying alone will not fix (the query or the gate's configuration): it ends the metric at once. */
+  permanent?: boolean;
 }
 
 export interface MetricRunStatus {

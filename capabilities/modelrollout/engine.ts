@@ -378,6 +378,44 @@ export function reconcileRollout(
   return finish(c);
 }
 
+/**
+ * Whether the reconciler must check the gates' queries with Prometheus before this reconcile:
+ * while no traffic has moved to the canary yet (a new rollout, a new target, a retry, or still at
+ * 0 %), so that a query Prometheus refuses is found before the first weight moves.
+ */
+export function needsQueryCheck(
+  spec: ModelRolloutSpec,
+  status: ModelRolloutStatus | undefined,
+  obs: Pick<Observations, "action">,
+): boolean {
+  const hasGates = !!spec.analysis || (spec.steps ?? []).some(s => s.analysis !== undefined);
+  const target = targetOf(spec);
+  if (!hasGates || !target) return false;
+  const st = status ?? {};
+  if (!st.target || !jsonEqual(st.target, target)) return true;
+  if (isTerminal(st.phase)) return obs.action === "retry" && st.phase !== "Succeeded";
+  return (st.canaryWeight ?? 0) === 0;
+}
+
+/**
+ * A reconcile that threw: Ready=False (reason ReconcileError) with the error and a Warning Event
+ * once, so that no failure stays in the log only. Nothing else changes: no traffic action.
+ */
+export function reconcileFailed(
+  spec: ModelRolloutSpec,
+  status: ModelRolloutStatus | undefined,
+  generation: number,
+  message: string,
+  now: Date,
+): ReconcileResult {
+  const prev: ModelRolloutStatus = status ?? {};
+  const st = structuredClone(prev);
+  const obs: Observations = { generation, targets: { ready: true } };
+  const c = newCtx(spec, obs, now, now.toISOString(), prev, st, st.target ?? placeholderTarget());
+  blocked(c, "ReconcileError", `reconcile failed: ${message}; retrying with backoff`, false);
+  return { status: pruneUndefined(st), actions: c.events };
+}
+
 function newCtx(
   spec: ModelRolloutSpec,
   obs: Observations,
@@ -785,7 +823,13 @@ function stepVerdict(c: Ctx): GateVerdict | undefined {
 /** What the engine reads of a metric's status in a gate run (written by the analysis module). */
 interface GateMetricStatus {
   name: string;
-  measurements?: Array<{ phase: string; startedAt?: string }>;
+  measurements?: Array<{ phase: string; startedAt?: string; permanent?: boolean }>;
+}
+
+function hasPermanentError(run: GateRun | undefined): boolean {
+  return ((run?.metrics ?? []) as GateMetricStatus[]).some(
+    m => m?.measurements?.[m.measurements.length - 1]?.permanent === true,
+  );
 }
 
 function holdOnInconclusive(c: Ctx): boolean {
@@ -798,15 +842,23 @@ function checkFailures(c: Ctx) {
   const sv = stepVerdict(c);
   const cur = c.st.currentStep ?? 0;
   const runMessage = (run: GateRun | undefined) => (run?.message ? `: ${run.message}` : "");
+  // A permanent error (a query Prometheus refuses for good) is the spec's fault: InvalidAnalysis.
+  const reasonOf = (run: GateRun | undefined, verdict: string) =>
+    verdict === "Error" && hasPermanentError(run) ? "InvalidAnalysis" : `Analysis${verdict}`;
   if (bg === "Failed" || bg === "Error") {
     recordVerdict(c.st.analysis, bg);
-    rollback(c, "Failed", `Analysis${bg}`, `background analysis ${bg}${runMessage(c.st.analysis)}`);
+    rollback(
+      c,
+      "Failed",
+      reasonOf(c.st.analysis, bg),
+      `background analysis ${bg}${runMessage(c.st.analysis)}`,
+    );
   } else if (sv === "Failed" || sv === "Error") {
     recordVerdict(c.st.stepAnalysis, sv);
     rollback(
       c,
       "Failed",
-      `Analysis${sv}`,
+      reasonOf(c.st.stepAnalysis, sv),
       `analysis steps[${cur}] ${sv}${runMessage(c.st.stepAnalysis)}`,
     );
   } else if (!holdOnInconclusive(c) && (bg === "Inconclusive" || sv === "Inconclusive")) {

@@ -5,12 +5,21 @@
 import { describe, expect, it } from "@jest/globals";
 import {
   applyMeasurements,
+  checkQueries,
   measurementFrom,
+  PrometheusError,
   type AnalysisRunStatus,
   type AnalysisSpec,
   type QueryResult,
 } from "../analysis";
-import { reconcileRollout, validateSpec, type Observations, type ReconcileResult } from "./engine";
+import {
+  needsQueryCheck,
+  reconcileFailed,
+  reconcileRollout,
+  validateSpec,
+  type Observations,
+  type ReconcileResult,
+} from "./engine";
 import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");
@@ -180,5 +189,143 @@ describe("durations too large for a date", () => {
     };
     const r = reconcileRollout(spec, undefined, OBS, at(0));
     expect(r.requeueAfterMs).toBe(720 * 3600_000);
+  });
+});
+
+describe("checking the queries before any traffic moves", () => {
+  const spec: ModelRolloutSpec = {
+    pools: POOLS,
+    steps: [{ setWeight: 10 }, { analysis: GATE }, { setWeight: 100 }],
+  };
+  const route = { kind: "HTTPRoute" as const, name: "route", stable: "v1", canary: "v2" };
+
+  it("is needed while the canary has no traffic, for a new target and for a retry", () => {
+    expect(needsQueryCheck(spec, undefined, {})).toBe(true);
+    expect(needsQueryCheck(spec, { target: route, phase: "Progressing" }, {})).toBe(true);
+    expect(
+      needsQueryCheck(spec, { target: route, phase: "Progressing", canaryWeight: 0 }, {}),
+    ).toBe(true);
+    expect(
+      needsQueryCheck(spec, { target: route, phase: "Progressing", canaryWeight: 10 }, {}),
+    ).toBe(false);
+    expect(needsQueryCheck(spec, { target: route, phase: "Failed", canaryWeight: 0 }, {})).toBe(
+      false,
+    );
+    expect(
+      needsQueryCheck(
+        spec,
+        { target: route, phase: "Failed", canaryWeight: 0 },
+        { action: "retry" },
+      ),
+    ).toBe(true);
+    const other = { ...route, canary: "v3" };
+    expect(
+      needsQueryCheck(spec, { target: other, phase: "Succeeded", canaryWeight: 100 }, {}),
+    ).toBe(true);
+    expect(needsQueryCheck({ ...spec, steps: [{ setWeight: 10 }] }, undefined, {})).toBe(false);
+  });
+
+  it("an invalid query blocks the start with InvalidAnalysis: no weight is written", () => {
+    const r = reconcileRollout(
+      spec,
+      undefined,
+      { ...OBS, specError: { reason: "InvalidAnalysis", message: "Prometheus refuses a query" } },
+      at(0),
+    );
+    expect(weights(r)).toEqual([]);
+    expect(r.status.conditions?.find(c => c.type === "Ready")?.reason).toBe("InvalidAnalysis");
+  });
+
+  it("a permanent error in a running gate rolls back with reason InvalidAnalysis", () => {
+    let st = reconcileRollout(spec, undefined, OBS, at(0)).status;
+    const run = st.stepAnalysis as unknown as AnalysisRunStatus;
+    const m = { ...measurementFrom(GATE.metrics[0] as never, new Error("bad_data"), at(1)) };
+    m.permanent = true;
+    st = {
+      ...st,
+      stepAnalysis: applyMeasurements(GATE, run, [
+        { name: "errors", measurement: m },
+      ]) as unknown as GateRun,
+    };
+    const r = reconcileRollout(spec, st, OBS, at(2));
+    expect(r.status.phase).toBe("Failed");
+    expect(weights(r)).toEqual([0]);
+    expect(r.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe(
+      "InvalidAnalysis",
+    );
+  });
+});
+
+describe("a reconcile that throws", () => {
+  const spec: ModelRolloutSpec = { pools: POOLS, steps: [{ setWeight: 10 }] };
+  it("is reported once as Ready=False ReconcileError with a Warning Event, touching nothing", () => {
+    const st = reconcileRollout(spec, undefined, OBS, at(0)).status;
+    const r = reconcileFailed(spec, st, 1, "boom", at(1));
+    expect(r.actions.map(a => a.type)).toEqual(["event"]);
+    expect(r.status.canaryWeight).toBe(st.canaryWeight);
+    const ready = r.status.conditions?.find(c => c.type === "Ready");
+    expect(ready).toMatchObject({ status: "False", reason: "ReconcileError" });
+    expect(ready?.message).toContain("boom");
+    // The same failure again: no second Event.
+    expect(reconcileFailed(spec, r.status, 1, "boom", at(2)).actions).toEqual([]);
+    // The next good reconcile clears it.
+    const ok = reconcileRollout(spec, r.status, OBS, at(3));
+    expect(ok.status.conditions?.find(c => c.type === "Ready")?.status).toBe("True");
+  });
+});
+
+describe("checkQueries", () => {
+  const ctx = {
+    scope: "adapters" as const,
+    namespace: "ns",
+    rollout: "r",
+    canary: "v2",
+    stable: "v1",
+  };
+  const provider = { address: "http://prom:9090" };
+  const gates = [
+    { where: "analysis", spec: GATE },
+    {
+      where: "steps[1].analysis",
+      spec: {
+        metrics: [{ name: "ttft", query: "sum(rate(up[5m]", successCondition: "result[0] < 1" }],
+      },
+    },
+  ];
+
+  it("sorts each query into accepted, refused for good (invalid) or not answerable now", async () => {
+    const seen: string[] = [];
+    const check = await checkQueries(gates, { ...ctx, defaultProvider: provider }, async query => {
+      seen.push(query);
+      if (query.includes("rate(up[5m]"))
+        throw new PrometheusError("prometheus", "query rejected (HTTP 400, bad_data)", {
+          address: provider.address,
+          query,
+          status: 400,
+          errorType: "bad_data",
+        });
+      return { kind: "vector", series: [] };
+    });
+    expect(seen).toEqual(["vector(0)", "sum(rate(up[5m]"]);
+    expect(check.unavailable).toEqual([]);
+    expect(check.invalid).toEqual([
+      expect.stringMatching(/^steps\[1\]\.analysis\.metrics\[0\] \(ttft\): .*bad_data/),
+    ]);
+  });
+
+  it("a network failure is not a verdict on the spec", async () => {
+    const check = await checkQueries(gates, { ...ctx, defaultProvider: provider }, async query => {
+      throw new PrometheusError("network", "connection refused", {
+        address: provider.address,
+        query,
+      });
+    });
+    expect(check.invalid).toEqual([]);
+    expect(check.unavailable).toHaveLength(2);
+  });
+
+  it("a metric without a provider is invalid", async () => {
+    const check = await checkQueries(gates, ctx, async () => ({ kind: "scalar", value: 1 }));
+    expect(check.invalid).toHaveLength(2);
   });
 });

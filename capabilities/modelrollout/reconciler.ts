@@ -12,8 +12,11 @@ import { Log } from "pepr";
 import {
   AnalysisRunStatus,
   AnalysisSpec as GateSpec,
+  checkQueries,
   clientOptionsFor,
   concludeRun,
+  type GateToCheck,
+  type QueryFunction,
   dueMetrics,
   measureDue,
   ProviderSpec as GateProvider,
@@ -25,8 +28,10 @@ import { conflictingOwner, type Claimant } from "./conflict";
 import {
   ACTION_ANNOTATION,
   Action,
+  needsQueryCheck,
   Observations,
   readActionAnnotation,
+  reconcileFailed,
   reconcileRollout,
   statusMergePatch,
   targetOf,
@@ -47,6 +52,11 @@ import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } fro
 const TERMINAL = ["Succeeded", "Failed", "Aborted"];
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
+/**
+ * The longest a timer sleeps before the reconciler looks again. Node fires a timer of more than
+ * 2^31-1 ms after 1 ms; a long pause (720h) wakes once an hour, recomputes and sleeps again.
+ */
+export const MAX_TIMER_MS = 3_600_000;
 
 /** In-memory only: timers and backoff. Everything that matters for progress is in status. */
 const timers = new Map<string, NodeJS.Timeout>();
@@ -66,8 +76,10 @@ function reconcilesIdle(): Promise<void> {
 
 async function reconcileInSlot(namespace: string, name: string): Promise<void> {
   try {
-    await reconcileOnce(namespace, name);
+    // Leadership may have been lost while this call waited for its slot.
+    if (leading()) await reconcileOnce(namespace, name);
   } finally {
+    lastReconcileAt = Date.now();
     if (reconcileSlots.pendingCount === 0 && idleWaiters.length) {
       const waiters = idleWaiters;
       idleWaiters = [];
@@ -82,13 +94,57 @@ function keyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
+/** Whether this replica may reconcile (leader election, runtime.ts); always, without one. */
+let leading: () => boolean = () => true;
+let lastReconcileAt: number | undefined;
+
+export function followLeadership(isLeader: () => boolean): void {
+  leading = isLeader;
+}
+
+/** For the health endpoints: reconciles waiting or running, and when one last finished. */
+export function reconcileActivity(): { reconcilesPending: number; lastReconcileAt?: number } {
+  return {
+    reconcilesPending: reconcileSlots.pendingCount + reconcileSlots.activeCount,
+    lastReconcileAt,
+  };
+}
+
+/** A new leader reconciles every rollout it knows: their timers lived in another process. */
+export function reconcileAll(): void {
+  for (const mro of rolloutIndex.all()) {
+    const { namespace, name } = mro.metadata ?? {};
+    if (namespace && name) void reconcileKey(namespace, name);
+  }
+}
+
+/** Leadership lost: no timer fires here any more (the index stays warm from the watch). */
+export function stopReconciling(): void {
+  for (const timer of timers.values()) clearTimeout(timer);
+  timers.clear();
+  failures.clear();
+}
+
+/**
+ * The apiserver answers again after an outage: the rollouts whose reconciles failed meanwhile go
+ * now instead of at the end of their backoff (up to a minute), so progress resumes within seconds.
+ */
+export function onApiserverAnswered(): void {
+  for (const key of [...failures.keys()]) {
+    const [namespace, name] = key.split("/");
+    void reconcileKey(namespace, name);
+  }
+}
+
 /** Serializes reconciles of one rollout; never throws (Pepr drops a throwing reconcile). */
 export function reconcileKey(namespace: string, name: string): Promise<void> {
   const key = keyOf(namespace, name);
+  if (!leading()) return Promise.resolve();
   const prev = chains.get(key) ?? Promise.resolve();
   const next = prev
     .then(() => reconcileSlots(() => reconcileInSlot(namespace, name)))
-    .catch(err => onError(namespace, name, err));
+    .catch(err => onError(namespace, name, err))
+    .catch(err => Log.error({ err }, `ModelRollout ${key}: error handler failed`));
   chains.set(key, next);
   void next.finally(() => {
     if (chains.get(key) === next) chains.delete(key);
@@ -155,13 +211,13 @@ function schedule(namespace: string, name: string, ms: number): void {
       timers.delete(key);
       void reconcileKey(namespace, name);
     },
-    Math.max(0, Math.ceil(ms)),
+    Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(ms))),
   );
   timer.unref?.();
   timers.set(key, timer);
 }
 
-function onError(namespace: string, name: string, err: unknown): void {
+async function onError(namespace: string, name: string, err: unknown): Promise<void> {
   const key = keyOf(namespace, name);
   const n = (failures.get(key) ?? 0) + 1;
   failures.set(key, n);
@@ -172,6 +228,47 @@ function onError(namespace: string, name: string, err: unknown): void {
     `ModelRollout ${key}: reconcile failed: ${message}`,
   );
   schedule(namespace, name, delay);
+  await reportFailure(namespace, name, message);
+}
+
+/**
+ * A failed reconcile is also told where users look: Ready=False (reason ReconcileError) and a
+ * Warning Event. Best effort: when the apiserver is what failed, this write fails too (logged).
+ */
+async function reportFailure(namespace: string, name: string, message: string): Promise<void> {
+  const mro = rolloutIndex.get(namespace, name);
+  if (!mro?.spec) return;
+  const now = new Date();
+  const prev = (mro.status ?? undefined) as ModelRolloutStatus | undefined;
+  const result = reconcileFailed(
+    mro.spec as unknown as ModelRolloutSpec,
+    prev,
+    mro.metadata?.generation ?? 0,
+    message,
+    now,
+  );
+  try {
+    events.record(
+      mro,
+      result.actions.filter(a => a.type === "event"),
+      now,
+    );
+    const patch = statusMergePatch(prev, result.status);
+    if (!patch) return;
+    const written = await K8s(ModelRollout).PatchStatus({
+      metadata: { name, namespace },
+      status: patch,
+    } as unknown as ModelRollout);
+    remember(written);
+    // Its watch echo is not a reason to retry at once: the backoff timer is.
+    if (written.metadata?.generation === mro.metadata?.generation)
+      rolloutIndex.markHandled(namespace, name, written.metadata?.resourceVersion);
+  } catch (writeErr) {
+    Log.warn(
+      { rollout: keyOf(namespace, name), error: apiFailure(writeErr).message },
+      `ModelRollout ${keyOf(namespace, name)}: cannot record the reconcile failure in status`,
+    );
+  }
 }
 
 async function getRollout(namespace: string, name: string): Promise<ModelRollout | undefined> {
@@ -258,22 +355,16 @@ function nextMeasurementInMs(
   return next;
 }
 
-/** Takes the due measurements of the running gates; returns the status with updated runs. */
-async function measureGates(
-  namespace: string,
-  spec: ModelRolloutSpec,
-  status: ModelRolloutStatus,
-  ctx: TemplateContext,
-  now: Date,
-): Promise<ModelRolloutStatus> {
-  const secrets = new Map<string, string>();
+/** Queries Prometheus for the gates of a rollout in `namespace` (Secrets read once per call). */
+function gateQuery(namespace: string): QueryFunction {
+  const secrets = new Map<string, Promise<string>>();
   const secret = async (ref?: { name: string; key: string }) => {
     if (!ref) return undefined;
     const k = `${ref.name}/${ref.key}`;
-    if (!secrets.has(k)) secrets.set(k, await readSecretKey(namespace, ref));
+    if (!secrets.has(k)) secrets.set(k, readSecretKey(namespace, ref));
     return secrets.get(k);
   };
-  const query = async (promql: string, provider: GateProvider) =>
+  return async (promql: string, provider: GateProvider) =>
     queryPrometheus(
       clientOptionsFor(provider, {
         bearerToken: await secret(provider.bearerTokenSecretRef),
@@ -281,6 +372,62 @@ async function measureGates(
       }),
       promql,
     );
+}
+
+/** Every gate of the spec, with where it is (for messages). */
+function gatesOf(spec: ModelRolloutSpec): GateToCheck[] {
+  const gates: GateToCheck[] = [];
+  if (spec.analysis) gates.push({ where: "analysis", spec: spec.analysis as GateSpec });
+  spec.steps?.forEach((step, i) => {
+    if (step.analysis)
+      gates.push({ where: `steps[${i}].analysis`, spec: step.analysis as GateSpec });
+  });
+  return gates;
+}
+
+/**
+ * Before the first weight moves, every query is run once: one Prometheus refuses for good makes
+ * the spec invalid (InvalidAnalysis), one that cannot be asked now holds the rollout.
+ */
+async function checkGateQueries(
+  spec: ModelRolloutSpec,
+  ctx: TemplateContext,
+  query: QueryFunction,
+): Promise<Partial<Pick<Observations, "specError" | "targets">> | undefined> {
+  const defaultProvider = spec.prometheus as GateProvider | undefined;
+  const { invalid, unavailable } = await checkQueries(
+    gatesOf(spec),
+    { ...ctx, defaultProvider },
+    query,
+  );
+  if (invalid.length) {
+    return {
+      specError: {
+        reason: "InvalidAnalysis",
+        message: `Prometheus refuses ${invalid.length === 1 ? "a query" : `${invalid.length} queries`}; fix the spec (no traffic was moved): ${invalid.join("; ")}`,
+      },
+    };
+  }
+  if (unavailable.length) {
+    return {
+      targets: {
+        ready: false,
+        reason: "PrometheusUnavailable",
+        message: `cannot check the gates' queries before moving traffic: ${unavailable.join("; ")}`,
+      },
+    };
+  }
+  return undefined;
+}
+
+/** Takes the due measurements of the running gates; returns the status with updated runs. */
+async function measureGates(
+  spec: ModelRolloutSpec,
+  status: ModelRolloutStatus,
+  ctx: TemplateContext,
+  now: Date,
+  query: QueryFunction,
+): Promise<ModelRolloutStatus> {
   const out = { ...status };
   for (const [field, gate] of gateRuns(spec, status)) {
     const run = out[field] as unknown as AnalysisRunStatus | undefined;
@@ -404,18 +551,23 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   };
 
   let status = prev ?? {};
-  if (!specError && target && !TERMINAL.includes(String(status.phase))) {
-    const ctx: TemplateContext = {
-      scope: spec.pools ? "pools" : "adapters",
-      namespace,
-      rollout: name,
-      canary: target.canary,
-      stable: target.stable,
-      modelName: inspection.modelName,
-      pool: inspection.pool,
-      weight: status.canaryWeight ?? 0,
-    };
-    status = await measureGates(namespace, spec, status, ctx, now);
+  const ctx: TemplateContext | undefined = target && {
+    scope: spec.pools ? "pools" : "adapters",
+    namespace,
+    rollout: name,
+    canary: target.canary,
+    stable: target.stable,
+    modelName: inspection.modelName,
+    pool: inspection.pool,
+    weight: status.canaryWeight ?? 0,
+  };
+  const query = gateQuery(namespace);
+  const ready = !specError && !inspection.problem && !obs.conflict;
+  if (ready && ctx && needsQueryCheck(spec, prev, obs)) {
+    Object.assign(obs, await checkGateQueries(spec, ctx, query));
+  }
+  if (!specError && ctx && !TERMINAL.includes(String(status.phase))) {
+    status = await measureGates(spec, status, ctx, now, query);
   }
 
   let result = reconcileRollout(spec, status, obs, now);

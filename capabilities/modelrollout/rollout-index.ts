@@ -54,6 +54,11 @@ export class RolloutIndex {
     return this.#byNamespace.get(namespace)?.get(name);
   }
 
+  /** Every rollout known (a new leader reconciles them all). */
+  all(): ModelRollout[] {
+    return [...this.#byNamespace.values()].flatMap(ns => [...ns.values()]);
+  }
+
   /** The rollouts of one namespace (conflicts are per namespace: targets are namespaced). */
   inNamespace(namespace: string): ModelRollout[] {
     return [...(this.#byNamespace.get(namespace)?.values() ?? [])];

@@ -49,22 +49,8 @@ import type { ModelRolloutSpec, RolloutTarget } from "./types";
 
 type Model = typeof GenericKind;
 
-export interface ApiFailure {
-  status?: number;
-  message: string;
-}
-
-/** The HTTP status and the apiserver's message of an error thrown by the fluent client. */
-export function apiFailure(err: unknown): ApiFailure {
-  const e = err as {
-    status?: number;
-    statusText?: string;
-    data?: { message?: string } | string;
-    message?: string;
-  };
-  const data = typeof e?.data === "string" ? e.data : e?.data?.message;
-  return { status: e?.status, message: data ?? e?.message ?? e?.statusText ?? String(err) };
-}
+import { apiFailure } from "../api-failure";
+export { apiFailure, type ApiFailure } from "../api-failure";
 
 async function getOrUndefined<T extends GenericKind>(
   model: Model,

@@ -139,42 +139,51 @@ spec:
     expect(warning?.message).toMatch(/result\[0\] < 0\.05/);
   });
 
-  it("never promotes when Prometheus is unreachable: errors past the limit fail the rollout", async () => {
-    apply(model("unreachable-model", "u-v1"));
+  it("never promotes while Prometheus answers errors: errors past the limit fail the rollout", async () => {
+    // Accepted by Prometheus when checked before the first weight (one series), an execution
+    // error (HTTP 422, "many-to-one matching must be explicit") once a second series exists.
+    exporter.value.set({ series: "dup-a" }, 0);
+    await exporter.scraped();
+    apply(model("erroring-model", "u-v1"));
     apply(`
 apiVersion: rollouts.inference.dev/v1alpha1
 kind: ModelRollout
-metadata: {name: unreachable}
+metadata: {name: erroring}
 spec:
-  prometheus: {address: "http://127.0.0.1:9", timeout: 2s}
-  adapters: {inferenceModel: unreachable-model, stable: u-v1, canary: u-v2}
+  prometheus: {address: "${prometheus()}", timeout: 2s}
+  adapters: {inferenceModel: erroring-model, stable: u-v1, canary: u-v2}
   steps:
   - setWeight: 10
   - analysis:
       metrics:
       - name: needs-prometheus
-        query: vector(0)
+        query: 'vector(0) + on() modelrollout_test_value{namespace="{{namespace}}",series=~"dup-.*"}'
+        initialDelay: 4s
         interval: 1s
         successCondition: result[0] == 0
         consecutiveErrorLimit: 1
   - setWeight: 100
 `);
+    await waitForRollout("erroring", "canary at 10%", r => r.status?.canaryWeight === 10);
+    exporter.value.set({ series: "dup-b" }, 0);
+    await exporter.scraped();
     const weights: number[] = [];
     await waitFor(
       "phase Failed",
       () => {
-        weights.push(targetModels("unreachable-model").find(t => t.name === "u-v2")?.weight ?? 0);
-        return rollout("unreachable").status?.phase === "Failed";
+        weights.push(targetModels("erroring-model").find(t => t.name === "u-v2")?.weight ?? 0);
+        return rollout("erroring").status?.phase === "Failed";
       },
       30000,
       operator.log,
       50,
     );
     expect(Math.max(...weights)).toBeLessThanOrEqual(10);
-    expect(targetModels("unreachable-model")).toEqual([{ name: "u-v1", weight: 100 }]);
-    const run = rollout("unreachable").status?.stepAnalysis;
+    expect(targetModels("erroring-model")).toEqual([{ name: "u-v1", weight: 100 }]);
+    const run = rollout("erroring").status?.stepAnalysis;
     expect(run?.metrics[0].measurements.every(m => m.phase === "Error")).toBe(true);
-    expect(run?.metrics[0].measurements[0].message).toMatch(/127\.0\.0\.1:9/);
+    expect(run?.metrics[0].measurements[0].message).toMatch(/HTTP 422|execution/);
+    exporter.value.remove({ series: "dup-b" });
   });
 
   it("a query that returns several series where one was expected is a clear Error", async () => {

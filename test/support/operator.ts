@@ -17,6 +17,8 @@ export async function startOperator(opts: {
   namespaces: string[];
   kubeconfig?: string;
   name: string;
+  /** Extra environment (e.g. MODELROLLOUT_IDENTITY for a second replica). */
+  env?: NodeJS.ProcessEnv;
 }): Promise<RunningOperator> {
   const info = connectCluster();
   const log = path.join(info.logDir, `operator-${opts.name}.log`);
@@ -29,6 +31,7 @@ export async function startOperator(opts: {
       MODELROLLOUT_NAMESPACES: opts.namespaces.join(","),
       PEPR_PORT: String(await freePort()),
       LOG_LEVEL: "info",
+      ...opts.env,
     }),
   });
   fs.closeSync(out);
