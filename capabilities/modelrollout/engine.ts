@@ -193,6 +193,23 @@ export function validateSpec(
   const target = targetOf(spec);
   if (!target) return bad("spec names no traffic target");
   if (target.stable === target.canary) return bad("stable and canary must differ");
+  // Object names go into request paths: "../other-namespace/..." must never reach one.
+  const names: Array<[string, unknown]> = spec.pools
+    ? [
+        ["pools.httpRoute", spec.pools.httpRoute],
+        ["pools.stable", spec.pools.stable],
+        ["pools.canary", spec.pools.canary],
+      ]
+    : [
+        ["adapters.inferenceModel", spec.adapters?.inferenceModel],
+        ["adapters.inferenceModelRewrite.name", spec.adapters?.inferenceModelRewrite?.name],
+      ];
+  for (const [field, name] of names) {
+    if (name !== undefined && !isObjectName(name))
+      return bad(
+        `${field} ${JSON.stringify(name)} is not a Kubernetes object name (DNS subdomain)`,
+      );
+  }
   if (!Array.isArray(spec.steps) || spec.steps.length === 0)
     return bad("spec.steps needs at least one step");
   for (const [i, step] of spec.steps.entries()) {
@@ -222,6 +239,12 @@ export function validateSpec(
     }
   }
   return undefined;
+}
+
+const OBJECT_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function isObjectName(name: unknown): boolean {
+  return typeof name === "string" && name.length <= 253 && OBJECT_NAME.test(name);
 }
 
 /**

@@ -329,3 +329,20 @@ describe("checkQueries", () => {
     expect(check.invalid).toHaveLength(2);
   });
 });
+
+describe("object names that could leave the namespace", () => {
+  it.each([
+    ["pools.httpRoute", { pools: { ...POOLS, httpRoute: "../../victim/httproutes/r" } }],
+    ["pools.canary", { pools: { ...POOLS, canary: "v2/../../x" } }],
+    [
+      "adapters.inferenceModel",
+      { adapters: { inferenceModel: "Model", stable: "a", canary: "b" } },
+    ],
+  ])("%s is refused as InvalidSpec", (field, target) => {
+    const spec = { ...target, steps: [{ setWeight: 10 }] } as ModelRolloutSpec;
+    expect(validateSpec(spec)?.message).toContain(field);
+    expect(
+      reconcileRollout(spec, undefined, OBS, at(0)).actions.some(a => a.type === "setWeight"),
+    ).toBe(false);
+  });
+});

@@ -208,12 +208,14 @@ export interface PurplePrometheus {
    */
   address: string;
   /**
-   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+   * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
    */
   bearerTokenSecretRef?: PurpleBearerTokenSecretRef;
   /**
    * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
-   * rollout's namespace.
+   * rollout's namespace; the Secret must carry the label
+   * rollouts.inference.dev/gate-credentials=true.
    */
   caSecretRef?: PurpleCASecretRef;
   /**
@@ -223,7 +225,8 @@ export interface PurplePrometheus {
 }
 
 /**
- * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+ * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+ * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
  */
 export interface PurpleBearerTokenSecretRef {
   /**
@@ -238,7 +241,8 @@ export interface PurpleBearerTokenSecretRef {
 
 /**
  * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
- * rollout's namespace.
+ * rollout's namespace; the Secret must carry the label
+ * rollouts.inference.dev/gate-credentials=true.
  */
 export interface PurpleCASecretRef {
   /**
@@ -341,12 +345,14 @@ export interface SpecPrometheus {
    */
   address: string;
   /**
-   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+   * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
    */
   bearerTokenSecretRef?: FluffyBearerTokenSecretRef;
   /**
    * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
-   * rollout's namespace.
+   * rollout's namespace; the Secret must carry the label
+   * rollouts.inference.dev/gate-credentials=true.
    */
   caSecretRef?: FluffyCASecretRef;
   /**
@@ -356,7 +362,8 @@ export interface SpecPrometheus {
 }
 
 /**
- * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+ * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+ * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
  */
 export interface FluffyBearerTokenSecretRef {
   /**
@@ -371,7 +378,8 @@ export interface FluffyBearerTokenSecretRef {
 
 /**
  * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
- * rollout's namespace.
+ * rollout's namespace; the Secret must carry the label
+ * rollouts.inference.dev/gate-credentials=true.
  */
 export interface FluffyCASecretRef {
   /**
@@ -487,12 +495,14 @@ export interface FluffyPrometheus {
    */
   address: string;
   /**
-   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+   * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+   * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
    */
   bearerTokenSecretRef?: TentacledBearerTokenSecretRef;
   /**
    * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
-   * rollout's namespace.
+   * rollout's namespace; the Secret must carry the label
+   * rollouts.inference.dev/gate-credentials=true.
    */
   caSecretRef?: TentacledCASecretRef;
   /**
@@ -502,7 +512,8 @@ export interface FluffyPrometheus {
 }
 
 /**
- * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace.
+ * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
+ * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
  */
 export interface TentacledBearerTokenSecretRef {
   /**
@@ -517,7 +528,8 @@ export interface TentacledBearerTokenSecretRef {
 
 /**
  * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
- * rollout's namespace.
+ * rollout's namespace; the Secret must carry the label
+ * rollouts.inference.dev/gate-credentials=true.
  */
 export interface TentacledCASecretRef {
   /**
