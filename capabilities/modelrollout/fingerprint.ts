@@ -1,14 +1,17 @@
 // Small pure helpers shared by the engine and the traffic adapters.
+//
+// The canonical JSON comes from safe-stable-stringify (sorted keys, undefined members dropped,
+// undefined array items as null: byte for byte what the hand-written version produced, so stored
+// status.stepHash/analysisHash stay valid across an upgrade). The hash stays hand-written on
+// purpose: FNV-1a 32 is what those stored fingerprints are; any other hash (node:crypto's
+// included) would change them and restart every running step and gate after an upgrade.
+import { configure } from "safe-stable-stringify";
+
+const stableStringify = configure({ deterministic: true });
 
 /** JSON with object keys sorted, so equal values give equal text whatever the key order. */
 export function canonicalJson(value: unknown): string {
-  if (value === undefined) return "null";
-  if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  return stableStringify(value) ?? "null";
 }
 
 /** Short fingerprint (FNV-1a, 32 bit, hex) of a value's canonical JSON; not for security. */
