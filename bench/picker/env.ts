@@ -7,7 +7,11 @@ import { ClusterInfo } from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, ModelServer, removeModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
-import { pickerBundle, pickerRuntimeFlags, startPickerProcess } from "../../picker/spawn";
+import {
+  pickerBundle,
+  pickerRuntimeFlags,
+  startPickerProcess,
+} from "../../test/support/picker-process";
 import { Strategy } from "./baselines";
 import { keepAliveAgent, post } from "./load";
 

@@ -74,7 +74,10 @@ const quick = args.includes("--quick");
 const pin = args.includes("--pin");
 const parts = flag("--part") ?? "ab";
 const profileDir = flag("--profile");
-/** Replaces the picker's Node runtime flags (picker/spawn.ts), e.g. "" for Node's defaults. */
+/**
+ * Replaces the picker's Node runtime flags (test/support/picker-process.ts), e.g. "" for Node's
+ * defaults.
+ */
 const runtimeFlagsArg = flag("--picker-node-flags");
 const runtimeFlags =
   runtimeFlagsArg === undefined ? undefined : runtimeFlagsArg.split(" ").filter(Boolean);

@@ -8,7 +8,7 @@ import {
 } from "./builtins";
 import { parse } from "./expr";
 import { placeholdersOf, renderQuery, variablesFor } from "./promql";
-import { lex } from "./promql-test-lexer";
+import { lex } from "../../test/support/promql-lexer";
 import { measurementFrom, resolveMetric } from "./run";
 import type { QueryResult, TemplateContext } from "./types";
 

@@ -9,7 +9,7 @@ import {
   variablesFor,
   type QueryVariables,
 } from "./promql";
-import { lex, type Token } from "./promql-test-lexer";
+import { lex, type Token } from "../../test/support/promql-lexer";
 
 const base: QueryVariables = {
   canary: "canary-pool",

@@ -14,7 +14,7 @@ import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prom
 import { operatorKubeconfig } from "../env/rbac";
 import { operatorCommand, operatorEnv } from "../run-operator";
 import { PODS, SEED, seedObjects } from "./manifests";
-import { pickerCommand, pickerLogPatterns } from "../../picker/spawn";
+import { pickerCommand, pickerLogPatterns } from "../../test/support/picker-process";
 
 export type Log = (message: string) => void;
 

@@ -21,7 +21,7 @@ import { buildImageTree } from "../../hack/env/image-tree";
 import { goLoad } from "../../bench/picker/load";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { loadExtProcDefinition } from "../../picker/protos";
-import { PickerProcessOptions, startPickerProcess } from "../../picker/spawn";
+import { PickerProcessOptions, startPickerProcess } from "../support/picker-process";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
 
 const V1 = "travel-helper-v1";

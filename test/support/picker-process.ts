@@ -1,14 +1,15 @@
-// Starts a picker as a child process, as `npm run picker` does — for tests, benchmarks and
-// demos: every port chosen by the OS (read back from its log), ready once /readyz answers 200,
-// stopped with SIGTERM (SIGKILL after 5 s).
+// Test support: starts a picker as a child process, as `npm run picker` does — for tests,
+// benchmarks and demos: every port chosen by the OS (read back from its log), ready once /readyz
+// answers 200, stopped with SIGTERM (SIGKILL after 5 s). Not part of the picker (it bundles with
+// esbuild, a devDependency).
 
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildSync } from "esbuild";
 
-const pickerRoot = __dirname;
-const repoRoot = path.resolve(pickerRoot, "..");
+const repoRoot = path.resolve(__dirname, "..", "..");
+const pickerRoot = path.join(repoRoot, "picker");
 
 /**
  * Node flags the picker runs with (also in the Dockerfile): a young generation of up to 64 MB

@@ -1,4 +1,4 @@
-// Test support (imported by *.test.ts only).
+// Test support (imported by capabilities/analysis/*.test.ts only).
 // A minimal PromQL lexer for the tests: enough to compare the structure of two queries. String
 // literals are decoded with Go's escape rules, which the PromQL lexer uses.
 export type Token = { kind: "string" | "word" | "op" | "comment"; text: string; decoded?: string };
