@@ -29,14 +29,22 @@ describe("json-merge-patch gives the engine's status patches", () => {
     conditions: [],
   };
   const b: ModelRolloutStatus = { phase: "Progressing", currentStep: 2, conditions: [] };
-  const withRun: ModelRolloutStatus = {
+  // x: a member the current types do not know (written by an older or newer operator).
+  const withRun = {
     analysis: { startedAt: iso(0), phase: "Running", metrics: [], x: 1 },
-  };
+  } as unknown as ModelRolloutStatus;
   const failed: ModelRolloutStatus = {
     analysis: { startedAt: iso(0), phase: "Failed", metrics: [] },
   };
 
-  it.each<[string, ModelRolloutStatus | undefined, ModelRolloutStatus, unknown]>([
+  const ready = {
+    type: "Ready",
+    status: "True" as const,
+    reason: "Progressing",
+    message: "",
+    lastTransitionTime: iso(0),
+  };
+  const cases: [string, ModelRolloutStatus | undefined, ModelRolloutStatus, unknown][] = [
     ["nothing changed", a, structuredClone(a), null],
     [
       "removed fields become null",
@@ -54,11 +62,12 @@ describe("json-merge-patch gives the engine's status patches", () => {
     ],
     [
       "arrays are replaced whole",
-      { conditions: [] },
-      { conditions: [{ type: "Ready" }] },
-      { conditions: [{ type: "Ready" }] },
+      { conditions: [ready] },
+      { conditions: [ready, { ...ready, type: "Progressing" }] },
+      { conditions: [ready, { ...ready, type: "Progressing" }] },
     ],
-  ])("%s", (_, prev, next, expected) => {
+  ];
+  it.each(cases)("%s", (_, prev, next, expected) => {
     expect(wire(libraryMergePatch(prev, next))).toEqual(expected);
     expect(wire(statusMergePatch(prev, next))).toEqual(expected);
   });
