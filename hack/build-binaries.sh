@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real control-plane binaries (kube-apiserver, kubectl, etcd) and the tests' Envoy-side
-# ext_proc client and benchmark load generator (hack/envoy-side) from the Go module proxy, and the
-# model server llm-d-inference-sim from its source in ../shared/upstream-src, into a cache folder outside git,
+# Builds the real control-plane binaries (kube-apiserver, kubectl, etcd), the tests' Envoy-side
+# ext_proc client (hack/envoy-side) and the benchmark's load generator (bench/loadgen) from the Go
+# module proxy, and the model server llm-d-inference-sim from its source in ../shared/upstream-src, into a cache folder outside git,
 # unless they are given by TEST_ASSET_* / KUBEBUILDER_ASSETS / LLM_D_INFERENCE_SIM or already cached. Rebuilds only
 # what is missing. `build-binaries.sh prometheus` builds (once) and names only Prometheus, for
 # machines without Debian's package; `build-binaries.sh --check` builds nothing and prints the same
@@ -146,18 +146,26 @@ build_prometheus() {
   log "built $PROMETHEUS_BIN in $((SECONDS - start)) s"
 }
 
-# hack/envoy-side: Envoy's side of ext_proc for the picker's tests, written against the Go types
-# go-control-plane generates from Envoy's API, and bench/picker's load generator (`envoy-side
-# load`). Cached under a hash of its sources.
+# hack/envoy-side: Envoy's side of ext_proc for the picker's tests (its package exchange, written
+# against the Go types go-control-plane generates from Envoy's API), and bench/loadgen:
+# bench/picker's load generator, which plays Envoy with the same package (its go.mod replaces
+# modelrollout.local/envoy-side with ../../hack/envoy-side). Built together, cached under one hash
+# of both modules' sources.
 ENVOY_SIDE_SRC="$(cd "$(dirname "$0")" && pwd)/envoy-side"
-ENVOY_SIDE="$CACHE/bin/envoy-side-$(cat "$ENVOY_SIDE_SRC"/go.mod "$ENVOY_SIDE_SRC"/go.sum "$ENVOY_SIDE_SRC"/*.go | sha256sum | cut -c1-12)"
+LOADGEN_SRC="$(cd "$(dirname "$0")/.." && pwd)/bench/loadgen"
+GO_TOOLS_HASH=$(cd "$ENVOY_SIDE_SRC/../.." && find hack/envoy-side bench/loadgen -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+ENVOY_SIDE="$CACHE/bin/envoy-side-$GO_TOOLS_HASH"
+LOADGEN="$CACHE/bin/loadgen-$GO_TOOLS_HASH"
 build_envoy_side() {
   need_go "envoy-side"
-  log "building hack/envoy-side (go-control-plane, grpc-go) from the Go module proxy (first time: ~1 min)"
-  local tmp="$ENVOY_SIDE.$$.tmp" # a build of its own: two builds at once do not share a file
-  (cd "$ENVOY_SIDE_SRC" && go build -trimpath -o "$tmp" . 2>"$CACHE/envoy-side-build.log") || { tail -30 "$CACHE/envoy-side-build.log" >&2; exit 1; }
-  mv "$tmp" "$ENVOY_SIDE"
-  log "built $ENVOY_SIDE"
+  log "building hack/envoy-side and bench/loadgen (go-control-plane, grpc-go) from the Go module proxy (first time: ~1 min)"
+  local src out tmp # builds of their own: two builds at once do not share a file
+  for src in "$ENVOY_SIDE_SRC:$ENVOY_SIDE" "$LOADGEN_SRC:$LOADGEN"; do
+    out=${src#*:} && src=${src%%:*} && tmp="$out.$$.tmp"
+    (cd "$src" && go build -trimpath -o "$tmp" . 2>"$CACHE/envoy-side-build.log") || { tail -30 "$CACHE/envoy-side-build.log" >&2; exit 1; }
+    mv "$tmp" "$out"
+    log "built $out"
+  done
 }
 
 # llm-d-inference-sim: the upstream vLLM simulator, the model server of the local environment,
@@ -171,11 +179,6 @@ SIM_TARBALL="$SHARED/upstream-src/llm-d-inference-sim-eec055a.tar.gz"
 sim_binary() { # -> the cache path of the simulator built from SIM_TARBALL (empty if there is no tarball)
   if [ -n "${LLM_D_INFERENCE_SIM:-}" ] && [ -x "$LLM_D_INFERENCE_SIM" ]; then echo "$LLM_D_INFERENCE_SIM"; return; fi
   if [ -f "$SIM_TARBALL" ]; then echo "$CACHE/bin/llm-d-inference-sim-$(sha256sum "$SIM_TARBALL" | cut -c1-12)"; fi
-}
-preflight_sim() { # for --check: what the simulator's build would lack, before any build starts
-  if [ ! -f "$SIM_TARBALL" ]; then
-    echo "problem=llm-d-inference-sim's source $SIM_TARBALL is missing | fix: put the shared/ folder beside the repo (or set MODELROLLOUT_SHARED to it), or set LLM_D_INFERENCE_SIM to a prebuilt binary"
-  fi
 }
 build_sim() {
   if [ ! -f "$SIM_TARBALL" ]; then
@@ -226,7 +229,7 @@ esac
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)
-if [ ! -x "$ENVOY_SIDE" ]; then build_envoy_side; fi
+if [ ! -x "$ENVOY_SIDE" ] || [ ! -x "$LOADGEN" ]; then build_envoy_side; fi
 sim=$(sim_binary)
 if [ -z "$sim" ] || [ ! -x "$sim" ]; then build_sim; sim=$(sim_binary); fi
 if [ -z "$apiserver" ] || [ -z "$kubectl" ]; then build_k8s; fi
@@ -239,4 +242,5 @@ echo "kube-apiserver=$apiserver"
 echo "kubectl=$kubectl"
 echo "etcd=$etcd"
 echo "envoy-side=$ENVOY_SIDE"
+echo "loadgen=$LOADGEN"
 echo "llm-d-inference-sim=$sim"

@@ -3,8 +3,7 @@
 // given arrival times, latency counted from the intended start so a stalled system cannot hide
 // its queue), a closed loop (fixed concurrency, for throughput), HTTP senders over kept-alive
 // undici pools. Part (a) measures fractions of a millisecond and uses the Go load generator
-// (`envoy-side load`, hack/envoy-side/load.go) through `goLoad`, which also plays Envoy's side
-// of ext_proc.
+// (bench/loadgen) through `goLoad`, which also plays Envoy's side of ext_proc.
 
 import { spawn } from "node:child_process";
 import { Agent, Dispatcher, request } from "undici";
@@ -168,7 +167,7 @@ export async function post(
 
 // --- The Go load generator (part (a)) --------------------------------------------------------
 
-/** What one phase sends; hack/envoy-side/load.go's LoadSpec. */
+/** What one phase sends; bench/loadgen/main.go's LoadSpec. */
 export type GoLoadTarget =
   | { kind: "http"; url: string }
   | { kind: "extproc"; addr: string; path: string; responsePhase: boolean };
@@ -191,7 +190,7 @@ export interface GoLoadResult {
 }
 
 /**
- * Runs one phase in `envoy-side load` (the binary from hack/build-binaries.sh): each request's
+ * Runs one phase in bench/loadgen (the binary from hack/build-binaries.sh): each request's
  * body is one of `bodies`, drawn with `weights`; `warmupRequests` go first with 16 in flight and
  * are not recorded.
  */
@@ -211,15 +210,14 @@ export function goLoad(
     warmupRequests,
   };
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ["load"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
     child.stderr.on("data", (c: Buffer) => (err += c.toString()));
     child.on("error", reject);
     child.on("close", code => {
-      if (code !== 0)
-        return reject(new Error(`envoy-side load exited with ${code}: ${err.trim()}`));
+      if (code !== 0) return reject(new Error(`loadgen exited with ${code}: ${err.trim()}`));
       const r = JSON.parse(out) as {
         samples: [number, number, number][] | null;
         unsent: number;

@@ -229,7 +229,7 @@ async function partA(b: Bench): Promise<PartA> {
       : undefined;
   if (pin)
     for (const reference of [bare, bareExtProc]) if (reference) pinToCpus(reference.pid, "1");
-  const loadgen = ensureBinaries(log).envoySide;
+  const loadgen = ensureBinaries(log).loadgen;
   try {
     await waitPickerReady(picker, pool, 1);
     const prompt = "Plan a weekend in Lisbon with a day trip to Sintra.";
@@ -676,7 +676,7 @@ function reportA(a: PartA): string {
   const lines = [
     `One request at a time, then ${a.secondsAt1000} s at 1,000 req/s (open loop, latency from ` +
       `the intended send time; ${a.rounds} rounds alternating the paths), then 64 in flight; ` +
-      `the load generator in Go (\`envoy-side load\`, also Envoy's side of ext_proc). ` +
+      `the load generator in Go (bench/loadgen, also Envoy's side of ext_proc). ` +
       `"Added" = the path's percentile minus the direct path's (round by round: of the same ` +
       `round, so that a stall of the machine in one round shows as such). ` +
       (a.pinned

@@ -16,11 +16,10 @@ export interface Binaries {
   kubeApiserver: string;
   kubectl: string;
   etcd: string;
-  /**
-   * hack/envoy-side: Envoy's side of ext_proc with go-control-plane's types (picker tests), and
-   * `envoy-side load`, bench/picker's load generator.
-   */
+  /** hack/envoy-side: Envoy's side of ext_proc with go-control-plane's types (picker tests). */
   envoySide: string;
+  /** bench/loadgen: bench/picker's load generator (Envoy's side through the same Go package). */
+  loadgen: string;
 }
 
 export interface ClusterInfo {
@@ -36,7 +35,10 @@ export interface ClusterInfo {
 type Progress = (msg: string) => void;
 const defaultProgress: Progress = msg => process.stderr.write(`[cluster] ${msg}\n`);
 
-/** Finds or builds kube-apiserver, kubectl, etcd and envoy-side (hack/build-binaries.sh, cached). */
+/**
+ * Finds or builds kube-apiserver, kubectl, etcd, envoy-side and loadgen (hack/build-binaries.sh,
+ * cached).
+ */
 export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
   const script = path.join(repoRoot, "hack", "build-binaries.sh");
   progress("looking for kube-apiserver, kubectl and etcd (building them with Go on first use)");
@@ -57,6 +59,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
     kubectl: found.kubectl,
     etcd: found.etcd,
     envoySide: found["envoy-side"],
+    loadgen: found.loadgen,
   };
 }
 

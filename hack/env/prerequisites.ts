@@ -81,6 +81,7 @@ const BUILD_GB: Record<string, number> = {
   kubectl: 0.5,
   etcd: 0.5,
   "envoy-side": 0.5,
+  loadgen: 0.1, // the same modules as envoy-side
   prometheus: 2,
 };
 const DEFAULT_BUILD_GB = 1;

@@ -1,69 +1,34 @@
 // envoy-side plays Envoy's side of ext_proc against an Endpoint Picker, with the Go types that
 // go-control-plane generates from Envoy's own API — an implementation of the protocol independent
-// of the picker's (protobufjs over proto files it carries itself). By default it sends one HTTP
-// request's headers and body in BUFFERED or FULL_DUPLEX_STREAMED mode, reads the picker's
-// decision, optionally forwards the request to the chosen endpoint and passes the answer through
-// the response phase, and prints what happened as one JSON object:
+// of the picker's (protobufjs over proto files it carries itself). It sends one HTTP request's
+// headers and body in BUFFERED or FULL_DUPLEX_STREAMED mode, reads the picker's decision,
+// optionally forwards the request to the chosen endpoint and passes the answer through the
+// response phase, and prints what happened as one JSON object:
 //
 //	envoy-side -addr 127.0.0.1:9002 -mode full-duplex -body '{"model":"m","prompt":"hi"}' -forward
 //
-// `envoy-side load` is the benchmark's load generator (load.go): a spec on stdin, samples out.
+// The exchange itself is the package exchange, which bench/loadgen (the benchmark's load
+// generator) plays Envoy with too.
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"modelrollout.local/envoy-side/exchange"
 )
 
-// Result is what the caller reads back.
-type Result struct {
-	// Immediate response instead of a decision (an error of the picker).
-	ImmediateStatus int    `json:"immediateStatus,omitempty"`
-	ImmediateBody   string `json:"immediateBody,omitempty"`
-	// The decision: headers set on the request, the destination in the dynamic metadata, and
-	// the body Envoy would send upstream.
-	SetHeaders          map[string]string `json:"setHeaders,omitempty"`
-	RemoveHeaders       []string          `json:"removeHeaders,omitempty"`
-	ClearRouteCache     bool              `json:"clearRouteCache"`
-	MetadataDestination string            `json:"metadataDestination,omitempty"`
-	Body                string            `json:"body,omitempty"`
-	BodyChunks          int               `json:"bodyChunks"`
-	// With -forward: the endpoint's answer and what the picker handed back in the response phase.
-	UpstreamStatus int    `json:"upstreamStatus,omitempty"`
-	ResponseBody   string `json:"responseBody,omitempty"`
-	// An ImmediateResponse ended the exchange (its status may be missing, so not only the code).
-	immediate bool
-}
-
-const destinationHeader = "x-gateway-destination-endpoint"
-
-func header(key, value string) *corev3.HeaderValue {
-	return &corev3.HeaderValue{Key: key, RawValue: []byte(value)}
-}
-
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "load" {
-		if err := runLoad(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "envoy-side load: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
 	addr := flag.String("addr", "127.0.0.1:9002", "the picker's ext_proc address")
 	mode := flag.String("mode", "full-duplex", "request body mode: full-duplex | buffered")
 	path := flag.String("path", "/v1/completions", "request path")
@@ -89,7 +54,7 @@ func bodyModeOf(mode string) (filterv3.ProcessingMode_BodySendMode, error) {
 	return 0, fmt.Errorf("mode must be full-duplex or buffered, got %q", mode)
 }
 
-func exchangeOnce(addr, mode, path string, body []byte, forward bool, timeout time.Duration) (*Result, error) {
+func exchangeOnce(addr, mode, path string, body []byte, forward bool, timeout time.Duration) (*exchange.Result, error) {
 	bodyMode, err := bodyModeOf(mode)
 	if err != nil {
 		return nil, err
@@ -101,253 +66,7 @@ func exchangeOnce(addr, mode, path string, body []byte, forward bool, timeout ti
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return exchange(ctx, extprocv3.NewExternalProcessorClient(conn), http.DefaultClient, exchangeOptions{
-		bodyMode: bodyMode, path: path, body: body, forward: forward, responsePhase: forward,
+	return exchange.Run(ctx, extprocv3.NewExternalProcessorClient(conn), http.DefaultClient, exchange.Options{
+		BodyMode: bodyMode, Path: path, Body: body, Forward: forward, ResponsePhase: forward,
 	})
-}
-
-// exchangeOptions say what one exchange does: the request's path and body, the body mode, whether
-// the request goes on to the chosen endpoint, and whether its answer runs through the response
-// phase (Envoy configured with response headers and body SKIP when not).
-type exchangeOptions struct {
-	bodyMode      filterv3.ProcessingMode_BodySendMode
-	path          string
-	body          []byte
-	forward       bool
-	responsePhase bool
-	// answered, when set, is called when Envoy would have the whole answer for its client, before
-	// the stream is closed (the closing handshake is not the client's wait).
-	answered func()
-}
-
-// exchange runs one request's ext_proc stream on client; upstream carries the forwarded request.
-func exchange(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream *http.Client,
-	o exchangeOptions) (*Result, error) {
-	bodyMode, path, body := o.bodyMode, o.path, o.body
-	buffered := bodyMode == filterv3.ProcessingMode_BUFFERED
-	responseMode := filterv3.ProcessingMode_NONE
-	if o.responsePhase {
-		responseMode = bodyMode
-	}
-	stream, err := client.Process(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{SetHeaders: map[string]string{}}
-
-	send := func(r *extprocv3.ProcessingRequest) error { return stream.Send(r) }
-	// recv returns the next response, or nil after an ImmediateResponse (recorded in res).
-	recv := func() (*extprocv3.ProcessingResponse, error) {
-		r, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if ir := r.GetImmediateResponse(); ir != nil {
-			res.immediate = true
-			res.ImmediateStatus = int(ir.GetStatus().GetCode())
-			res.ImmediateBody = string(ir.GetBody())
-			return nil, nil
-		}
-		return r, nil
-	}
-	decision := func(c *extprocv3.CommonResponse, r *extprocv3.ProcessingResponse) {
-		for _, h := range c.GetHeaderMutation().GetSetHeaders() {
-			v := string(h.GetHeader().GetRawValue())
-			if v == "" {
-				v = h.GetHeader().GetValue()
-			}
-			res.SetHeaders[h.GetHeader().GetKey()] = v
-		}
-		res.RemoveHeaders = append(res.RemoveHeaders, c.GetHeaderMutation().GetRemoveHeaders()...)
-		res.ClearRouteCache = res.ClearRouteCache || c.GetClearRouteCache()
-		// Where the upstream gateways read the destination from (namespace envoy.lb).
-		lb := r.GetDynamicMetadata().GetFields()["envoy.lb"].GetStructValue()
-		if v := lb.GetFields()[destinationHeader].GetStringValue(); v != "" {
-			res.MetadataDestination = v
-		}
-	}
-
-	err = send(&extprocv3.ProcessingRequest{
-		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
-			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-				header(":method", "POST"), header(":path", path), header(":authority", "gateway"),
-				header("content-type", "application/json"), header("content-length", strconv.Itoa(len(body))),
-			}},
-		}},
-		ProtocolConfig: &extprocv3.ProtocolConfiguration{RequestBodyMode: bodyMode, ResponseBodyMode: responseMode},
-	})
-	if err != nil {
-		return nil, err
-	}
-	if buffered {
-		// Envoy waits for the headers response before it sends a buffered body.
-		r, err := recv()
-		if err != nil || r == nil {
-			return res, err
-		}
-		if r.GetRequestHeaders() == nil {
-			return nil, fmt.Errorf("expected a request_headers response, got %v", r)
-		}
-	}
-	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
-		RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true},
-	}}); err != nil {
-		return nil, err
-	}
-	// The decision rides on the request_body response when buffered; in full duplex on the
-	// headers response, and the body follows as streamed chunks.
-	r, err := recv()
-	if err != nil || r == nil {
-		return res, err
-	}
-	c := r.GetRequestHeaders().GetResponse()
-	if buffered {
-		c = r.GetRequestBody().GetResponse()
-	}
-	if c == nil {
-		return nil, fmt.Errorf("expected the decision (buffered: %v), got %v", buffered, r)
-	}
-	decision(c, r)
-	var upstreamBody []byte
-	if buffered {
-		upstreamBody = body
-		if m := c.GetBodyMutation(); m != nil {
-			upstreamBody = m.GetBody()
-		}
-		res.BodyChunks = 1
-	} else {
-		for {
-			r, err := recv()
-			if err != nil || r == nil {
-				return res, err
-			}
-			s := r.GetRequestBody().GetResponse().GetBodyMutation().GetStreamedResponse()
-			if s == nil {
-				return nil, fmt.Errorf("expected a streamed request body chunk, got %v", r)
-			}
-			upstreamBody = append(upstreamBody, s.GetBody()...)
-			res.BodyChunks++
-			if s.GetEndOfStream() {
-				break
-			}
-		}
-	}
-	res.Body = string(upstreamBody)
-
-	if o.forward {
-		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, buffered, o.responsePhase); err != nil {
-			return nil, err
-		}
-	}
-	if o.answered != nil {
-		o.answered()
-	}
-	if err := stream.CloseSend(); err != nil {
-		return nil, err
-	}
-	// The picker ends the stream once Envoy has.
-	for {
-		if _, err := stream.Recv(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return res, nil
-			}
-			return nil, fmt.Errorf("stream did not end cleanly: %w", err)
-		}
-	}
-}
-
-// respond sends the request to the destination the picker chose and, with responsePhase, runs the
-// answer through the response phase, as Envoy would.
-func respond(ctx context.Context, upstream *http.Client, res *Result, send func(*extprocv3.ProcessingRequest) error,
-	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
-	buffered, responsePhase bool) error {
-	destination := res.SetHeaders[destinationHeader]
-	if destination == "" {
-		return errors.New("no " + destinationHeader + " to forward to")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+destination+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("content-type", "application/json")
-	answer, err := upstream.Do(req)
-	if err != nil {
-		return err
-	}
-	answerBody, err := io.ReadAll(answer.Body)
-	answer.Body.Close()
-	if err != nil {
-		return err
-	}
-	res.UpstreamStatus = answer.StatusCode
-	if !responsePhase {
-		res.ResponseBody = string(answerBody)
-		return nil
-	}
-	sendHeaders := func() error {
-		return send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-				header(":status", strconv.Itoa(answer.StatusCode)),
-				header("content-type", answer.Header.Get("content-type")),
-			}}},
-		}})
-	}
-	sendBody := func() error {
-		return send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
-			ResponseBody: &extprocv3.HttpBody{Body: answerBody, EndOfStream: true},
-		}})
-	}
-	recvHeaders := func() error {
-		if r, err := recv(); err != nil || r == nil || r.GetResponseHeaders() == nil {
-			return fmt.Errorf("expected a response_headers response, got %v (%v)", r, err)
-		}
-		return nil
-	}
-	// Envoy waits for the headers response before it sends a buffered body; in full duplex the
-	// body follows the headers at once.
-	if err := sendHeaders(); err != nil {
-		return err
-	}
-	if buffered {
-		if err := recvHeaders(); err != nil {
-			return err
-		}
-	}
-	if err := sendBody(); err != nil {
-		return err
-	}
-	if !buffered {
-		if err := recvHeaders(); err != nil {
-			return err
-		}
-	}
-	if buffered {
-		r, err := recv()
-		if err != nil || r == nil || r.GetResponseBody() == nil {
-			return fmt.Errorf("expected a response_body response, got %v (%v)", r, err)
-		}
-		res.ResponseBody = string(answerBody)
-		if m := r.GetResponseBody().GetResponse().GetBodyMutation(); m != nil && m.GetBody() != nil {
-			res.ResponseBody = string(m.GetBody())
-		}
-		return nil
-	}
-	// Full duplex: Envoy passes on only what the processor hands back.
-	var handed []byte
-	for {
-		r, err := recv()
-		if err != nil || r == nil {
-			return fmt.Errorf("response body: %v", err)
-		}
-		s := r.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
-		if s == nil {
-			return fmt.Errorf("expected a streamed response body chunk, got %v", r)
-		}
-		handed = append(handed, s.GetBody()...)
-		if s.GetEndOfStream() {
-			break
-		}
-	}
-	res.ResponseBody = string(handed)
-	return nil
 }

@@ -961,10 +961,10 @@ describe("picker on the real control plane with simulated model servers", () => 
     }
   });
 
-  // bench/picker part (a) measures with `envoy-side load`: check that it sends what it is told,
-  // on schedule, through both doors, and that a failure shows as one.
-  it("drives both doors with the benchmark's load generator (envoy-side load): every request answered, on schedule", async () => {
-    const envoySide = ensureBinaries(() => undefined).envoySide;
+  // bench/picker part (a) measures with bench/loadgen: check that it sends what it is told, on
+  // schedule, through both doors, and that a failure shows as one.
+  it("drives both doors with the benchmark's load generator (bench/loadgen): every request answered, on schedule", async () => {
+    const loadgen = ensureBinaries(() => undefined).loadgen;
     const f = await setUp("picker-load", { pods: 2, weights: [90, 10] });
     const durations = () =>
       pickerMetric(
@@ -988,7 +988,7 @@ describe("picker on the real control plane with simulated model servers", () => 
     try {
       const before = await durations();
       const viaExtProc = await goLoad(
-        envoySide,
+        loadgen,
         {
           kind: "extproc",
           addr: `127.0.0.1:${f.picker.grpcPort}`,
@@ -999,7 +999,7 @@ describe("picker on the real control plane with simulated model servers", () => 
         open,
         50,
       );
-      report(`envoy-side load, ext_proc: ${JSON.stringify({ ...viaExtProc, samples: undefined })}`);
+      report(`loadgen, ext_proc: ${JSON.stringify({ ...viaExtProc, samples: undefined })}`);
       expect(viaExtProc.errors).toEqual([]);
       expect(viaExtProc.lost).toBe(0);
       expect(viaExtProc.samples.map(s => s.status)).toEqual(Array(300).fill(200));
@@ -1011,7 +1011,7 @@ describe("picker on the real control plane with simulated model servers", () => 
       expect((await durations()) - before).toBe(350);
 
       const viaProxy = await goLoad(
-        envoySide,
+        loadgen,
         { kind: "http", url: `${f.picker.proxyUrl}/v1/completions` },
         bodies,
         { phase: "single", count: 20 },
@@ -1021,7 +1021,7 @@ describe("picker on the real control plane with simulated model servers", () => 
       // One in flight at most, a request due every 0.2 ms: those that find one in flight are
       // not sent, and still get a sample, as failed.
       const limited = await goLoad(
-        envoySide,
+        loadgen,
         { kind: "http", url: `${f.picker.proxyUrl}/v1/completions` },
         bodies,
         { phase: "open", count: 50, rate: 5000, maxInflight: 1, drainMs: 5000 },
@@ -1039,7 +1039,7 @@ describe("picker on the real control plane with simulated model servers", () => 
       const stopped = f.picker.proxyUrl;
       await f.picker.stop();
       const refused = await goLoad(
-        envoySide,
+        loadgen,
         { kind: "http", url: `${stopped}/v1/completions` },
         bodies,
         { phase: "single", count: 5 },

@@ -1,11 +1,12 @@
+// loadgen: the load generator of bench/picker part (a). It reads one phase's spec as JSON on
+// stdin, sends the requests — plain HTTP to a URL, or as Envoy would with an ext_proc server in
+// FULL_DUPLEX_STREAMED mode (decision, request to the chosen endpoint, and optionally the
+// response phase; Envoy's side is hack/envoy-side's package exchange, which the picker's
+// integration tests use too) — and prints the samples as one JSON object. It is written in Go so
+// that the load generator neither stalls in a JavaScript garbage collector nor spends the
+// machine's cores on grpc-js, which real Envoy (C++) does not: what is measured is the server
+// under test. Built by hack/build-binaries.sh with hack/envoy-side.
 package main
-
-// `envoy-side load`: the load generator of bench/picker part (a). It reads one phase's spec as
-// JSON on stdin, sends the requests — plain HTTP to a URL, or as Envoy would with an ext_proc
-// server in FULL_DUPLEX_STREAMED mode (decision, request to the chosen endpoint, and optionally
-// the response phase) — and prints the samples as one JSON object. It is written in Go so that
-// the load generator neither stalls in a JavaScript garbage collector nor spends the machine's
-// cores on grpc-js, which real Envoy (C++) does not: what is measured is the server under test.
 
 import (
 	"bytes"
@@ -18,6 +19,7 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -29,6 +31,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"modelrollout.local/envoy-side/exchange"
 )
 
 // LoadSpec is one phase.
@@ -78,6 +82,13 @@ type LoadResult struct {
 	// request's sender began): the load generator's own stalls, which the latencies include.
 	SendLateP99Ms float64 `json:"sendLateP99Ms"`
 	SendLateMaxMs float64 `json:"sendLateMaxMs"`
+}
+
+func main() {
+	if err := runLoad(os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
 }
 
 func runLoad(in io.Reader, out io.Writer) error {
@@ -156,17 +167,17 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			var answeredAt time.Time
-			res, err := exchange(ctx, client, upstream, exchangeOptions{
-				bodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, path: spec.Path, body: body, forward: true,
-				responsePhase: spec.ResponsePhase, answered: func() { answeredAt = time.Now() },
+			res, err := exchange.Run(ctx, client, upstream, exchange.Options{
+				BodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, Path: spec.Path, Body: body, Forward: true,
+				ResponsePhase: spec.ResponsePhase, Answered: func() { answeredAt = time.Now() },
 			})
 			switch {
 			case err != nil:
 				return 0, time.Now(), err
-			case res.immediate:
+			case res.Immediate:
 				return res.ImmediateStatus, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
 			case res.UpstreamStatus != http.StatusOK:
-				return res.UpstreamStatus, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[destinationHeader])
+				return res.UpstreamStatus, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[exchange.DestinationHeader])
 			}
 			return res.UpstreamStatus, answeredAt, nil
 		}, func() { conn.Close(); upstream.CloseIdleConnections() }, nil
