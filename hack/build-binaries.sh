@@ -180,6 +180,11 @@ sim_binary() { # -> the cache path of the simulator built from SIM_TARBALL (empt
   if [ -n "${LLM_D_INFERENCE_SIM:-}" ] && [ -x "$LLM_D_INFERENCE_SIM" ]; then echo "$LLM_D_INFERENCE_SIM"; return; fi
   if [ -f "$SIM_TARBALL" ]; then echo "$CACHE/bin/llm-d-inference-sim-$(sha256sum "$SIM_TARBALL" | cut -c1-12)"; fi
 }
+preflight_sim() { # for --check: what the simulator's build would lack, before any build starts
+  if [ ! -f "$SIM_TARBALL" ]; then
+    echo "problem=llm-d-inference-sim's source $SIM_TARBALL is missing | fix: put the shared/ folder beside the repo (or set MODELROLLOUT_SHARED to it), or set LLM_D_INFERENCE_SIM to a prebuilt binary"
+  fi
+}
 build_sim() {
   if [ ! -f "$SIM_TARBALL" ]; then
     log "ERROR: llm-d-inference-sim's source is missing: $SIM_TARBALL"
