@@ -2,7 +2,10 @@
 // random time jumps, gate verdicts, user pauses, manual actions and crashes at every point of a
 // reconcile (before the traffic write, between traffic and status write, between status write and
 // annotation removal). The world's HTTPRoute is changed only through the real traffic adapter.
+// The scenarios are fast-check arbitraries: a failure prints the seed and a shrunk counterexample
+// (re-run it with `{ seed, path }` in fc.assert's parameters).
 import { describe, expect, it } from "@jest/globals";
+import fc from "fast-check";
 import { type Action, type ManualAction, type Observations, reconcileRollout } from "./engine";
 import {
   finalizeHTTPRoute,
@@ -11,25 +14,6 @@ import {
   setHTTPRouteWeight,
 } from "./traffic/httproute";
 import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
-
-/** mulberry32: small, fast, deterministic. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return {
-    next,
-    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
-    chance: (p: number) => next() < p,
-    pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)],
-  };
-}
-type Rng = ReturnType<typeof rng>;
 
 const SPLIT = { stable: "pool-v1", canary: "pool-v2" };
 const GATE = { metrics: [{ name: "m", query: "vector(0)" }] };
@@ -41,23 +25,100 @@ const DURATIONS: Record<string, number> = {
   "1m30s": 90_000,
 };
 
-function randomSpec(r: Rng): ModelRolloutSpec {
-  const steps: RolloutStep[] = [];
-  const n = r.int(1, 7);
-  for (let i = 0; i < n; i++) {
-    const roll = r.next();
-    if (roll < 0.45) steps.push({ setWeight: r.int(0, 100) });
-    else if (roll < 0.75)
-      steps.push({ pause: r.chance(0.5) ? { duration: r.pick(Object.keys(DURATIONS)) } : {} });
-    else steps.push({ analysis: GATE });
-  }
-  return {
+/** `arb` with probability p, else `otherwise`. */
+const sometimes = <T, U>(p: number, arb: fc.Arbitrary<T>, otherwise: fc.Arbitrary<U>) =>
+  fc.oneof(
+    { arbitrary: otherwise, weight: Math.round((1 - p) * 100) },
+    { arbitrary: arb, weight: Math.round(p * 100) },
+  );
+const maybe = <T>(p: number, arb: fc.Arbitrary<T>) => sometimes(p, arb, fc.constant(undefined));
+
+const stepArb: fc.Arbitrary<RolloutStep> = fc.oneof(
+  { arbitrary: fc.integer({ min: 0, max: 100 }).map(w => ({ setWeight: w })), weight: 45 },
+  {
+    arbitrary: maybe(0.5, fc.constantFrom(...Object.keys(DURATIONS))).map(duration => ({
+      pause: duration === undefined ? {} : { duration },
+    })),
+    weight: 30,
+  },
+  { arbitrary: fc.constant({ analysis: GATE }), weight: 25 },
+);
+
+const specArb: fc.Arbitrary<ModelRolloutSpec> = fc
+  .record({
+    steps: fc.array(stepArb, { minLength: 1, maxLength: 7 }),
+    background: sometimes(0.4, fc.constant(true), fc.constant(false)),
+    rollback: sometimes(0.5, fc.constant(true), fc.constant(false)),
+  })
+  .map(({ steps, background, rollback }) => ({
+    // A valid spec: gates need a Prometheus address (the engine checks it before anything moves).
+    prometheus: { address: "http://prometheus:9090" },
     pools: { httpRoute: "route", ...SPLIT },
     steps,
-    ...(r.chance(0.4) ? { analysis: GATE } : {}),
-    ...(r.chance(0.5) ? { onInconclusive: "Rollback" as const } : {}),
-  };
+    ...(background ? { analysis: GATE } : {}),
+    ...(rollback ? { onInconclusive: "Rollback" as const } : {}),
+  }));
+
+/** What the analysis module decides for each running gate in one reconcile (undefined: nothing yet). */
+type GatePhase = "Running" | "Successful" | "Failed" | "Inconclusive" | "Error";
+interface Verdicts {
+  analysis?: GatePhase;
+  stepAnalysis?: GatePhase;
 }
+const gatePhaseArb = fc.constantFrom<GatePhase>(
+  "Running",
+  "Successful",
+  "Successful",
+  "Failed",
+  "Inconclusive",
+  "Error",
+);
+const verdictsArb: fc.Arbitrary<Verdicts> = fc.record({
+  analysis: maybe(0.3, gatePhaseArb),
+  stepAnalysis: maybe(0.3, gatePhaseArb),
+});
+
+type Crash = "none" | "beforeActions" | "afterTraffic" | "afterStatus";
+
+/** One tick of the simulated world before a reconcile. */
+interface Tick {
+  advanceMs: number;
+  annotation?: string;
+  togglePaused: boolean;
+  crash: Crash;
+  verdicts: Verdicts;
+}
+const tickArb: fc.Arbitrary<Tick> = fc.record({
+  advanceMs: sometimes(
+    0.3,
+    fc.integer({ min: 0, max: 2_000 }),
+    fc.constantFrom(0, 5_000, 29_000, 30_000, 61_000, 3_600_000),
+  ),
+  annotation: maybe(
+    0.15,
+    fc.constantFrom("promote", "promote", "promote-full", "abort", "retry", "bogus"),
+  ),
+  togglePaused: sometimes(0.08, fc.constant(true), fc.constant(false)),
+  crash: fc.oneof(
+    { arbitrary: fc.constant<Crash>("none"), weight: 4 },
+    {
+      arbitrary: fc.constantFrom<Crash>("beforeActions", "afterTraffic", "afterStatus"),
+      weight: 3,
+    },
+  ),
+  verdicts: verdictsArb,
+});
+
+/**
+ * A run: a spec, 5 to 60 ticks with crashes, pauses and manual actions, then the verdicts of the
+ * settling phase (after them every running gate passes, so the rollout can finish).
+ */
+const scenarioArb = fc.record({
+  spec: specArb,
+  ticks: fc.array(tickArb, { minLength: 5, maxLength: 60, size: "max" }),
+  settle: fc.array(verdictsArb, { maxLength: 60, size: "max" }),
+});
+type Scenario = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
 
 function seedRoute(): HTTPRoute {
   return {
@@ -86,8 +147,6 @@ function seedRoute(): HTTPRoute {
     },
   };
 }
-
-type Crash = "none" | "beforeActions" | "afterTraffic" | "afterStatus";
 
 interface World {
   spec: ModelRolloutSpec;
@@ -123,38 +182,34 @@ interface BackgroundRun {
 }
 
 /** One reconcile of the simulated operator, checking every property on the way. */
-function reconcileOnce(world: World, crash: Crash, r: Rng) {
+function reconcileOnce(world: World, crash: Crash, verdicts: Verdicts) {
   world.calls++;
   const input = world.status ? structuredClone(world.status) : undefined;
   // The analysis module measures running gates and writes its verdict into the run.
   for (const key of ["analysis", "stepAnalysis"] as const) {
     const run = input?.[key];
-    if (run && run.phase === "Running" && r.chance(0.3)) {
-      run.phase = r.pick([
-        "Running",
-        "Successful",
-        "Successful",
-        "Failed",
-        "Inconclusive",
-        "Error",
-      ]);
+    const verdict = verdicts[key];
+    if (run && run.phase === "Running" && verdict !== undefined) {
+      run.phase = verdict;
       const measured = run.phase === "Running" ? "Successful" : run.phase;
       const startedAt = new Date(world.now).toISOString();
+      const counters = { count: 1, successful: 0, failed: 0, inconclusive: 0, error: 0 };
       run.metrics = [
-        { name: "m", phase: run.phase, measurements: [{ phase: measured, startedAt }] },
+        {
+          name: "m",
+          phase: run.phase,
+          ...counters,
+          consecutiveErrors: 0,
+          measurements: [{ phase: measured, startedAt, finishedAt: startedAt }],
+        },
       ];
     }
   }
   const value = world.annotation;
   const known = ["promote", "promote-full", "abort", "retry"].includes(value ?? "");
-  // Verdicts are also passed explicitly, as a reconciler may do (they then go stale in the
-  // idempotence call below, which the engine must ignore for runs it has just started).
-  const verdict = (phase?: string) => phase as Observations["stepVerdict"];
   const obs: Observations = {
     generation: world.generation,
     targets: { ready: true },
-    ...(input?.stepAnalysis ? { stepVerdict: verdict(input.stepAnalysis.phase) } : {}),
-    ...(input?.analysis ? { backgroundVerdict: verdict(input.analysis.phase) } : {}),
     ...(value === undefined
       ? {}
       : known
@@ -287,10 +342,9 @@ function reconcileOnce(world: World, crash: Crash, r: Rng) {
   if (result.actions.some(a => a.type === "clearActionAnnotation")) world.annotation = undefined;
 }
 
-function simulate(seed: number) {
-  const r = rng(seed);
+function simulate({ spec, ticks, settle }: Scenario) {
   const world: World = {
-    spec: randomSpec(r),
+    spec,
     generation: 1,
     now: Date.parse("2025-01-01T00:00:00Z"),
     route: seedRoute(),
@@ -298,38 +352,27 @@ function simulate(seed: number) {
     promotedToEnd: false,
     calls: 0,
   };
-  const ticks = r.int(5, 60);
-  for (let t = 0; t < ticks; t++) {
-    world.now += r.chance(0.3)
-      ? r.int(0, 2_000)
-      : r.pick([0, 5_000, 29_000, 30_000, 61_000, 3_600_000]);
-    if (r.chance(0.15) && world.annotation === undefined) {
-      world.annotation = r.pick(["promote", "promote", "promote-full", "abort", "retry", "bogus"]);
+  for (const tick of ticks) {
+    world.now += tick.advanceMs;
+    if (tick.annotation !== undefined && world.annotation === undefined) {
+      world.annotation = tick.annotation;
     }
-    if (r.chance(0.08)) {
+    if (tick.togglePaused) {
       world.spec = { ...world.spec, paused: !world.spec.paused };
       world.generation++;
     }
-    const crash = r.pick<Crash>([
-      "none",
-      "none",
-      "none",
-      "none",
-      "beforeActions",
-      "afterTraffic",
-      "afterStatus",
-    ]);
-    reconcileOnce(world, crash, r);
+    reconcileOnce(world, tick.crash, tick.verdicts);
   }
   // Settle: no more crashes or pauses; promote until the rollout finishes.
   if (world.spec.paused) {
     world.spec = { ...world.spec, paused: false };
     world.generation++;
   }
+  const pass: Verdicts = { analysis: "Successful", stepAnalysis: "Successful" };
   for (let guard = 0; guard < 200 && !isTerminal(world.status); guard++) {
     world.now += 120_000;
     if (world.annotation === undefined && guard % 3 === 2) world.annotation = "promote";
-    reconcileOnce(world, "none", r);
+    reconcileOnce(world, "none", settle[guard] ?? pass);
   }
   expect(isTerminal(world.status)).toBe(true);
   return world;
@@ -339,11 +382,14 @@ describe("reconcileRollout property", () => {
   it("keeps weights in 0..100, applies every step once in order, is idempotent and crash-safe", () => {
     const outcomes: Record<string, number> = {};
     let calls = 0;
-    for (let seed = 1; seed <= 250; seed++) {
-      const world = simulate(seed * 7919);
-      outcomes[world.status!.phase!] = (outcomes[world.status!.phase!] ?? 0) + 1;
-      calls += world.calls;
-    }
+    fc.assert(
+      fc.property(scenarioArb, scenario => {
+        const world = simulate(scenario);
+        outcomes[world.status!.phase!] = (outcomes[world.status!.phase!] ?? 0) + 1;
+        calls += world.calls;
+      }),
+      { numRuns: 250 },
+    );
     // The generator reaches every end state, so the checks above were exercised on all of them.
     expect(Object.keys(outcomes).sort()).toEqual(["Aborted", "Failed", "Succeeded"]);
     expect(calls).toBeGreaterThan(3_000);
