@@ -226,16 +226,18 @@ describe("gate credentials and Prometheus addresses (real control plane)", () =>
         `${GATE_CREDENTIALS_LABEL}=true`,
       ]);
       const before = prometheus.requests.length;
-      gatedRollout(
-        "traversal",
-        `{address: "${prometheus.address}", bearerTokenSecretRef: {name: "../../${victim.name}/secrets/prom-token", key: token}}`,
-      );
-      const r = await waitForMessage("traversal", /is not a Secret name/);
-      expectNoTrafficMoved("traversal", r);
+      // Refused by the apiserver (the CRD's name pattern), naming the field; the operator's own
+      // check (checkSecretRef, unit-tested) stands behind it for objects stored before.
+      expect(() =>
+        gatedRollout(
+          "traversal",
+          `{address: "${prometheus.address}", bearerTokenSecretRef: {name: "../../${victim.name}/secrets/prom-token", key: token}}`,
+        ),
+      ).toThrow(/bearerTokenSecretRef\.name/);
+      await sleep(2000);
       expect(prometheus.requests.slice(before).map(q => q.authorization)).not.toContain(
         `Bearer ${victimToken}`,
       );
-      expect(visibleText("traversal")).not.toContain(victimToken);
     } finally {
       await victim.cleanup();
     }
