@@ -39,6 +39,22 @@ describe("parseCli", () => {
     expect(parseCli([])).toEqual({ verb: "help" });
     expect(parseCli(["get", "--help"])).toEqual({ verb: "help" });
     expect(parseCli(["-h"])).toEqual({ verb: "help" });
+    // The first of --help and a usage error wins.
+    expect(parseCli(["frobnicate", "--help", "--bogus"])).toEqual({ verb: "help" });
+    expect(() => parseCli(["get", "--bogus", "--help"])).toThrow(/unknown flag --bogus/);
+  });
+
+  it("takes values as kubectl does: separate, after =, or attached to a short flag", () => {
+    const g = { namespace: "demo", context: "c", kubeconfig: "/k" };
+    for (const argv of [
+      ["get", "-n", "demo", "--context", "c", "--kubeconfig", "/k"],
+      ["get", "--namespace=demo", "--context=c", "--kubeconfig=/k"],
+      ["get", "-ndemo", "--context=c", "--kubeconfig", "/k"],
+    ]) {
+      expect(parseCli(argv)).toMatchObject({ verb: "get", global: g });
+    }
+    expect(parseCli(["get", "-wA"])).toMatchObject({ watch: true, allNamespaces: true });
+    expect(parseCli(["pause", "r", "--no-wait"])).toMatchObject({ wait: false });
   });
 
   it.each([
@@ -49,7 +65,10 @@ describe("parseCli", () => {
     [["pause", "a", "--watch"], /--watch belongs to get/],
     [["get", "a", "-A"], /exclude each other/],
     [["get", "-n"], /-n needs a value/],
+    [["get", "--namespace="], /--namespace needs a value/],
     [["get", "--bogus"], /unknown flag --bogus/],
+    [["get", "--bogus=1"], /unknown flag --bogus=1/],
+    [["get", "--", "r"], /unknown flag --$/],
   ])("rejects %j", (argv, message) => {
     expect(() => parseCli(argv as string[])).toThrow(UsageError);
     expect(() => parseCli(argv as string[])).toThrow(message);

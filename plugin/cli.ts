@@ -1,4 +1,5 @@
 // Command line of `kubectl modelrollout` (pure): argv in, a command and the kubectl calls out.
+import { parseArgs } from "node:util";
 
 export const ACTION_ANNOTATION = "rollouts.inference.dev/action";
 export const RESOURCE = "modelrollouts.rollouts.inference.dev";
@@ -44,55 +45,45 @@ export interface GlobalFlags {
 
 const VERBS = ["get", "promote", "abort", "retry", "pause", "resume"];
 
+const OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  namespace: { type: "string", short: "n" },
+  context: { type: "string" },
+  kubeconfig: { type: "string" },
+  watch: { type: "boolean", short: "w" },
+  full: { type: "boolean" },
+  "no-wait": { type: "boolean" },
+  "all-namespaces": { type: "boolean", short: "A" },
+} as const;
+
 export function parseCli(argv: string[]): Command {
-  const positionals: string[] = [];
-  const global: GlobalFlags = {};
-  let watch = false;
-  let full = false;
-  let wait = true;
-  let allNamespaces = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const [flag, inline] =
-      arg.startsWith("--") && arg.includes("=") ? arg.split(/=(.*)/s, 2) : [arg, undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v === "") throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case "-h":
-      case "--help":
-        return { verb: "help" };
-      case "-n":
-      case "--namespace":
-        global.namespace = value();
-        break;
-      case "--context":
-        global.context = value();
-        break;
-      case "--kubeconfig":
-        global.kubeconfig = value();
-        break;
-      case "-w":
-      case "--watch":
-        watch = true;
-        break;
-      case "--full":
-        full = true;
-        break;
-      case "--no-wait":
-        wait = false;
-        break;
-      case "-A":
-      case "--all-namespaces":
-        allNamespaces = true;
-        break;
-      default:
-        if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown flag ${arg}`);
-        positionals.push(arg);
-    }
+  // Not strict: parseArgs would throw its own messages and before looking at --help. The tokens
+  // keep kubectl-like order instead: the first of --help and a usage error in argv wins.
+  const { values, positionals, tokens } = parseArgs({
+    args: argv,
+    options: OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "option-terminator") throw new UsageError("unknown flag --");
+    if (token.kind !== "option") continue;
+    if (token.name === "help") return { verb: "help" };
+    if (!Object.hasOwn(OPTIONS, token.name))
+      throw new UsageError(`unknown flag ${argv[token.index]}`);
+    if (OPTIONS[token.name as keyof typeof OPTIONS].type === "string" && !token.value)
+      throw new UsageError(`${token.rawName} needs a value`);
   }
+  const global: GlobalFlags = {};
+  if (values.namespace !== undefined) global.namespace = String(values.namespace);
+  if (values.context !== undefined) global.context = String(values.context);
+  if (values.kubeconfig !== undefined) global.kubeconfig = String(values.kubeconfig);
+  // A boolean flag given as --flag=anything still counts as given, as it always did.
+  const watch = values.watch !== undefined;
+  const full = values.full !== undefined;
+  const wait = values["no-wait"] === undefined;
+  const allNamespaces = values["all-namespaces"] !== undefined;
   const [verb, name, ...extra] = positionals;
   if (!verb) return { verb: "help" };
   if (!VERBS.includes(verb))
