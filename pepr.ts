@@ -1,3 +1,5 @@
+// First: one keep-alive connection pool for kubernetes-fluent-client, before it imports undici.
+import "./capabilities/shared-http-agent";
 import { PeprModule } from "pepr";
 // cfg loads the Pepr configuration (uuid, rbac, ...) from package.json
 import cfg from "./package.json";

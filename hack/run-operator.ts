@@ -4,7 +4,6 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { pathToFileURL } from "node:url";
 import { envConfig, repoRoot } from "./env/config";
 import { ensurePki } from "./env/certs";
 import { run } from "./env/procs";
@@ -58,14 +57,7 @@ export function operatorEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 export function operatorCommand(): { command: string; args: string[] } {
   return {
     command: process.execPath,
-    args: [
-      "--import",
-      "tsx",
-      // One keep-alive connection pool for the fluent client instead of a TLS connection per request.
-      "--import",
-      pathToFileURL(path.join(repoRoot, "hack", "shared-http-agent.ts")).href,
-      path.join(repoRoot, "pepr.ts"),
-    ],
+    args: ["--import", "tsx", path.join(repoRoot, "pepr.ts")],
   };
 }
 

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import {
   ensureCluster,
@@ -75,14 +75,12 @@ interface Options {
   keep: boolean;
   logLevel: string;
   json?: string;
-  /** Experiment: preload shared-agent.ts into the operator. */
-  sharedAgent: boolean;
   /** Write a V8 CPU profile of the operator (node --cpu-prof). */
   profile: boolean;
 }
 
 const USAGE = `usage: npx tsx bench/operator/run.ts [--rollouts 100] [--namespaces 1] [--weights 10,30,60,100]
-       [--pause 30] [--idle 60] [--timeout SECONDS] [--create-concurrency 32] [--log-level info] [--json FILE] [--keep] [--shared-agent] [--profile]`;
+       [--pause 30] [--idle 60] [--timeout SECONDS] [--create-concurrency 32] [--log-level info] [--json FILE] [--keep] [--profile]`;
 
 function options(argv: string[]): Options {
   const { values } = parseArgs({
@@ -98,7 +96,6 @@ function options(argv: string[]): Options {
       "log-level": { type: "string", default: "info" },
       json: { type: "string" },
       keep: { type: "boolean", default: false },
-      "shared-agent": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -131,7 +128,6 @@ function options(argv: string[]): Options {
     keep: values.keep,
     logLevel: values["log-level"],
     json: values.json,
-    sharedAgent: values["shared-agent"],
     profile: values.profile,
   };
 }
@@ -502,13 +498,6 @@ class Bench {
     const log = path.join(this.#info.logDir, `operator-bench-${this.#runId}.log`);
     const out = fs.openSync(log, "a");
     const { command, args } = operatorCommand();
-    if (this.#opts.sharedAgent)
-      args.splice(
-        args.length - 1,
-        0,
-        "--import",
-        pathToFileURL(path.join(repoRoot, "hack", "shared-http-agent.ts")).href,
-      );
     if (this.#opts.profile) {
       // One file per thread (the main thread's is the largest; tsx's loader runs in a worker).
       const dir = path.join(this.#info.stateDir, "profiles", this.#runId);
