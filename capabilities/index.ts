@@ -2,7 +2,7 @@
 // reconciler beside them does the work. Watch-only: no admission webhooks are needed.
 import "./kubeconfig-cache";
 import { Capability, Log } from "pepr";
-import "./kinds";
+import "./api/kinds";
 import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
 import {
   alreadyReconciled,

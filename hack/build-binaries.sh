@@ -11,6 +11,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"   # k8s.io/kubernetes release
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}" # go.etcd.io/etcd/server/v3
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.315.1}" # github.com/prometheus/prometheus: Prometheus 3.15.1
+HELM_VERSION="${HELM_VERSION:-v3.22.1}" # helm.sh/helm/v3
 CACHE="${MODELROLLOUT_CACHE:-$HOME/.cache/modelrollout}"
 BIN="$CACHE/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 mkdir -p "$BIN"
@@ -106,6 +107,32 @@ GO
   log "built $BIN/etcd"
 }
 
+# Waits for a backgrounded `go build`/`go install -v 2>buildlog` (pid $1, called $2), logging its
+# progress every 30 s; on failure prints the log's tail, removes $4 (its scratch dir) and exits.
+wait_go_build() {
+  local pid=$1 name=$2 buildlog=$3 scratch=$4 start=$5 next=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      next=$((next + 30))
+      log "$name: $(grep -c '^go: downloading' "$buildlog" || true) modules downloaded, $(grep -vc '^go: ' "$buildlog" || true) packages compiled ($((SECONDS - start)) s)"
+    fi
+  done
+  wait "$pid" || { tail -30 "$buildlog" >&2; rm -rf "$scratch"; exit 1; }
+}
+
+# A wrapper module in $1 that requires module $2 at $3 (`go install pkg@version` refuses a go.mod
+# with replace or exclude directives): the module's own replace and exclude directives, repeated,
+# give its build list.
+wrapper_module() {
+  local dir=$1 module=$2 version=$3 gomod_src
+  gomod_src=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    printf 'module modelrollout.local/wrapper\n\ngo 1.26.0\n\nrequire %s %s\n\n' "$module" "$version"
+    awk '/^(replace|exclude)/ { block = ($0 ~ /\($/); print; next } block { print; if ($0 ~ /^\)/) block = 0 }' "$gomod_src"
+  } >"$dir/go.mod"
+}
+
 # Prometheus for a machine without Debian's package (not root, or no apt-get; see
 # hack/env/prerequisites.ts): cmd/prometheus from the Go module proxy, where module v0.3XX.Y is
 # Prometheus 3.XX.Y. Built with remove_all_sd (file and static discovery only: what the local
@@ -120,30 +147,34 @@ build_prometheus() {
   local v=github.com/prometheus/common/version start=$SECONDS
   mkdir -p "$mod"
   log "building Prometheus $release (github.com/prometheus/prometheus $PROMETHEUS_VERSION) from the Go module proxy (first time: ~4 min on 2 cores; log: $buildlog)"
-  # A wrapper module (`go install pkg@version` refuses a go.mod with replace or exclude
-  # directives): Prometheus' own replace and exclude directives, repeated, give its build list.
-  local gomod_src
-  gomod_src=$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  {
-    printf 'module modelrollout.local/prometheusbuild\n\ngo 1.26.0\n\nrequire github.com/prometheus/prometheus %s\n\n' "$PROMETHEUS_VERSION"
-    awk '/^(replace|exclude)/ { block = ($0 ~ /\($/); print; next } block { print; if ($0 ~ /^\)/) block = 0 }' "$gomod_src"
-  } >"$mod/go.mod"
+  wrapper_module "$mod" github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
   # -mod=mod resolves (and checks against the checksum database) only what this build imports.
   (cd "$mod" && go build -mod=mod -v -trimpath -tags remove_all_sd -o prometheus \
     -ldflags "-s -w -X $v.Version=$release -X $v.Revision=$PROMETHEUS_VERSION -X $v.Branch=HEAD -X $v.BuildUser=modelrollout" \
     github.com/prometheus/prometheus/cmd/prometheus 2>"$buildlog") &
-  local pid=$! next=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 1
-    if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
-      next=$((next + 30))
-      log "prometheus: $(grep -c '^go: downloading' "$buildlog" || true) modules downloaded, $(grep -vc '^go: ' "$buildlog" || true) packages compiled ($((SECONDS - start)) s)"
-    fi
-  done
-  wait "$pid" || { tail -30 "$buildlog" >&2; rm -rf "$mod"; exit 1; }
+  wait_go_build $! prometheus "$buildlog" "$mod" "$start"
   mv "$mod/prometheus" "$PROMETHEUS_BIN"
   rm -rf "$mod"
   log "built $PROMETHEUS_BIN in $((SECONDS - start)) s"
+}
+
+# helm (cmd/helm of helm.sh/helm/v3) for the chart's tests (deploy/chart: lint, template, install
+# onto the local apiserver). A wrapper module, like Prometheus': helm's own replace directives,
+# repeated, give its build list. Progress every 30 s; ~3-5 min on 2 cores the first time.
+HELM_BIN="$CACHE/bin/helm-$HELM_VERSION/helm"
+build_helm() {
+  need_go "helm"
+  local mod="$CACHE/src/helm-$HELM_VERSION.$$" buildlog="$CACHE/src/helm-$HELM_VERSION-build.log" start=$SECONDS
+  mkdir -p "$mod" "$(dirname "$HELM_BIN")"
+  log "building helm $HELM_VERSION (helm.sh/helm/v3) from the Go module proxy (first time: ~3-5 min on 2 cores; log: $buildlog)"
+  wrapper_module "$mod" helm.sh/helm/v3 "$HELM_VERSION"
+  local v=helm.sh/helm/v3/internal/version
+  (cd "$mod" && CGO_ENABLED=0 go build -mod=mod -v -trimpath -o helm \
+    -ldflags "-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean" helm.sh/helm/v3/cmd/helm 2>"$buildlog") &
+  wait_go_build $! helm "$buildlog" "$mod" "$start"
+  mv "$mod/helm" "$HELM_BIN"
+  rm -rf "$mod"
+  log "built $HELM_BIN in $((SECONDS - start)) s"
 }
 
 # hack/envoy-side: Envoy's side of ext_proc for the picker's tests (its package exchange, written
@@ -210,6 +241,25 @@ build_sim() {
   log "built $out"
 }
 
+# The upstream endpoint picker: sigs.k8s.io/gateway-api-inference-extension cmd/epp, whose last
+# release is v1.5.0 (later versions moved it to llm-d-router). It watches v1
+# inference.networking.k8s.io InferencePools; the local gateway calls it over ext_proc like Envoy.
+# Its go.mod has no replace directives, so `go install pkg@version` builds it as released.
+EPP_VERSION="${EPP_VERSION:-v1.5.0}"
+EPP_BIN="$CACHE/bin/epp-$EPP_VERSION/epp"
+build_epp() {
+  need_go "epp (the upstream endpoint picker)"
+  local gobin="$CACHE/src/epp-$EPP_VERSION.$$" buildlog="$CACHE/src/epp-$EPP_VERSION-build.log" start=$SECONDS
+  mkdir -p "$gobin" "$(dirname "$EPP_BIN")"
+  log "building the upstream endpoint picker (sigs.k8s.io/gateway-api-inference-extension/cmd/epp $EPP_VERSION) from the Go module proxy (first time: ~6 min on 2 cores; log: $buildlog)"
+  (GOBIN="$gobin" go install -v -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/gateway-api-inference-extension/cmd/epp@$EPP_VERSION" 2>"$buildlog") &
+  wait_go_build $! epp "$buildlog" "$gobin" "$start"
+  mv "$gobin/epp" "$EPP_BIN"
+  rm -rf "$gobin"
+  log "built $EPP_BIN in $((SECONDS - start)) s"
+}
+
 case "${1:-}" in
   "") ;;
   prometheus)
@@ -239,6 +289,8 @@ sim=$(sim_binary)
 if [ -z "$sim" ] || [ ! -x "$sim" ]; then build_sim; sim=$(sim_binary); fi
 if [ -z "$apiserver" ] || [ -z "$kubectl" ]; then build_k8s; fi
 if [ -z "$etcd" ]; then build_etcd; fi
+if [ ! -x "$HELM_BIN" ]; then build_helm; fi
+if [ ! -x "$EPP_BIN" ]; then build_epp; fi
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)
@@ -249,3 +301,5 @@ echo "etcd=$etcd"
 echo "envoy-side=$ENVOY_SIDE"
 echo "loadgen=$LOADGEN"
 echo "llm-d-inference-sim=$sim"
+echo "helm=$HELM_BIN"
+echo "epp=$EPP_BIN"

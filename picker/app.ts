@@ -1,11 +1,18 @@
-// The picker process (started by picker/main.ts; bench/picker's baselines start it with another
-// scheduler). Wires the datastore, discovery (watches), the metrics scraper, the core router and
-// the front doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080), metrics (9090).
+// The picker process (started by picker/main.ts; bench/picker's baselines start it with other
+// scheduler plugins). Wires the datastore, discovery (watches), the metrics scraper, the core
+// router and the front doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080),
+// metrics (9090).
 
 import { PrefixIndex } from "./core/prefix";
 import { mathRandom } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import { Scheduler, SchedulerConfig, defaultSchedulerConfig } from "./core/scheduler";
+import { PluginRegistry, builtinPlugins } from "./core/plugins/registry";
+import { Scheduler } from "./core/scheduler";
+import {
+  EndpointPickerConfig,
+  buildSchedulerConfig,
+  describeSchedulerConfig,
+} from "./core/scheduler-config";
 import { TrafficSplitter } from "./core/split";
 import { ConfigError, PickerConfig, parseConfig, usage } from "./config";
 import { Datastore } from "./datastore";
@@ -26,11 +33,10 @@ const log = (message: string) => console.log(`${new Date().toISOString()} ${mess
 const now = () => performance.now();
 
 export interface RunOptions {
-  /**
-   * Replaces the scheduling plugins built from `config.weights` (benchmarks compare against
-   * round-robin and random this way); receives the prefix index the default plugins would use.
-   */
-  schedulerConfig?: (prefixIndex: PrefixIndex) => SchedulerConfig;
+  /** Plugin types besides the picker's own (benchmarks register their baselines here). */
+  plugins?: PluginRegistry;
+  /** Replaces `config.scheduling` (benchmarks compare against round-robin and random this way). */
+  scheduling?: EndpointPickerConfig;
   /** Overrides `config.flowControl.enabled` (baselines dispatch at once, as they always did). */
   flowControl?: boolean;
 }
@@ -45,8 +51,12 @@ export async function runPicker(
 
   const prefixIndex = new PrefixIndex(config.prefix.capacityPerEndpoint);
   ds.onChange(() => prefixIndex.retain(new Set(ds.endpoints().map(e => e.name))));
-  const schedulerConfig =
-    options.schedulerConfig?.(prefixIndex) ?? defaultSchedulerConfig(config.weights, prefixIndex);
+  const schedulerConfig = buildSchedulerConfig(
+    options.scheduling ?? config.scheduling,
+    { prefixIndex, saturation: config.saturation },
+    options.plugins ?? builtinPlugins,
+  );
+  log(`scheduling: ${describeSchedulerConfig(schedulerConfig)}`);
   const router = new RequestRouter(
     ds,
     new Scheduler(schedulerConfig),

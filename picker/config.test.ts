@@ -1,4 +1,14 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { ConfigError, parseConfig, parseWeights } from "./config";
+import { PrefixIndex } from "./core/prefix";
+import { defaultSaturationConfig } from "./core/scheduler";
+import {
+  buildSchedulerConfig,
+  defaultScoreWeights,
+  describeSchedulerConfig,
+  weightsConfig,
+} from "./core/scheduler-config";
 
 describe("parseConfig", () => {
   it("applies the documented defaults", () => {
@@ -15,7 +25,7 @@ describe("parseConfig", () => {
       strict: false,
       sessionHeader: "",
       fallbacks: 0,
-      weights: { queue: 2, kvCache: 2, prefix: 3, lora: 3 },
+      scheduling: weightsConfig({ queue: 2, kvCache: 2, prefix: 3, lora: 3 }),
       saturation: { staleAfterMs: 200, queueThreshold: 5, kvCacheThreshold: 0.8 },
       scrape: { intervalMs: 50 },
       flowControl: {
@@ -80,7 +90,7 @@ describe("parseConfig", () => {
       sessionHeader: "x-session-id",
       proxyPort: undefined,
       bodyMode: "buffered",
-      weights: { queue: 1, kvCache: 2, prefix: 0, lora: 3 },
+      scheduling: weightsConfig({ queue: 1, kvCache: 2, prefix: 0, lora: 3 }),
       fallbacks: 2,
     });
     expect(parseConfig(["--help"], {})).toBe("help");
@@ -102,5 +112,109 @@ describe("parseConfig", () => {
     expect(() => parseWeights("queue")).toThrow(ConfigError);
     expect(() => parseWeights("speed=1")).toThrow(ConfigError);
     expect(() => parseWeights("kv=-1")).toThrow(ConfigError);
+  });
+});
+
+describe("--config", () => {
+  const files: Record<string, string> = {};
+  const read = (file: string) => {
+    if (!(file in files)) throw new Error(`ENOENT: no such file, open '${file}'`);
+    return files[file];
+  };
+  const withFile = (text: string) => {
+    files["/etc/picker/config.yaml"] = text;
+    return parseConfig(["--pool", "p", "--config", "/etc/picker/config.yaml"], {}, read);
+  };
+  const built = (c: ReturnType<typeof parseConfig>) => {
+    if (c === "help") throw new Error("help");
+    return buildSchedulerConfig(c.scheduling, {
+      prefixIndex: new PrefixIndex(10),
+      saturation: defaultSaturationConfig,
+    });
+  };
+
+  it("the example in picker/README.md is what runs without --config", () => {
+    const readme = fs.readFileSync(path.join(__dirname, "README.md"), "utf8");
+    const example = /### Scheduler plugins[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1];
+    const fromFile = withFile(example);
+    expect(fromFile !== "help" && fromFile.scheduling).toEqual(weightsConfig(defaultScoreWeights));
+    expect(describeSchedulerConfig(built(fromFile))).toBe(
+      "capacity-filter → queue-scorer×2 + kv-cache-utilization-scorer×2 + prefix-cache-scorer×3 + " +
+        "lora-affinity-scorer×3 → max-score-picker",
+    );
+  });
+
+  it("reads YAML and JSON, with parameters and named instances", () => {
+    const yaml = withFile(`
+plugins:
+  - type: capacity-filter
+    parameters: {queueThreshold: 10}
+  - type: queue-scorer
+    name: load
+  - type: prefix-cache-scorer
+schedulingProfiles:
+  - name: default
+    plugins:
+      - pluginRef: capacity-filter
+      - pluginRef: load
+        weight: 1.5
+      - pluginRef: prefix-cache-scorer
+`);
+    expect(describeSchedulerConfig(built(yaml))).toBe(
+      "capacity-filter → load×1.5 + prefix-cache-scorer×1 → max-score-picker",
+    );
+    const json = withFile(JSON.stringify({ plugins: [{ type: "kv-cache-utilization-scorer" }] }));
+    expect(describeSchedulerConfig(built(json))).toBe(
+      "kv-cache-utilization-scorer×1 → max-score-picker",
+    );
+  });
+
+  it.each([
+    ["plugins: []", "plugins must be a non-empty list"],
+    ["plugins: [{type: speed-scorer}]", "unknown plugin type 'speed-scorer'"],
+    ["plugins: [{type: queue-scorer, parameters: {x: 1}}]", "queue-scorer takes no parameters"],
+    [
+      "plugins: [{type: capacity-filter, parameters: {kvCacheThreshold: 2}}]",
+      "kvCacheThreshold must be a number between 0 and 1",
+    ],
+    [
+      "plugins: [{type: queue-scorer}]\nsaturationDetector: {}",
+      "'saturationDetector' is not supported",
+    ],
+    ["kind: Pod\nplugins: [{type: queue-scorer}]", "kind must be EndpointPickerConfig"],
+    [
+      "plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: x}]}]",
+      "no plugin is named 'x'",
+    ],
+    [
+      "plugins: [{type: capacity-filter}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: capacity-filter, weight: 2}]}]",
+      "'capacity-filter' is not a scorer and takes no weight",
+    ],
+    [
+      "plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}, {name: b, plugins: [{pluginRef: queue-scorer}]}]",
+      "exactly one profile",
+    ],
+    [
+      "plugins: [{type: queue-scorer}, {type: queue-scorer}]",
+      "two plugins are named 'queue-scorer'",
+    ],
+    ["plugins: [{type: queue-scorer", "--config /etc/picker/config.yaml:"],
+  ])("refuses %j", (text, says) => {
+    expect(() => withFile(text)).toThrow(ConfigError);
+    expect(() => withFile(text)).toThrow(says);
+  });
+
+  it("names a file it cannot read, and refuses --weights beside it", () => {
+    expect(() => parseConfig(["--pool", "p", "--config", "/nope.yaml"], {}, read)).toThrow(
+      /--config \/nope.yaml: ENOENT/,
+    );
+    files["/etc/picker/config.yaml"] = "plugins: [{type: queue-scorer}]";
+    expect(() =>
+      parseConfig(
+        ["--pool", "p", "--config", "/etc/picker/config.yaml", "--weights", "queue=1"],
+        {},
+        read,
+      ),
+    ).toThrow(/--weights is a shorthand/);
   });
 });

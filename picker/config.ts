@@ -1,15 +1,22 @@
-// Command-line configuration of the picker (pure: argv and env in, a checked config out).
+// Command-line configuration of the picker: argv, env and the --config file in, a checked config
+// out.
 
+import { loadYaml } from "@kubernetes/client-node";
+import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { FlowControlConfig, defaultFlowControlConfig } from "./core/flow";
-import { PrefixConfig, defaultPrefixConfig } from "./core/prefix";
+import { PluginConfigError } from "./core/plugins/parameters";
+import { PrefixConfig, PrefixIndex, defaultPrefixConfig } from "./core/prefix";
+import { SaturationConfig, defaultSaturationConfig } from "./core/scheduler";
 import {
-  SaturationConfig,
+  EndpointPickerConfig,
   ScoreWeights,
-  defaultSaturationConfig,
+  buildSchedulerConfig,
+  checkEndpointPickerConfig,
   defaultScoreWeights,
-} from "./core/scheduler";
-import { GROUP_ALPHA, GROUP_GA } from "./datastore";
+  weightsConfig,
+} from "./core/scheduler-config";
+import { INFERENCE_POOL_GROUPS, InferenceGroup } from "../capabilities/api/constants";
 import type { PoolGroupChoice } from "./discovery";
 import type { BodyMode } from "./extproc";
 
@@ -28,7 +35,8 @@ export interface PickerConfig {
   stickySessions: number;
   fallbacks: number;
   maxBodyBytes: number;
-  weights: ScoreWeights;
+  /** The scheduler's plugins: from --config, else the default ones with --weights. */
+  scheduling: EndpointPickerConfig;
   saturation: SaturationConfig;
   prefix: PrefixConfig;
   scrape: { intervalMs: number; timeoutMs: number; concurrency: number; path: string };
@@ -58,7 +66,10 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --sticky-sessions N         sessions remembered (LRU)                          [100000]
   --fallbacks N               extra endpoints in the destination header as a comma list [0]
   --max-body-bytes N          request body limit (413 above)                     [10485760]
-  --weights LIST              scorer weights, e.g. queue=2,kv=2,prefix=3,lora=3
+  --config FILE               scheduler plugins and weights: an EndpointPickerConfig in
+                              YAML or JSON (see picker/README.md)      [default plugins]
+  --weights LIST              the default plugins with these scorer weights, e.g.
+                              queue=2,kv=2,prefix=3,lora=3 (instead of --config)
   --stale-ms N                metrics older than this mark a pod saturated       [200]
   --queue-threshold N         waiting requests above which a pod is saturated    [5]
   --kv-threshold F            KV-cache use above which a pod is saturated        [0.8]
@@ -149,6 +160,7 @@ const options = {
   fallbacks: { type: "string" },
   "max-body-bytes": { type: "string" },
   weights: { type: "string" },
+  config: { type: "string" },
   "stale-ms": { type: "string" },
   "queue-threshold": { type: "string" },
   "kv-threshold": { type: "string" },
@@ -170,8 +182,54 @@ const options = {
   help: { type: "boolean" },
 } as const;
 
+/** Reads a --config file (a parameter, so that tests need no files). */
+export type ReadFile = (path: string) => string;
+
+const readFileUtf8: ReadFile = path => fs.readFileSync(path, "utf8");
+
+/**
+ * The scheduler's plugins from --config (checked as far as building them with the picker's own
+ * plugins goes) or --weights, not both.
+ */
+function schedulingConfig(
+  file: string | undefined,
+  weights: string | undefined,
+  saturation: SaturationConfig,
+  readFile: ReadFile,
+): EndpointPickerConfig {
+  if (file === undefined) return weightsConfig(parseWeights(weights));
+  if (weights !== undefined) {
+    throw new ConfigError(
+      "--weights is a shorthand for the default plugins: give weights in --config",
+    );
+  }
+  let text: string;
+  try {
+    text = readFile(file);
+  } catch (err) {
+    throw new ConfigError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    const config = checkEndpointPickerConfig(loadYaml(text));
+    buildSchedulerConfig(config, { prefixIndex: new PrefixIndex(1), saturation });
+    return config;
+  } catch (err) {
+    if (
+      err instanceof PluginConfigError ||
+      (err instanceof Error && err.name === "YAMLException")
+    ) {
+      throw new ConfigError(`--config ${file}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
 /** Returns the config, or "help" when --help was given. Throws ConfigError on bad input. */
-export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfig | "help" {
+export function parseConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  readFile: ReadFile = readFileUtf8,
+): PickerConfig | "help" {
   let values: ReturnType<typeof parseArgs<{ options: typeof options; args: string[] }>>["values"];
   try {
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
@@ -183,8 +241,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
   if (!pool) throw new ConfigError("--pool is required (or set PICKER_POOL)");
   const namespace = values.namespace ?? env.PICKER_NAMESPACE ?? env.POD_NAMESPACE ?? "default";
   const poolGroup = (values["pool-group"] ?? "auto") as PoolGroupChoice;
-  if (!["auto", GROUP_GA, GROUP_ALPHA].includes(poolGroup)) {
-    throw new ConfigError(`--pool-group must be auto, ${GROUP_GA} or ${GROUP_ALPHA}`);
+  if (!["auto", ...INFERENCE_POOL_GROUPS].includes(poolGroup)) {
+    throw new ConfigError(
+      `--pool-group must be auto, ${InferenceGroup.k8s} or ${InferenceGroup.xK8s}`,
+    );
   }
   const bodyMode = (values["body-mode"] ?? "full-duplex") as BodyMode;
   if (bodyMode !== "full-duplex" && bodyMode !== "buffered") {
@@ -197,6 +257,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
   if (flowControl !== "on" && flowControl !== "off") {
     throw new ConfigError("--flow-control must be on or off");
   }
+  const saturation: SaturationConfig = {
+    staleAfterMs: int("stale-ms", values["stale-ms"], defaultSaturationConfig.staleAfterMs, 1),
+    queueThreshold: int(
+      "queue-threshold",
+      values["queue-threshold"],
+      defaultSaturationConfig.queueThreshold,
+      0,
+    ),
+    kvCacheThreshold: fraction(
+      "kv-threshold",
+      values["kv-threshold"],
+      defaultSaturationConfig.kvCacheThreshold,
+    ),
+  };
   const prefixBlockSize = int(
     "prefix-block-size",
     values["prefix-block-size"],
@@ -218,21 +292,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): PickerConfi
     stickySessions: int("sticky-sessions", values["sticky-sessions"], 100_000, 1),
     fallbacks: int("fallbacks", values.fallbacks, 0, 0, 16),
     maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 10 << 20, 1),
-    weights: parseWeights(values.weights),
-    saturation: {
-      staleAfterMs: int("stale-ms", values["stale-ms"], defaultSaturationConfig.staleAfterMs, 1),
-      queueThreshold: int(
-        "queue-threshold",
-        values["queue-threshold"],
-        defaultSaturationConfig.queueThreshold,
-        0,
-      ),
-      kvCacheThreshold: fraction(
-        "kv-threshold",
-        values["kv-threshold"],
-        defaultSaturationConfig.kvCacheThreshold,
-      ),
-    },
+    scheduling: schedulingConfig(values.config, values.weights, saturation, readFile),
+    saturation,
     prefix: {
       blockSize: prefixBlockSize,
       maxBlocks: int(

@@ -2,6 +2,7 @@
 // metrics, and the model objects that map public model names to target models. Discovery fills
 // it from watches; the mapping functions below turn API objects into records and are pure.
 
+import { CRITICALITIES, groupOf, InferenceGroup } from "../capabilities/api/constants";
 import {
   Criticality,
   EndpointMetrics,
@@ -10,10 +11,6 @@ import {
   PoolView,
   WeightedTarget,
 } from "./core/types";
-
-export const GROUP_GA = "inference.networking.k8s.io";
-export const GROUP_ALPHA = "inference.networking.x-k8s.io";
-export const GROUP_LLMD = "llm-d.ai";
 
 export interface PoolSpec {
   name: string;
@@ -84,12 +81,6 @@ function stringMap(value: unknown): Record<string, string> {
   return out;
 }
 
-function groupOf(apiVersion: unknown): string {
-  const v = str(apiVersion) ?? "";
-  const slash = v.indexOf("/");
-  return slash < 0 ? "" : v.slice(0, slash);
-}
-
 function createdAt(meta: Json | undefined): number {
   const t = Date.parse(str(meta?.creationTimestamp) ?? "");
   return Number.isFinite(t) ? t : 0;
@@ -109,7 +100,7 @@ export function poolSpecFromObject(o: unknown): PoolSpec | Error {
   const spec = obj(root?.spec);
   const name = str(meta?.name);
   if (!root || !name || !spec) return new Error("InferencePool without metadata.name or spec");
-  const group = groupOf(root.apiVersion);
+  const group = groupOf(str(root.apiVersion));
   const selectorObj = obj(spec.selector);
   let selector: Record<string, string>;
   let targetPorts: number[];
@@ -171,8 +162,6 @@ function weightedTargets(list: unknown, nameField: string): WeightedTarget[] {
   }));
 }
 
-const criticalities: readonly string[] = ["Critical", "Standard", "Sheddable"];
-
 export function inferenceModelFromObject(o: unknown): InferenceModelRecord | undefined {
   const root = obj(o);
   const meta = obj(root?.metadata);
@@ -188,7 +177,9 @@ export function inferenceModelFromObject(o: unknown): InferenceModelRecord | und
     poolName,
     targets: weightedTargets(spec?.targetModels, "name"),
     criticality:
-      criticality && criticalities.includes(criticality) ? (criticality as Criticality) : undefined,
+      criticality && (CRITICALITIES as readonly string[]).includes(criticality)
+        ? (criticality as Criticality)
+        : undefined,
     createdAtMs: createdAt(meta),
   };
 }
@@ -200,7 +191,7 @@ export function rewriteFromObject(o: unknown): RewriteRecord | undefined {
   const name = str(meta?.name);
   const poolName = str(obj(spec?.poolRef)?.name);
   if (!name || !poolName) return undefined;
-  const group = groupOf(root?.apiVersion);
+  const group = groupOf(str(root?.apiVersion));
   const rules: RewriteRule[] = (Array.isArray(spec?.rules) ? spec.rules : []).map(r => {
     const rule = obj(r);
     const matches = (Array.isArray(rule?.matches) ? rule.matches : [])
@@ -218,7 +209,7 @@ export function objectiveFromObject(o: unknown): ObjectiveRecord | undefined {
   const name = str(meta?.name);
   const poolName = str(obj(spec?.poolRef)?.name);
   if (!name || !poolName) return undefined;
-  const group = groupOf(root?.apiVersion);
+  const group = groupOf(str(root?.apiVersion));
   const priority = typeof spec?.priority === "number" ? spec.priority : 0;
   return { key: `${group}/${name}`, name, group, poolName, priority, createdAtMs: createdAt(meta) };
 }
@@ -282,7 +273,8 @@ export class Datastore implements PoolView {
     for (const o of this.objectives.values()) {
       if (o.name !== name || o.poolName !== this.poolName()) continue;
       // llm-d.ai is the successor group: it wins when both define the same name.
-      if (!found || (o.group === GROUP_LLMD && found.group !== GROUP_LLMD)) found = o;
+      if (!found || (o.group === InferenceGroup.llmd && found.group !== InferenceGroup.llmd))
+        found = o;
     }
     return found?.priority;
   }

@@ -6,12 +6,17 @@
 // mapping from objects to records lives in datastore.ts (pure, unit-tested).
 
 import { GenericKind, K8s, WatchEvent, kind } from "kubernetes-fluent-client";
+import {
+  type GroupVersionKind,
+  gvk,
+  InferenceGroup,
+  inferencePoolGvk,
+  type PoolGroup,
+  SUCCESSOR_GROUPS,
+} from "../capabilities/api/constants";
 import type { WeightedTarget } from "./core/types";
 import {
   Datastore,
-  GROUP_ALPHA,
-  GROUP_GA,
-  GROUP_LLMD,
   PoolSpec,
   inferenceModelFromObject,
   objectiveFromObject,
@@ -25,7 +30,7 @@ function targetsText(targets: readonly WeightedTarget[]): string {
   return targets.length === 0 ? "(itself)" : targets.map(t => `${t.name} ${t.weight}`).join(", ");
 }
 
-export type PoolGroupChoice = "auto" | typeof GROUP_GA | typeof GROUP_ALPHA;
+export type PoolGroupChoice = "auto" | PoolGroup;
 
 export interface DiscoveryOptions {
   namespace: string;
@@ -65,51 +70,39 @@ export class Discovery {
 
   async start(): Promise<void> {
     const { namespace } = this.options;
-    const poolGroups =
-      this.options.poolGroup === "auto" ? [GROUP_GA, GROUP_ALPHA] : [this.options.poolGroup];
+    const poolGroups: PoolGroup[] =
+      this.options.poolGroup === "auto"
+        ? [InferenceGroup.k8s, InferenceGroup.xK8s]
+        : [this.options.poolGroup];
     const starts: Promise<void>[] = [];
     for (const group of poolGroups) {
-      const version = group === GROUP_GA ? "v1" : "v1alpha2";
+      const pool = inferencePoolGvk(group);
       starts.push(
-        this.watchKind(
-          `InferencePool ${group}/${version}`,
-          group,
-          version,
-          "InferencePool",
-          "inferencepools",
-          (o, deleted) => this.onPool(group, o, deleted),
+        this.watchKind(`InferencePool ${group}/${pool.version}`, pool, (o, deleted) =>
+          this.onPool(group, o, deleted),
         ),
       );
     }
     starts.push(
-      this.watchKind(
-        "InferenceModel",
-        GROUP_ALPHA,
-        "v1alpha2",
-        "InferenceModel",
-        "inferencemodels",
-        (o, deleted) => {
-          const name = o.metadata?.name;
-          if (!name) return;
-          const record = deleted ? undefined : inferenceModelFromObject(o);
-          if (record) this.ds.upsertModel(record);
-          else this.ds.deleteModel(name);
-          this.options.log(
-            record
-              ? `discovery: InferenceModel ${name}: ${record.modelName} → ${targetsText(record.targets)}`
-              : `discovery: InferenceModel ${name} removed`,
-          );
-        },
-      ),
+      this.watchKind("InferenceModel", gvk.inferenceModel, (o, deleted) => {
+        const name = o.metadata?.name;
+        if (!name) return;
+        const record = deleted ? undefined : inferenceModelFromObject(o);
+        if (record) this.ds.upsertModel(record);
+        else this.ds.deleteModel(name);
+        this.options.log(
+          record
+            ? `discovery: InferenceModel ${name}: ${record.modelName} → ${targetsText(record.targets)}`
+            : `discovery: InferenceModel ${name} removed`,
+        );
+      }),
     );
-    for (const group of [GROUP_ALPHA, GROUP_LLMD]) {
+    // The same kinds in both groups (one schema); the llm-d.ai ones are the successors.
+    for (const group of SUCCESSOR_GROUPS) {
       starts.push(
         this.watchKind(
           `InferenceModelRewrite ${group}`,
-          group,
-          "v1alpha2",
-          "InferenceModelRewrite",
-          "inferencemodelrewrites",
+          { ...gvk.inferenceModelRewrite, group },
           (o, deleted) => {
             const name = o.metadata?.name;
             if (!name) return;
@@ -125,10 +118,7 @@ export class Discovery {
         ),
         this.watchKind(
           `InferenceObjective ${group}`,
-          group,
-          "v1alpha2",
-          "InferenceObjective",
-          "inferenceobjectives",
+          { ...gvk.inferenceObjective, group },
           (o, deleted) => {
             const name = o.metadata?.name;
             if (!name) return;
@@ -165,7 +155,7 @@ export class Discovery {
         this.pools.set(group, spec);
       }
     }
-    const effective = this.pools.get(GROUP_GA) ?? this.pools.get(GROUP_ALPHA);
+    const effective = this.pools.get(InferenceGroup.k8s) ?? this.pools.get(InferenceGroup.xK8s);
     this.ds.setPool(effective);
     void this.followPods(effective);
   }
@@ -196,15 +186,10 @@ export class Discovery {
 
   private async watchKind(
     label: string,
-    group: string,
-    version: string,
-    kindName: string,
-    plural: string,
+    kindOverride: GroupVersionKind,
     callback: Callback,
   ): Promise<void> {
-    const watcher = K8s(GenericKind, {
-      kindOverride: { group, version, kind: kindName, plural },
-    })
+    const watcher = K8s(GenericKind, { kindOverride })
       .InNamespace(this.options.namespace)
       .Watch(
         (obj, phase) => callback(obj as ObjectWithMeta, String(phase) === "DELETED"),

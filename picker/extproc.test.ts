@@ -7,12 +7,8 @@ import { FlowControlConfig } from "./core/flow";
 import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
 import { seededRng } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import {
-  Scheduler,
-  defaultSaturationConfig,
-  defaultSchedulerConfig,
-  defaultScoreWeights,
-} from "./core/scheduler";
+import { Scheduler, defaultSaturationConfig } from "./core/scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "./core/scheduler-config";
 import { TrafficSplitter } from "./core/split";
 import {
   Datastore,

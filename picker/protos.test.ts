@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { loadExtProcDefinition, loadPackagedExtProcDefinition } from "./protos";
 
 interface FieldDescriptor {
@@ -95,5 +97,33 @@ describe("ext_proc proto overlay", () => {
       ["body", 1, "TYPE_BYTES"],
       ["end_of_stream", 2, "TYPE_BOOL"],
     ]);
+  });
+});
+
+describe("the generated ext_proc types (picker/generate-protos.sh)", () => {
+  it("name every field of the loaded ext_proc messages, the overlay's additions included", () => {
+    const overlay = loadExtProcDefinition() as unknown as Record<string, Described>;
+    const checked: string[] = [];
+    for (const name of messages(overlay)) {
+      const path = `${join(__dirname, "generated", ...name.split("."))}.ts`;
+      if (!existsSync(path)) continue; // a message the service does not reach
+      const text = readFileSync(path, "utf8");
+      for (const f of overlay[name].type?.field ?? []) {
+        expect([name, f.name, new RegExp(`\\b${f.name}\\?:`).test(text)]).toEqual([
+          name,
+          f.name,
+          true,
+        ]);
+      }
+      checked.push(name);
+    }
+    expect(checked).toEqual(
+      expect.arrayContaining([
+        "envoy.service.ext_proc.v3.ProcessingRequest",
+        "envoy.service.ext_proc.v3.ProcessingResponse",
+        "envoy.service.ext_proc.v3.ProtocolConfiguration",
+        "envoy.service.ext_proc.v3.StreamedBodyResponse",
+      ]),
+    );
   });
 });

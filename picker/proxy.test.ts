@@ -4,12 +4,8 @@ import { request } from "undici";
 import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
 import { seededRng } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import {
-  Scheduler,
-  defaultSaturationConfig,
-  defaultSchedulerConfig,
-  defaultScoreWeights,
-} from "./core/scheduler";
+import { Scheduler, defaultSaturationConfig } from "./core/scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "./core/scheduler-config";
 import { TrafficSplitter } from "./core/split";
 import { EndpointView, ModelResolution, PoolView } from "./core/types";
 import { PickerMetrics } from "./metrics";

@@ -1,7 +1,6 @@
 // Command line of `kubectl modelrollout` (pure): argv in, a command and the kubectl calls out.
 import { parseArgs } from "node:util";
-
-export const ACTION_ANNOTATION = "rollouts.inference.dev/action";
+import { ACTION_ANNOTATION, type ManualAction } from "../capabilities/api/constants";
 export const RESOURCE = "modelrollouts.rollouts.inference.dev";
 
 export const usage = `kubectl modelrollout - watch and steer ModelRollouts (rollouts.inference.dev)
@@ -29,12 +28,10 @@ $KUBECTL, else \`kubectl\` on PATH.`;
 
 export class UsageError extends Error {}
 
-export type ActionName = "promote" | "promote-full" | "abort" | "retry";
-
 export type Command =
   | { verb: "help" }
   | { verb: "get"; name?: string; watch: boolean; allNamespaces: boolean; global: GlobalFlags }
-  | { verb: "action"; action: ActionName; name: string; wait: boolean; global: GlobalFlags }
+  | { verb: "action"; action: ManualAction; name: string; wait: boolean; global: GlobalFlags }
   | { verb: "pause" | "resume"; name: string; wait: boolean; global: GlobalFlags };
 
 export interface GlobalFlags {
@@ -99,8 +96,8 @@ export function parseCli(argv: string[]): Command {
   if (allNamespaces) throw new UsageError("--all-namespaces belongs to get");
   if (!name) throw new UsageError(`${verb} needs the name of a ModelRollout`);
   if (verb === "pause" || verb === "resume") return { verb, name, wait, global };
-  const action: ActionName =
-    verb === "promote" ? (full ? "promote-full" : "promote") : (verb as ActionName);
+  const action: ManualAction =
+    verb === "promote" ? (full ? "promote-full" : "promote") : (verb as ManualAction);
   return { verb: "action", action, name, wait, global };
 }
 
@@ -114,7 +111,7 @@ export function globalArgs(g: GlobalFlags): string[] {
 }
 
 /** The kubectl call that asks the operator for a one-off action. */
-export function actionArgs(g: GlobalFlags, name: string, action: ActionName): string[] {
+export function actionArgs(g: GlobalFlags, name: string, action: ManualAction): string[] {
   return [
     ...globalArgs(g),
     "annotate",

@@ -1,5 +1,6 @@
 // Pure formatting of ModelRollout objects for people: the kubectl plugin's `get` views and the
 // demo's live progress share these. Input is the object as `kubectl get -o json` returns it.
+import { isTerminalPhase } from "../capabilities/api/constants";
 
 export interface MeasurementJson {
   phase: string;
@@ -91,10 +92,9 @@ export interface EventJson {
   count?: number;
 }
 
-export const TERMINAL_PHASES = ["Succeeded", "Failed", "Aborted"];
-
+/** The rollout is in a terminal phase (Succeeded, Failed, Aborted). */
 export function isFinished(r: RolloutJson): boolean {
-  return TERMINAL_PHASES.includes(r.status?.phase ?? "");
+  return isTerminalPhase(r.status?.phase);
 }
 
 /** "setWeight 10", "pause 20s", "pause (until promoted)", "analysis: a, b". */

@@ -1,5 +1,6 @@
 // Pure parts of the operator benchmark: the rollout plan, step-lag bookkeeping, the apiserver's
 // request counters (parsing, deltas, classification) and the results table. No I/O, no clock.
+import { isTerminalPhase } from "../../capabilities/api/constants";
 
 /** The steps every benchmark rollout walks: setWeight w0, pause, setWeight w1, pause, ... */
 export interface RolloutPlan {
@@ -107,8 +108,7 @@ export class LagTracker {
   status(key: string, status: StatusView): void {
     const t = this.#track(key);
     t.phase = status.phase;
-    if (status.phase === "Succeeded" || status.phase === "Failed" || status.phase === "Aborted")
-      t.finished = true;
+    if (isTerminalPhase(status.phase)) t.finished = true;
     const step = status.currentStep;
     const total = 2 * this.#plan.weights.length - 1;
     if (t.finished) t.stepsStarted = total;

@@ -3,7 +3,7 @@
 // with STRATEGY one of queue-only, round-robin, random. Baselines dispatch every request at once
 // (no flow control), as the schedulers they stand for do.
 import { main } from "../../picker/app";
-import { Baseline, baselineSchedulerConfig } from "./baselines";
+import { Baseline, baselineConfig, baselinePlugins } from "./baselines";
 
 const argv = process.argv.slice(2);
 const at = argv.indexOf("--strategy");
@@ -14,9 +14,11 @@ if (!baselines.includes(strategy)) {
   process.exit(2);
 }
 argv.splice(at, 2);
-main(argv, { schedulerConfig: () => baselineSchedulerConfig(strategy), flowControl: false }).catch(
-  err => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+main(argv, {
+  plugins: baselinePlugins,
+  scheduling: baselineConfig(strategy),
+  flowControl: false,
+}).catch(err => {
+  console.error(err);
+  process.exit(1);
+});

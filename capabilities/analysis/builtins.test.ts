@@ -9,7 +9,7 @@ import {
 import { parse } from "./expr";
 import { placeholdersOf, renderQuery, variablesFor } from "./promql";
 import { lex } from "../../test/support/promql-lexer";
-import { measurementFrom, resolveMetric } from "./run";
+import { measurementFrom, resolveMetric } from ".";
 import type { QueryResult, TemplateContext } from "./types";
 
 const vector = (...values: number[]): QueryResult => ({
@@ -153,7 +153,7 @@ describe("built-in gates", () => {
     [
       "error-rate",
       { maxratio: "0.1" },
-      /has no arg "maxratio" \(args: maxRatio, minRequests, window, namespaceLabel, selector\)/,
+      /has no arg "maxratio" \(args: maxRatio, minRequests, window, namespaceLabel, selector, poolLabel\)/,
     ],
     ["error-rate", { maxRatio: "1.5" }, /maxRatio must be a number in \(0, 1\]/],
     ["error-rate", { maxRatio: "0" }, /maxRatio must be a number in \(0, 1\]/],

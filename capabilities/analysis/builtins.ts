@@ -3,6 +3,16 @@
 // and a success and a failure condition. They query the picker's metrics; canary and stable are
 // told apart by the `pool` label (scope "pools") or `target_model_name` (scope "adapters").
 //
+// `metricsSource` says whose metrics (see METRIC_SOURCES): our picker, the upstream endpoint
+// picker (GIE v1.x `inference_objective_*`, pre-v1 `inference_model_*`), llm-d-router
+// (`llm_d_epp_*`) or, where no picker metrics exist, the model servers' own vLLM metrics
+// (`vllm:*`). The upstream pickers label requests by model_name / target_model_name only: a pool
+// is one picker deployment, so in the pools scope the pool's name must come from the scrape (a
+// target label, `poolLabel`, default `pool`). vLLM labels requests by the base model only, so it
+// cannot tell adapters apart: not offered in the adapters scope. "auto" (the CRD's default) is one
+// query trying the sources in that order: a source counts only while the ones before it have no
+// series at all (`unless on() count(...)`), so a gate never mixes two sources.
+//
 // The picker's series carry no namespace: a `namespace` label, if any, comes from the scrape
 // config (ServiceMonitor / PodMonitor add it, a hand-written scrape job may not). So scoping by
 // namespace is opt-in (`namespaceLabel`), never assumed: a matcher on a missing label would make
@@ -66,11 +76,14 @@ interface Builtin {
   build(
     a: Record<string, string>,
     match: SeriesMatch,
-  ): {
-    query: string;
-    successCondition: string;
-    failureCondition: string;
-  };
+    metrics: SourceMetrics,
+  ):
+    | {
+        query: string;
+        successCondition: string;
+        failureCondition: string;
+      }
+    | undefined;
 }
 
 /** The picker's metric names (agreed with the picker issue). */
@@ -80,6 +93,55 @@ export const PICKER_METRICS = {
   duration: "inference_objective_request_duration_seconds",
   ttft: "inference_objective_request_ttft_seconds",
 } as const;
+
+/** Metric names of one source; `errors` is a counter, or a filter on `requests` (vLLM). */
+interface SourceMetrics {
+  requests: string;
+  /** An error counter, or `requests` with `errorMatcher`. */
+  errors: string;
+  /** A matcher on `errors` that selects failed requests (vLLM: finished_reason="abort"). */
+  errorMatcher?: string;
+  duration: string;
+  /** Absent: the source has no TTFT histogram (pre-v1 pickers). */
+  ttft?: string;
+}
+
+export type MetricsSource = "picker" | "upstream-epp" | "llm-d" | "vllm";
+export const METRICS_SOURCES = ["auto", "picker", "upstream-epp", "llm-d", "vllm"] as const;
+
+/**
+ * Whose metrics a built-in reads. upstream-epp is GIE v1.x (same names as ours; requests carry no
+ * pool label) and, when no v1 series exist, the pre-v1 `inference_model_*` names.
+ */
+export const METRIC_SOURCES: Record<MetricsSource, SourceMetrics[]> = {
+  picker: [PICKER_METRICS],
+  "upstream-epp": [
+    PICKER_METRICS,
+    {
+      requests: "inference_model_request_total",
+      errors: "inference_model_request_error_total",
+      duration: "inference_model_request_duration_seconds",
+    },
+  ],
+  "llm-d": [
+    {
+      requests: "llm_d_epp_request_total",
+      errors: "llm_d_epp_request_error_total",
+      duration: "llm_d_epp_request_duration_seconds",
+      ttft: "llm_d_epp_request_ttft_seconds",
+    },
+  ],
+  vllm: [
+    {
+      // Every finished request, by finished_reason (stop, length, abort); aborts are the errors.
+      requests: "vllm:request_success_total",
+      errors: "vllm:request_success_total",
+      errorMatcher: 'finished_reason="abort"',
+      duration: "vllm:e2e_request_latency_seconds",
+      ttft: "vllm:time_to_first_token_seconds",
+    },
+  ],
+};
 
 const WINDOW: ArgSpec = { kind: "duration", default: "2m", help: "query window" };
 const MIN_REQUESTS: ArgSpec = {
@@ -103,6 +165,11 @@ const SCOPE_ARGS: Record<string, ArgSpec> = {
     kind: "selector",
     help: 'extra label matchers for every series, e.g. {cluster="eu-1", job=~"picker.*"}; values may use {{namespace}}, {{rollout}}, {{modelName}}, {{pool}}',
   },
+  poolLabel: {
+    kind: "labelName",
+    default: "pool",
+    help: "pools scope, metricsSource upstream-epp, llm-d or vllm: the target label the scrape puts the pool's name in (those metrics carry no pool label of their own)",
+  },
 };
 
 /** `{label="{{who}}",...}` — values are substituted and escaped later by renderQuery. */
@@ -110,8 +177,15 @@ function selector(m: SeriesMatch, who: "canary" | "stable"): string {
   return `{${[`${m.label}="{{${who}}}"`, ...m.common].join(",")}}`;
 }
 
-function increase(metric: string, m: SeriesMatch, who: "canary" | "stable", window: string) {
-  return `sum(increase(${metric}${selector(m, who)}[${window}]))`;
+function increase(
+  metric: string,
+  m: SeriesMatch,
+  who: "canary" | "stable",
+  window: string,
+  extra?: string,
+) {
+  const sel = extra ? selector(m, who).replace(/}$/, `,${extra}}`) : selector(m, who);
+  return `sum(increase(${metric}${sel}[${window}]))`;
 }
 
 function p95(histogram: string, m: SeriesMatch, who: "canary" | "stable", window: string) {
@@ -123,7 +197,7 @@ function single(check: string): string {
   return `len(result) == 1 and ${check}`;
 }
 
-function p95Ratio(histogram: string, what: string): Builtin {
+function p95Ratio(histogramOf: (s: SourceMetrics) => string | undefined, what: string): Builtin {
   return {
     description: `canary p95 ${what} <= maxRatio x stable p95 ${what}`,
     args: {
@@ -132,14 +206,18 @@ function p95Ratio(histogram: string, what: string): Builtin {
       window: WINDOW,
       ...SCOPE_ARGS,
     },
-    build: (a, match) => ({
-      query:
-        `(${p95(histogram, match, "canary", a.window)} / ${p95(histogram, match, "stable", a.window)})` +
-        ` and on() (${increase(`${histogram}_count`, match, "canary", a.window)} >= ${a.minRequests})` +
-        ` and on() (${increase(`${histogram}_count`, match, "stable", a.window)} >= ${a.minRequests})`,
-      successCondition: single(`result[0] <= ${a.maxRatio}`),
-      failureCondition: single(`result[0] > ${a.maxRatio}`),
-    }),
+    build: (a, match, metrics) => {
+      const histogram = histogramOf(metrics);
+      if (histogram === undefined) return undefined;
+      return {
+        query:
+          `(${p95(histogram, match, "canary", a.window)} / ${p95(histogram, match, "stable", a.window)})` +
+          ` and on() (${increase(`${histogram}_count`, match, "canary", a.window)} >= ${a.minRequests})` +
+          ` and on() (${increase(`${histogram}_count`, match, "stable", a.window)} >= ${a.minRequests})`,
+        successCondition: single(`result[0] <= ${a.maxRatio}`),
+        failureCondition: single(`result[0] > ${a.maxRatio}`),
+      };
+    },
   };
 }
 
@@ -152,22 +230,22 @@ const BUILTINS: Record<string, Builtin> = {
       window: WINDOW,
       ...SCOPE_ARGS,
     },
-    build: (a, match) => ({
+    build: (a, match, metrics) => ({
       // No error series at all means no errors: `or on() vector(0)`.
       query:
-        `(${increase(PICKER_METRICS.errors, match, "canary", a.window)} or on() vector(0))` +
-        ` / (${increase(PICKER_METRICS.requests, match, "canary", a.window)} >= ${a.minRequests})`,
+        `(${increase(metrics.errors, match, "canary", a.window, metrics.errorMatcher)} or on() vector(0))` +
+        ` / (${increase(metrics.requests, match, "canary", a.window)} >= ${a.minRequests})`,
       successCondition: single(`result[0] < ${a.maxRatio}`),
       failureCondition: single(`result[0] >= ${a.maxRatio}`),
     }),
   },
-  "latency-p95-ratio": p95Ratio(PICKER_METRICS.duration, "latency"),
-  "ttft-p95-ratio": p95Ratio(PICKER_METRICS.ttft, "time to first token"),
+  "latency-p95-ratio": p95Ratio(m => m.duration, "latency"),
+  "ttft-p95-ratio": p95Ratio(m => m.ttft, "time to first token"),
   "min-request-count": {
     description: "canary requests in the window >= minRequests (else Inconclusive, never Failed)",
     args: { minRequests: MIN_REQUESTS, window: WINDOW, ...SCOPE_ARGS },
-    build: (a, match) => ({
-      query: increase(PICKER_METRICS.requests, match, "canary", a.window),
+    build: (a, match, metrics) => ({
+      query: increase(metrics.requests, match, "canary", a.window),
       successCondition: single(`result[0] >= ${a.minRequests}`),
       // Too little traffic is a reason to wait, not to roll back.
       failureCondition: "false",
@@ -190,11 +268,11 @@ const BUILTINS: Record<string, Builtin> = {
       },
       ...SCOPE_ARGS,
     },
-    build: (a, match) => {
+    build: (a, match, metrics) => {
       // A pool may serve several models; only the rolled-out one's requests are split (the
       // model_name matcher is in match.common then).
-      const canary = `(${increase(PICKER_METRICS.requests, match, "canary", a.window)} or on() vector(0))`;
-      const stable = `(${increase(PICKER_METRICS.requests, match, "stable", a.window)} or on() vector(0))`;
+      const canary = `(${increase(metrics.requests, match, "canary", a.window)} or on() vector(0))`;
+      const stable = `(${increase(metrics.requests, match, "stable", a.window)} or on() vector(0))`;
       const weight = Number(a.weight);
       const tolerance = a.tolerance ?? defaultTolerance(weight, Number(a.minRequests));
       const deviation = `abs(result[0] - ${weight})`;
@@ -337,6 +415,11 @@ export interface BuiltinContext {
   weight?: number;
   /** The rollout's model name, when known: traffic-split counts only its requests (pools). */
   modelName?: string;
+  /**
+   * Whose metrics the gate reads (the gate's metricsSource; the CRD defaults it to "auto").
+   * Absent: the picker's, the shape callers that know no source had before the field existed.
+   */
+  metricsSource?: (typeof METRICS_SOURCES)[number];
 }
 
 function seriesMatch(
@@ -362,7 +445,18 @@ function seriesMatch(
     }
   }
   if (model) common.unshift(model);
-  return { label: opts.scope === "adapters" ? "target_model_name" : "pool", common };
+  return {
+    label: opts.scope === "adapters" ? "target_model_name" : (values.poolLabel ?? "pool"),
+    common,
+  };
+}
+
+/** The sources "auto" tries, in order: the picker's names first (ours and GIE v1.x share them). */
+const AUTO_ORDER: MetricsSource[] = ["upstream-epp", "llm-d", "vllm"];
+
+/** `count(metric{common matchers})`: the source has series at all (whatever canary/stable). */
+function presence(metric: string, m: SeriesMatch): string {
+  return `count(${metric}${m.common.length ? `{${m.common.join(",")}}` : ""})`;
 }
 
 /**
@@ -396,7 +490,40 @@ export function expandBuiltin(
     }
     values.weight = String(opts.weight);
   }
-  return builtin.build(values, seriesMatch(builtin, values, opts));
+  const source = opts.metricsSource ?? "picker";
+  if (!(METRICS_SOURCES as readonly string[]).includes(source)) {
+    throw new BuiltinError(
+      `metricsSource ${JSON.stringify(source)} is not one of ${METRICS_SOURCES.join(", ")}`,
+    );
+  }
+  if (source === "vllm" && opts.scope === "adapters") {
+    throw new BuiltinError(
+      `template ${template}: metricsSource vllm cannot tell adapters apart (vLLM labels requests by the base model only); use a picker's metrics`,
+    );
+  }
+  const match = seriesMatch(builtin, values, opts);
+  const sources: MetricsSource[] =
+    source === "auto"
+      ? AUTO_ORDER.filter(s => s !== "vllm" || opts.scope !== "adapters")
+      : [source];
+  // Each metric set in order; a later one only while the earlier ones have no series at all.
+  const parts: Array<{ query: string; successCondition: string; failureCondition: string }> = [];
+  const before: string[] = [];
+  for (const metrics of sources.flatMap(s => METRIC_SOURCES[s])) {
+    const built = builtin.build(values, match, metrics);
+    if (built === undefined) continue; // this source lacks the metric (pre-v1 TTFT)
+    parts.push(
+      before.length === 0
+        ? built
+        : { ...built, query: `(${built.query}) unless on() (${before.join(" or ")})` },
+    );
+    before.push(presence(metrics.requests, match));
+  }
+  if (parts.length === 0) {
+    throw new BuiltinError(`template ${template}: metricsSource ${source} has no such metric`);
+  }
+  if (parts.length === 1) return parts[0];
+  return { ...parts[0], query: parts.map(p => `(${p.query})`).join(" or ") };
 }
 
 /** Name, description and args of every built-in, for documentation and `kubectl explain`-like help. */

@@ -9,3 +9,6 @@ export * from "./address-policy";
 export * from "./credentials";
 export * from "./prometheus";
 export * from "./run";
+export * from "./validate";
+export * from "./measure";
+export * from "./queries";

@@ -14,6 +14,7 @@ import * as dns from "node:dns";
 import { STATUS_CODES } from "node:http";
 import type { LookupFunction } from "node:net";
 import { Agent, request, type Dispatcher } from "undici";
+import { parsePrometheusFloat } from "../api/prometheus-float";
 import { durationMs } from "../duration";
 import {
   ALLOWED_HOSTS_ENV,
@@ -175,19 +176,11 @@ export function clientOptionsFor(
 /** Sample values are strings: "1.5", "NaN", "+Inf", "-Inf". Errors never quote the reply. */
 export function parseSampleValue(text: unknown): number {
   if (typeof text !== "string") throw new Error(`sample value is a ${typeof text}, not a string`);
-  switch (text) {
-    case "NaN":
-      return NaN;
-    case "+Inf":
-    case "Inf":
-      return Infinity;
-    case "-Inf":
-      return -Infinity;
-  }
-  if (!/^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/.test(text)) {
+  const value = parsePrometheusFloat(text);
+  if (value === undefined) {
     throw new Error(`sample value is not a number (expected e.g. "1.5", "NaN", "+Inf")`);
   }
-  return Number(text);
+  return value;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -3,16 +3,18 @@ import {
   concludeRun,
   dueMetrics,
   errorMeasurement,
-  measureDue,
+  dueQueries,
+  recordOutcomes,
+  runDueQueries,
   measurementFrom,
   resolveMetric,
   startRun,
   summarize,
   validateAnalysis,
-  verdictOf,
   type MeasureContext,
   type NamedMeasurement,
-} from "./run";
+} from ".";
+import type { QueryFunction } from ".";
 import type {
   AnalysisRunStatus,
   AnalysisSpec,
@@ -322,7 +324,6 @@ describe("applyMeasurements", () => {
       const run = feed(spec, backgroundRun(), "gate", [...phases]);
       expect(run.phase).toBe(expected);
       if (expected === "Failed") {
-        expect(verdictOf(run).decision).toBe("Fail");
         expect(run.message).toContain(`failed ${failureLimit + 1} > failureLimit ${failureLimit}`);
       }
     });
@@ -337,7 +338,6 @@ describe("applyMeasurements", () => {
       const spec: AnalysisSpec = { metrics: [metric({ inconclusiveLimit })] };
       const run = feed(spec, backgroundRun(), "gate", [...phases]);
       expect(run.phase).toBe(expected);
-      expect(verdictOf(run).decision).toBe(expected === "Running" ? "Pending" : "Inconclusive");
     });
   });
 
@@ -350,7 +350,6 @@ describe("applyMeasurements", () => {
       const five = feed(spec, four, "gate", ["Error"]);
       expect(five.phase).toBe("Error");
       expect(five.metrics[0].phase).toBe("Error");
-      expect(verdictOf(five).decision).toBe("Fail");
       expect(five.message).toContain("5 consecutive errors > consecutiveErrorLimit 4");
     });
 
@@ -395,11 +394,7 @@ describe("applyMeasurements", () => {
       expect(errored.phase).toBe("Running");
       const done = feed(spec, errored, "gate", ["Successful"]);
       expect(done.phase).toBe("Successful");
-      expect(verdictOf(done)).toEqual({
-        decision: "Pass",
-        phase: "Successful",
-        message: "all metrics successful: gate",
-      });
+      expect(done.message).toBe("all metrics successful: gate");
     });
 
     it("an explicit count with tolerated failures succeeds (Argo semantics)", () => {
@@ -582,7 +577,6 @@ describe("applyMeasurements", () => {
     expect(run.message).toBe(
       'metric canary-error-rate Failed (failed 1 > failureLimit 0); last value [0.12]: successCondition "result[0] < 0.05" is false',
     );
-    expect(verdictOf(run).message).toBe(run.message);
   });
 });
 
@@ -677,7 +671,6 @@ describe("concludeRun", () => {
     expect(done.message).toContain(
       "metric b Inconclusive (no successful measurement before the analysis ended)",
     );
-    expect(verdictOf(done).decision).toBe("Inconclusive");
     expect(concludeRun(spec, backgroundRun(), at(1)).phase).toBe("Inconclusive");
   });
 
@@ -689,17 +682,7 @@ describe("concludeRun", () => {
   });
 });
 
-describe("verdictOf and summarize", () => {
-  it.each([
-    ["Running", "Pending"],
-    ["Successful", "Pass"],
-    ["Failed", "Fail"],
-    ["Error", "Fail"],
-    ["Inconclusive", "Inconclusive"],
-  ] as const)("%s -> %s", (phase, decision) => {
-    expect(verdictOf({ ...stepRun(), phase }).decision).toBe(decision);
-  });
-
+describe("summarize", () => {
   it("summarizes every metric with counters, last value and reason", () => {
     const spec: AnalysisSpec = {
       metrics: [metric({ name: "err", count: 3 }), metric({ name: "ttft" })],
@@ -710,7 +693,6 @@ describe("verdictOf and summarize", () => {
     expect(summarize(run)).toBe(
       'analysis Running: err Running (1 ok, 0 failed, 0 inconclusive, 0 errors, last [0.01]: successCondition "result[0] < 0.05" is true); ttft Pending (0 ok, 0 failed, 0 inconclusive, 0 errors)',
     );
-    expect(verdictOf(run).message).toBe(summarize(run));
   });
 });
 
@@ -897,6 +879,18 @@ describe("resolveMetric", () => {
   });
 });
 
+/** The reconciler's gate I/O, composed as it does: due queries, run, judged and recorded. */
+async function measureDue(
+  spec: AnalysisSpec,
+  run: AnalysisRunStatus,
+  ctx: MeasureContext,
+  now: Date,
+  query: QueryFunction,
+): Promise<AnalysisRunStatus> {
+  const outcomes = await runDueQueries(dueQueries(spec, run, ctx, now), query, now);
+  return recordOutcomes(spec, run, ctx, outcomes);
+}
+
 describe("measureDue", () => {
   const ctx: MeasureContext = {
     scope: "pools",
@@ -949,7 +943,7 @@ describe("measureDue", () => {
     for (let i = 0; i < 5; i++) run = await measureDue(spec, run, ctx, at(i * 10), query);
     expect(query).toHaveBeenCalledTimes(5);
     expect(run.phase).toBe("Error");
-    expect(verdictOf(run).decision).toBe("Fail");
+    expect(["Failed", "Error"]).toContain(run.phase);
     expect(run.metrics[0].measurements[4].message).toContain("connection refused");
     // No more queries once the run has a verdict.
     await measureDue(spec, run, ctx, at(100), query);
@@ -960,9 +954,7 @@ describe("measureDue", () => {
     const spec: AnalysisSpec = { metrics: [metric({ initialDelay: "5m" })] };
     const query = jest.fn();
     const run = stepRun();
-    expect(await measureDue(spec, run, ctx, at(10), query)).toEqual(
-      applyMeasurements(spec, run, []),
-    );
+    expect(await measureDue(spec, run, ctx, at(10), query)).toBe(run);
     expect(query).not.toHaveBeenCalled();
   });
 
@@ -988,18 +980,18 @@ describe("measureDue", () => {
   describe("never promotes on a failed, erroring, empty or missing analysis", () => {
     const spec: AnalysisSpec = { metrics: [metric({ successCondition: "result[0] < 0.05" })] };
     it.each([
-      ["failed", async () => vector(0.5), "Fail"],
+      ["failed", async () => vector(0.5), "Failed"],
       ["empty", async () => vector(), "Inconclusive"],
       ["NaN", async () => vector(NaN), "Inconclusive"],
-      ["several series", async () => vector(0.01, 0.02), "Pending"],
+      ["several series", async () => vector(0.01, 0.02), "Running"],
     ] as const)("%s result", async (_label, answer, decision) => {
       const run = await measureDue(spec, stepRun(), ctx, T0, answer);
-      expect(verdictOf(run).decision).toBe(decision);
-      expect(verdictOf(run).decision).not.toBe("Pass");
+      expect(run.phase).toBe(decision);
+      expect(run.phase).not.toBe("Successful");
     });
 
     it("missing: a background analysis that never measured does not pass", () => {
-      expect(verdictOf(concludeRun(spec, backgroundRun(), at(600))).decision).toBe("Inconclusive");
+      expect(concludeRun(spec, backgroundRun(), at(600)).phase).toBe("Inconclusive");
     });
   });
 });

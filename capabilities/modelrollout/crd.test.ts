@@ -235,7 +235,7 @@ describe("crds/modelrollout.yaml", () => {
     }
   });
 
-  it("the generated types cover every spec and status field (run generate-types.sh after a CRD change)", () => {
+  it("the generated types cover every spec and status field (run capabilities/api/generate.sh after a CRD change)", () => {
     const generated = readFileSync(
       join(__dirname, "generated", "modelrollout-v1alpha1.ts"),
       "utf8",

@@ -10,7 +10,7 @@ import {
   targetOf,
   validateSpec,
 } from "./engine";
-import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
+import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");
 const at = (seconds: number) => new Date(T0 + seconds * 1000);
@@ -21,12 +21,24 @@ const POOLS = {
   stable: "mymodel-pool-v1",
   canary: "mymodel-pool-v2",
 };
+const CTX = {
+  scope: "pools" as const,
+  namespace: "default",
+  rollout: "r",
+  canary: "v2",
+  stable: "v1",
+};
 const GATE = {
   metrics: [{ name: "error-rate", query: "vector(0)", successCondition: "result[0] < 0.05" }],
 };
 
 function specOf(steps: RolloutStep[], extra: Partial<ModelRolloutSpec> = {}): ModelRolloutSpec {
-  return { pools: { ...POOLS }, steps, ...extra };
+  return {
+    pools: { ...POOLS },
+    prometheus: { address: "http://prometheus:9090" },
+    steps,
+    ...extra,
+  };
 }
 
 function obsOf(extra: Partial<Observations> = {}): Observations {
@@ -51,7 +63,23 @@ function withVerdict(
   if (!run) throw new Error(`no ${which} run in status`);
   return {
     ...status,
-    [which]: { ...run, phase: verdict, metrics: [{ name: "error-rate", phase: verdict }] },
+    [which]: {
+      ...run,
+      phase: verdict,
+      metrics: [
+        {
+          name: "error-rate",
+          phase: verdict,
+          count: 1,
+          successful: verdict === "Successful" ? 1 : 0,
+          failed: verdict === "Failed" ? 1 : 0,
+          inconclusive: verdict === "Inconclusive" ? 1 : 0,
+          error: verdict === "Error" ? 1 : 0,
+          consecutiveErrors: verdict === "Error" ? 1 : 0,
+          measurements: [],
+        },
+      ],
+    },
   };
 }
 
@@ -310,11 +338,26 @@ describe("reconcileRollout: step gates", () => {
     expect(reasons(running)).toEqual([]);
   });
 
-  it("a stale verdict for a run the engine has just started is ignored", () => {
-    const r = step(spec(), undefined, obsOf({ stepVerdict: "Successful" }), 0);
-    expect(r.status.currentStep).toBe(1);
-    const again = step(spec(), r.status, obsOf({ stepVerdict: "Successful" }), 1);
-    expect(again.status.currentStep).toBe(1);
+  it("observed outcomes are judged into the run, and its verdict acts in the same call", () => {
+    const s0 = step(spec(), undefined, obsOf(), 0).status;
+    const outcome = (value: number) => ({
+      templateContext: CTX,
+      measurements: {
+        stepAnalysis: [
+          {
+            metric: "error-rate",
+            outcome: { result: { kind: "vector" as const, series: [{ labels: {}, value }] } },
+            startedAt: iso(60),
+            finishedAt: iso(60),
+          },
+        ],
+      },
+    });
+    const passed = step(spec(), s0, obsOf(outcome(0.01)), 60);
+    expect(passed.status.stepAnalysis?.phase).toBe("Successful");
+    expect(passed.status.currentStep).toBe(3);
+    const failed = step(spec(), s0, obsOf(outcome(0.5)), 60);
+    expect(failed.status.phase).toBe("Failed");
   });
 
   it("Successful advances", () => {
@@ -326,17 +369,6 @@ describe("reconcileRollout: step gates", () => {
       status: "True",
       reason: "AnalysisSuccessful",
     });
-  });
-
-  it("a verdict passed in observations counts like the run's phase", () => {
-    const s0 = step(spec(), undefined, obsOf(), 0).status;
-    const measured = {
-      ...s0,
-      stepAnalysis: { ...s0.stepAnalysis!, metrics: [{ name: "error-rate" }] },
-    };
-    const r = step(spec(), measured, obsOf({ stepVerdict: "Successful" }), 60);
-    expect(r.status.currentStep).toBe(3);
-    expect(r.status.stepAnalysis?.phase).toBe("Successful");
   });
 
   it.each(["Failed", "Error"] as const)("%s rolls back and fails", verdict => {
@@ -897,7 +929,7 @@ describe("statusMergePatch", () => {
     });
     expect(statusMergePatch(undefined, b)).toEqual(b);
     const withRun: ModelRolloutStatus = {
-      analysis: { startedAt: iso(0), phase: "Running", metrics: [], x: 1 },
+      analysis: { startedAt: iso(0), phase: "Running", metrics: [], x: 1 } as GateRun,
     };
     expect(
       statusMergePatch(withRun, { analysis: { startedAt: iso(0), phase: "Failed", metrics: [] } }),

@@ -37,6 +37,7 @@ const GATE: AnalysisSpec = {
   ],
 };
 const POOLS = { httpRoute: "route", stable: "v1", canary: "v2" };
+const PROMETHEUS = { address: "http://prometheus:9090" };
 
 type Outcome = "Successful" | "Error" | "Failed" | "empty" | "NaN";
 function outcome(kind: Outcome): QueryResult | Error {
@@ -75,6 +76,7 @@ describe("the never-promote rule: background analysis", () => {
   // The reproduction: setWeight 10, pause 2s, setWeight 100.
   const spec: ModelRolloutSpec = {
     pools: POOLS,
+    prometheus: PROMETHEUS,
     steps: [{ setWeight: 10 }, { pause: { duration: "2s" } }, { setWeight: 100 }],
     analysis: GATE,
   };
@@ -143,7 +145,7 @@ describe("the never-promote rule: background analysis", () => {
 
 describe("the never-promote rule: step gates", () => {
   const steps: RolloutStep[] = [{ setWeight: 10 }, { analysis: GATE }, { setWeight: 100 }];
-  const spec: ModelRolloutSpec = { pools: POOLS, steps };
+  const spec: ModelRolloutSpec = { pools: POOLS, prometheus: PROMETHEUS, steps };
   const start = () => {
     const r = reconcileRollout(spec, undefined, OBS, at(0));
     expect(r.status.stepAnalysis?.phase).toBe("Running");
@@ -195,6 +197,7 @@ describe("durations too large for a date", () => {
 describe("checking the queries before any traffic moves", () => {
   const spec: ModelRolloutSpec = {
     pools: POOLS,
+    prometheus: PROMETHEUS,
     steps: [{ setWeight: 10 }, { analysis: GATE }, { setWeight: 100 }],
   };
   const route = { kind: "HTTPRoute" as const, name: "route", stable: "v1", canary: "v2" };

@@ -9,47 +9,16 @@
 import { K8s } from "kubernetes-fluent-client";
 import pLimit from "p-limit";
 import { Log } from "pepr";
-import {
-  AnalysisRunStatus,
-  AnalysisSpec as GateSpec,
-  checkQueries,
-  clientOptionsFor,
-  concludeRun,
-  type GateToCheck,
-  type QueryFunction,
-  dueMetrics,
-  measureDue,
-  ProviderSpec as GateProvider,
-  queryPrometheus,
-  TemplateContext,
-  validateAnalysis,
-} from "../analysis";
-import { conflictingOwner, type Claimant } from "./conflict";
-import {
-  ACTION_ANNOTATION,
-  Action,
-  needsQueryCheck,
-  Observations,
-  readActionAnnotation,
-  reconcileFailed,
-  reconcileRollout,
-  statusMergePatch,
-  targetOf,
-} from "./engine";
-import { ModelRollout } from "./generated/modelrollout-v1alpha1";
-import {
-  apiFailure,
-  deletePool,
-  ensureCanaryPool,
-  readSecretKey,
-  TargetInspection,
-  trafficTargetFor,
-} from "./targets";
+import { ACTION_ANNOTATION } from "../api/constants";
+import { ActionError, applyActions } from "./apply";
+import { reconcileFailed, reconcileRollout, refusedWrite, statusMergePatch } from "./engine";
 import { EventRecorder } from "./event-recorder";
+import { ModelRollout } from "./generated/modelrollout-v1alpha1";
+import { observe } from "./observe";
 import { RolloutIndex } from "./rollout-index";
-import type { GateRun, ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "./types";
+import { apiFailure } from "./targets";
+import { wireOf, statusPatchOf } from "./types";
 
-const TERMINAL = ["Succeeded", "Failed", "Aborted"];
 const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
 /**
@@ -239,9 +208,9 @@ async function reportFailure(namespace: string, name: string, message: string): 
   const mro = rolloutIndex.get(namespace, name);
   if (!mro?.spec) return;
   const now = new Date();
-  const prev = (mro.status ?? undefined) as ModelRolloutStatus | undefined;
+  const prev = wireOf(mro).status;
   const result = reconcileFailed(
-    mro.spec as unknown as ModelRolloutSpec,
+    wireOf(mro).spec,
     prev,
     mro.metadata?.generation ?? 0,
     message,
@@ -255,10 +224,7 @@ async function reportFailure(namespace: string, name: string, message: string): 
     );
     const patch = statusMergePatch(prev, result.status);
     if (!patch) return;
-    const written = await K8s(ModelRollout).PatchStatus({
-      metadata: { name, namespace },
-      status: patch,
-    } as unknown as ModelRollout);
+    const written = await K8s(ModelRollout).PatchStatus(statusPatchOf(name, namespace, patch));
     remember(written);
     // Its watch echo is not a reason to retry at once: the backoff timer is.
     if (written.metadata?.generation === mro.metadata?.generation)
@@ -278,170 +244,6 @@ async function getRollout(namespace: string, name: string): Promise<ModelRollout
     if (apiFailure(err).status === 404) return undefined;
     throw err;
   }
-}
-
-/** Other rollouts' claims on the same object, computed against the object already read. */
-async function conflictOf(
-  mro: ModelRollout,
-  spec: ModelRolloutSpec,
-  inspection: TargetInspection,
-  claimsOf: (o: unknown, s: ModelRolloutSpec) => string[],
-) {
-  if (!inspection.object || inspection.claims.length === 0) return undefined;
-  const all = { items: await rolloutsIn(mro.metadata!.namespace!) };
-  const claimant = (r: ModelRollout, claims: string[]): Claimant => ({
-    name: r.metadata!.name!,
-    creationTimestamp: String(r.metadata?.creationTimestamp ?? ""),
-    started: !!r.status?.target,
-    finished: TERMINAL.includes(String(r.status?.phase ?? "")),
-    claims,
-  });
-  const others = all.items
-    .filter(r => r.metadata?.name !== mro.metadata?.name && r.spec)
-    .map(r => claimant(r, claimsOf(inspection.object, r.spec as unknown as ModelRolloutSpec)));
-  const owner = conflictingOwner(claimant(mro, inspection.claims), others);
-  return owner ? { owner } : undefined;
-}
-
-function gateErrors(spec: ModelRolloutSpec): string | undefined {
-  const provider = spec.prometheus as GateProvider | undefined;
-  const errors: string[] = [];
-  if (spec.analysis)
-    errors.push(
-      ...validateAnalysis(spec.analysis as GateSpec, provider).map(e => `analysis: ${e}`),
-    );
-  spec.steps?.forEach((step, i) => {
-    if (step.analysis)
-      errors.push(
-        ...validateAnalysis(step.analysis as GateSpec, provider).map(
-          e => `steps[${i}].analysis: ${e}`,
-        ),
-      );
-  });
-  return errors.length ? errors.join("; ") : undefined;
-}
-
-/** The gate runs in `status` and the spec each runs. */
-function gateRuns(
-  spec: ModelRolloutSpec,
-  status: ModelRolloutStatus,
-): Array<["analysis" | "stepAnalysis", GateSpec | undefined]> {
-  return [
-    ["analysis", spec.analysis as GateSpec | undefined],
-    [
-      "stepAnalysis",
-      status.stepAnalysis?.stepIndex !== undefined
-        ? (spec.steps[status.stepAnalysis.stepIndex]?.analysis as GateSpec | undefined)
-        : undefined,
-    ],
-  ];
-}
-
-/** Milliseconds until the next measurement of a running gate in `status` is due. */
-function nextMeasurementInMs(
-  spec: ModelRolloutSpec,
-  status: ModelRolloutStatus,
-  now: Date,
-): number | undefined {
-  let next: number | undefined;
-  for (const [field, gate] of gateRuns(spec, status)) {
-    const run = status[field] as unknown as AnalysisRunStatus | undefined;
-    if (!run || !gate || run.phase !== "Running") continue;
-    const { due, nextDueAt } = dueMetrics(gate, run, now);
-    if (!due.length && !nextDueAt) continue;
-    const ms = due.length ? 0 : Date.parse(nextDueAt!) - now.getTime();
-    next = next === undefined ? ms : Math.min(next, ms);
-  }
-  return next;
-}
-
-/** Queries Prometheus for the gates of a rollout in `namespace` (Secrets read once per call). */
-function gateQuery(namespace: string): QueryFunction {
-  const secrets = new Map<string, Promise<string>>();
-  const secret = async (ref?: { name: string; key: string }) => {
-    if (!ref) return undefined;
-    const k = `${ref.name}/${ref.key}`;
-    if (!secrets.has(k)) secrets.set(k, readSecretKey(namespace, ref));
-    return secrets.get(k);
-  };
-  return async (promql: string, provider: GateProvider) =>
-    queryPrometheus(
-      clientOptionsFor(provider, {
-        bearerToken: await secret(provider.bearerTokenSecretRef),
-        caPem: await secret(provider.caSecretRef),
-      }),
-      promql,
-    );
-}
-
-/** Every gate of the spec, with where it is (for messages). */
-function gatesOf(spec: ModelRolloutSpec): GateToCheck[] {
-  const gates: GateToCheck[] = [];
-  if (spec.analysis) gates.push({ where: "analysis", spec: spec.analysis as GateSpec });
-  spec.steps?.forEach((step, i) => {
-    if (step.analysis)
-      gates.push({ where: `steps[${i}].analysis`, spec: step.analysis as GateSpec });
-  });
-  return gates;
-}
-
-/**
- * Before the first weight moves, every query is run once: one Prometheus refuses for good makes
- * the spec invalid (InvalidAnalysis), one that cannot be asked now holds the rollout.
- */
-async function checkGateQueries(
-  spec: ModelRolloutSpec,
-  ctx: TemplateContext,
-  query: QueryFunction,
-): Promise<Partial<Pick<Observations, "specError" | "targets">> | undefined> {
-  const defaultProvider = spec.prometheus as GateProvider | undefined;
-  const { invalid, unavailable } = await checkQueries(
-    gatesOf(spec),
-    { ...ctx, defaultProvider },
-    query,
-  );
-  if (invalid.length) {
-    return {
-      specError: {
-        reason: "InvalidAnalysis",
-        message: `Prometheus refuses ${invalid.length === 1 ? "a query" : `${invalid.length} queries`}; fix the spec (no traffic was moved): ${invalid.join("; ")}`,
-      },
-    };
-  }
-  if (unavailable.length) {
-    return {
-      targets: {
-        ready: false,
-        reason: "PrometheusUnavailable",
-        message: `cannot check the gates' queries before moving traffic: ${unavailable.join("; ")}`,
-      },
-    };
-  }
-  return undefined;
-}
-
-/** Takes the due measurements of the running gates; returns the status with updated runs. */
-async function measureGates(
-  spec: ModelRolloutSpec,
-  status: ModelRolloutStatus,
-  ctx: TemplateContext,
-  now: Date,
-  query: QueryFunction,
-): Promise<ModelRolloutStatus> {
-  const out = { ...status };
-  for (const [field, gate] of gateRuns(spec, status)) {
-    const run = out[field] as unknown as AnalysisRunStatus | undefined;
-    if (!run || !gate || run.phase !== "Running") continue;
-    const measured = await measureDue(
-      gate,
-      run,
-      { ...ctx, defaultProvider: spec.prometheus as GateProvider | undefined },
-      now,
-      query,
-    );
-    out[field] = measured as unknown as GateRun;
-  }
-  return out;
 }
 
 /** Removes the annotation unless it changed meanwhile; returns the patched rollout. */
@@ -464,57 +266,6 @@ async function clearActionAnnotation(mro: ModelRollout): Promise<ModelRollout | 
   }
 }
 
-/** What an action writes, for messages. */
-function describeAction(action: Action, namespace: string): string {
-  switch (action.type) {
-    case "setWeight":
-      return `set canary weight ${action.canaryWeight}% on ${action.target.kind} ${namespace}/${action.target.name}`;
-    case "finalize":
-      return `finalize (${action.outcome}) ${action.target.kind} ${namespace}/${action.target.name}`;
-    case "ensureCanaryPool":
-      return `create the canary InferencePool in ${namespace}`;
-    case "deletePool":
-      return `delete InferencePool ${namespace}/${action.pool}`;
-    default:
-      return action.type;
-  }
-}
-
-/**
- * A refusal that retrying alone will not fix, as a Ready=False reason and a message that names
- * the object and the fix; undefined for transient failures (5xx, timeouts, network).
- */
-export function actionFailure(
-  err: unknown,
-  action: Action,
-  namespace: string,
-): { reason: string; message: string } | undefined {
-  const { status, message } = apiFailure(err);
-  const what = `cannot ${describeAction(action, namespace)}: ${message}`;
-  switch (status) {
-    case 401:
-      return {
-        reason: "Unauthorized",
-        message: `${what} (the operator's credentials were refused; check its ServiceAccount token or kubeconfig)`,
-      };
-    case 403:
-      return {
-        reason: "Forbidden",
-        message: `${what} (grant the operator the rules listed in package.json pepr.rbac; see docs/install.md)`,
-      };
-    case 400:
-    case 404:
-    case 409:
-    case 422:
-      return {
-        reason: "TargetUpdateRejected",
-        message: `${what} (fix the object or the ModelRollout spec; the operator retries with backoff)`,
-      };
-    default:
-      return undefined;
-  }
-}
-
 /**
  * The rollout as the index has it (the watch's newest copy, or our last write's response), else a
  * GET. Never older than what this reconciler last wrote, so traffic cannot move backwards.
@@ -534,119 +285,25 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     return forget(namespace, name);
   }
   const now = new Date();
-  const spec = mro.spec as unknown as ModelRolloutSpec;
-  const prev = (mro.status ?? undefined) as ModelRolloutStatus | undefined;
+  const spec = wireOf(mro).spec;
+  const prev = wireOf(mro).status;
   const log = { rollout: keyOf(namespace, name), generation: mro.metadata?.generation };
 
-  const target = targetOf(spec);
-  const traffic = target ? trafficTargetFor(namespace, spec, target) : undefined;
-  const inspection: TargetInspection = traffic ? await traffic.inspect() : { claims: [] };
-  const specError = gateErrors(spec);
-  const obs: Observations = {
-    generation: mro.metadata?.generation ?? 0,
-    ...readActionAnnotation(mro.metadata?.annotations),
-    targets: inspection.problem ? { ready: false, ...inspection.problem } : { ready: true },
-    conflict: traffic ? await conflictOf(mro, spec, inspection, traffic.claimsOf) : undefined,
-    specError: specError ? { reason: "InvalidAnalysis", message: specError } : undefined,
-  };
-
-  let status = prev ?? {};
-  const ctx: TemplateContext | undefined = target && {
-    scope: spec.pools ? "pools" : "adapters",
-    namespace,
-    rollout: name,
-    canary: target.canary,
-    stable: target.stable,
-    modelName: inspection.modelName,
-    pool: inspection.pool,
-    weight: status.canaryWeight ?? 0,
-  };
-  const query = gateQuery(namespace);
-  const ready = !specError && !inspection.problem && !obs.conflict;
-  if (ready && ctx && needsQueryCheck(spec, prev, obs)) {
-    Object.assign(obs, await checkGateQueries(spec, ctx, query));
-  }
-  if (!specError && ctx && !TERMINAL.includes(String(status.phase))) {
-    status = await measureGates(spec, status, ctx, now, query);
-  }
-
-  let result = reconcileRollout(spec, status, obs, now);
-
-  const rollout = { name, namespace };
-  // The object inspect() just read is the base of the first write to the same target (a second
-  // GET would only cost time); later writes in this reconcile read afresh, since the first one
-  // changed it. The resourceVersion precondition catches any other change.
-  let unwrittenTarget = inspection.object;
-  const sameTarget = (t: RolloutTarget) => {
-    if (!target || t.kind !== target.kind || t.name !== target.name) return undefined;
-    const known = unwrittenTarget;
-    unwrittenTarget = undefined;
-    return known;
-  };
-  const applyAction = async (action: Action): Promise<void> => {
-    switch (action.type) {
-      case "ensureCanaryPool": {
-        const created = await ensureCanaryPool(rollout, spec);
-        if (created.length)
-          Log.info(
-            { ...log, created },
-            `ModelRollout ${log.rollout}: created ${created.join(", ")}`,
-          );
-        break;
-      }
-      case "setWeight": {
-        const t = trafficTargetFor(namespace, spec, action.target);
-        if (await t.setWeight(action.canaryWeight, sameTarget(action.target))) {
-          Log.info(
-            { ...log, canaryWeight: action.canaryWeight, target: action.target.name },
-            `ModelRollout ${log.rollout}: canary weight ${action.canaryWeight}%`,
-          );
-        }
-        break;
-      }
-      case "finalize": {
-        const t = trafficTargetFor(namespace, spec, action.target);
-        if (await t.finalize(action.outcome, sameTarget(action.target)))
-          Log.info(
-            { ...log, outcome: action.outcome },
-            `ModelRollout ${log.rollout}: finalized (${action.outcome})`,
-          );
-        break;
-      }
-      case "deletePool":
-        if (await deletePool(rollout, spec, action.pool, action.onlyIfManaged))
-          Log.info(
-            { ...log, pool: action.pool },
-            `ModelRollout ${log.rollout}: deleted pool ${action.pool}`,
-          );
-        break;
-      default:
-        break;
-    }
-  };
-  let applying: Action | undefined;
+  const { obs, target, inspection } = await observe(mro, rolloutsIn, now);
+  let result = reconcileRollout(spec, prev, obs, now);
   try {
-    for (const action of result.actions) {
-      applying = action;
-      await applyAction(action);
-    }
+    await applyActions(mro, target, inspection, result.actions);
   } catch (err) {
-    // A write the apiserver refuses for good (RBAC, validation, a vanished object) will not heal
-    // by retrying alone: report it like a blocked target — Ready=False with the apiserver's words
-    // and the fix, a Warning Event — and retry with backoff. Nothing of this step is recorded as
-    // done, so the retry repeats it. Transient failures (5xx, network) only log and retry.
-    const failure = applying && actionFailure(err, applying, namespace);
-    if (!failure) throw err;
-    Log.warn({ ...log, reason: failure.reason }, `ModelRollout ${log.rollout}: ${failure.message}`);
-    result = reconcileRollout(spec, status, { ...obs, targets: { ready: false, ...failure } }, now);
+    if (!(err instanceof ActionError)) throw err;
+    const refused = refusedWrite(spec, prev, obs, { ...err, err: err.cause, namespace }, now);
+    if (!refused) throw err.cause;
+    Log.warn(
+      { ...log, reason: refused.failure.reason },
+      `ModelRollout ${log.rollout}: ${refused.failure.message}`,
+    );
+    result = refused.result;
   }
 
-  // A background run still measuring when the rollout ends is concluded for the record (status and
-  // describe show its outcome instead of "Running"); it no longer decides anything.
-  const bg = result.status.analysis as unknown as AnalysisRunStatus | undefined;
-  if (TERMINAL.includes(String(result.status.phase)) && bg?.phase === "Running" && spec.analysis) {
-    result.status.analysis = concludeRun(spec.analysis as GateSpec, bg, now) as unknown as GateRun;
-  }
   events.record(
     mro,
     result.actions.filter(a => a.type === "event"),
@@ -665,10 +322,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   if (patch) {
     let written: ModelRollout;
     try {
-      written = await K8s(ModelRollout).PatchStatus({
-        metadata: { name, namespace },
-        status: patch,
-      } as unknown as ModelRollout);
+      written = await K8s(ModelRollout).PatchStatus(statusPatchOf(name, namespace, patch));
     } catch (err) {
       // Deleted while we worked (the index had not heard yet): nothing left to reconcile.
       if (apiFailure(err).status !== 404) throw err;
@@ -687,11 +341,6 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   rolloutIndex.markHandled(namespace, name, handled);
 
   failures.delete(keyOf(namespace, name));
-  // Runs the engine just started are due too: nothing else would wake us for them.
-  const nextDueMs = TERMINAL.includes(String(result.status.phase))
-    ? undefined
-    : nextMeasurementInMs(spec, result.status, now);
-  const waits = [result.requeueAfterMs, nextDueMs].filter((ms): ms is number => ms !== undefined);
-  if (waits.length) schedule(namespace, name, Math.min(...waits));
+  if (result.requeueAfterMs !== undefined) schedule(namespace, name, result.requeueAfterMs);
   else forget(namespace, name);
 }

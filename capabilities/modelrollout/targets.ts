@@ -8,40 +8,43 @@ import {
   GATE_CREDENTIALS_LABEL,
   gateCredentialFrom,
 } from "../analysis/credentials";
+import { groupOf, InferenceGroup, type PoolGroup } from "../api/constants";
 import {
-  gvk,
   HTTPRoute as HTTPRouteKind,
   InferenceModel as InferenceModelKind,
   inferenceModelRewriteClass,
   InferenceObjective,
+  inferenceObjectiveClass,
   InferenceObjectiveLlmd,
   inferencePoolClass,
-} from "../kinds";
+  InferencePoolV1,
+  InferencePoolV1alpha2,
+} from "../api/kinds";
+import { onWire } from "../api/wire";
 import {
   buildCanaryPool,
   cloneForCanaryPool,
   isManagedBy,
-  KubeObject,
-  RolloutRef,
+  type KubeObject,
+  type RolloutRef,
 } from "./traffic/canarypool";
 import {
   detectPoolGroup,
   finalizeHTTPRoute,
-  HTTPRoute,
+  type HTTPRoute,
   inspectHTTPRoute,
-  PoolGroup,
-  PoolSplit,
+  type PoolSplit,
   setHTTPRouteWeight,
 } from "./traffic/httproute";
 import {
   finalizeInferenceModel,
-  InferenceModel,
+  type InferenceModel,
   inspectInferenceModel,
   setInferenceModelWeight,
 } from "./traffic/inferencemodel";
 import {
   finalizeInferenceModelRewrite,
-  InferenceModelRewrite,
+  type InferenceModelRewrite,
   inspectInferenceModelRewrite,
   setInferenceModelRewriteWeight,
 } from "./traffic/inferencemodelrewrite";
@@ -52,15 +55,23 @@ type Model = typeof GenericKind;
 import { apiFailure } from "../api-failure";
 export { apiFailure, type ApiFailure } from "../api-failure";
 
-async function getOrUndefined<T extends GenericKind>(
-  model: Model,
-  namespace: string,
-  name: string,
-): Promise<T | undefined> {
+/** The object, as it is on the wire; undefined when there is none (404). */
+async function getOrUndefined<M extends Model>(model: M, namespace: string, name: string) {
   try {
-    return (await K8s(model).InNamespace(namespace).Get(name)) as T;
+    return onWire(await K8s(model).InNamespace(namespace).Get(name));
   } catch (err) {
     if (apiFailure(err).status === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Every object of a kind in a namespace, as on the wire; [] when the kind is not served (404). */
+async function listOrEmpty<M extends Model>(model: M, namespace: string) {
+  try {
+    return (await K8s(model).InNamespace(namespace).Get()).items.map(onWire);
+  } catch (err) {
+    // A cluster may lack one of the groups (e.g. no llm-d CRDs): nothing there.
+    if (apiFailure(err).status === 404) return [];
     throw err;
   }
 }
@@ -81,7 +92,7 @@ export class TargetContendedError extends Error {
  * Read-transform-write with optimistic concurrency. `transform` returns the new object or null
  * (nothing to change). Returns true when it wrote.
  */
-export async function modifyWithRetry<T>(
+export async function modifyWithRetry<T extends { spec?: unknown }>(
   model: Model,
   namespace: string,
   name: string,
@@ -93,7 +104,7 @@ export async function modifyWithRetry<T>(
   // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
   let current = (known as GenericKind | undefined) ?? (await get());
   for (let attempt = 1; ; attempt++) {
-    const next = transform(current as T) as unknown as GenericKind | null;
+    const next = transform(current as T);
     if (next === null) return false;
     const tried = current.metadata?.resourceVersion;
     try {
@@ -157,7 +168,7 @@ function httpRouteTarget(
   target: RolloutTarget,
 ): TrafficTarget {
   const pools = spec.pools!;
-  let group: PoolGroup | undefined = pools.poolGroup as PoolGroup | undefined;
+  let group: PoolGroup | undefined = pools.poolGroup;
   const split = (): PoolSplit => ({
     stable: target.stable,
     canary: target.canary,
@@ -166,14 +177,13 @@ function httpRouteTarget(
   });
   return {
     async inspect() {
-      const route = await getOrUndefined<HTTPRouteKind>(HTTPRouteKind, namespace, target.name);
+      const route = await getOrUndefined(HTTPRouteKind, namespace, target.name);
       if (!route) return { problem: notFound("HTTPRoute", namespace, target.name), claims: [] };
-      const r = route as unknown as HTTPRoute;
-      group ??= detectPoolGroup(r, split());
-      const inspection = inspectHTTPRoute(r, split());
+      group ??= detectPoolGroup(route, split());
+      const inspection = inspectHTTPRoute(route, split());
       if (inspection.problem) return { ...inspection, object: route };
       const poolGroup = group ?? inspection.group;
-      const Pool = inferencePoolClass(poolGroup ?? gvk.inferencePoolV1alpha2.group);
+      const Pool = inferencePoolClass(poolGroup ?? InferenceGroup.xK8s);
       const stablePool = await getOrUndefined(Pool, namespace, target.stable);
       if (!stablePool)
         return {
@@ -234,12 +244,11 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
       const model = await getOrUndefined(InferenceModelKind, namespace, target.name);
       if (!model)
         return { problem: notFound("InferenceModel", namespace, target.name), claims: [] };
-      const m = model as unknown as InferenceModel;
-      const inspection = inspectInferenceModel(m, split);
+      const inspection = inspectInferenceModel(model, split);
       return {
         ...inspection,
-        modelName: m.spec?.modelName,
-        pool: m.spec?.poolRef?.name,
+        modelName: model.spec?.modelName,
+        pool: model.spec?.poolRef?.name,
         object: model,
       };
     },
@@ -270,16 +279,14 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
 
 function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): TrafficTarget {
   const split = { stable: target.stable, canary: target.canary };
-  const Rewrite = inferenceModelRewriteClass(target.group ?? gvk.inferenceModelRewriteLlmd.group);
+  const Rewrite = inferenceModelRewriteClass(target.group ?? InferenceGroup.llmd);
   return {
     async inspect() {
       const rewrite = await getOrUndefined(Rewrite, namespace, target.name);
       if (!rewrite)
         return { problem: notFound("InferenceModelRewrite", namespace, target.name), claims: [] };
-      const r = rewrite as unknown as InferenceModelRewrite;
-      const inspection = inspectInferenceModelRewrite(r, split);
-      const spec = r.spec as { poolRef?: { name?: string } } | undefined;
-      return { ...inspection, pool: spec?.poolRef?.name, object: rewrite };
+      const inspection = inspectInferenceModelRewrite(rewrite, split);
+      return { ...inspection, pool: rewrite.spec?.poolRef?.name, object: rewrite };
     },
     claimsOf(object, other) {
       const a = other.adapters;
@@ -325,7 +332,7 @@ export function trafficTargetFor(
 
 async function createIfAbsent(model: Model, obj: KubeObject): Promise<boolean> {
   try {
-    await K8s(model).Create(obj as unknown as GenericKind);
+    await K8s(model).Create(obj as GenericKind);
     return true;
   } catch (err) {
     if (apiFailure(err).status === 409) return false;
@@ -333,7 +340,8 @@ async function createIfAbsent(model: Model, obj: KubeObject): Promise<boolean> {
   }
 }
 
-const objectiveKinds: Model[] = [InferenceObjective, InferenceObjectiveLlmd];
+/** The kinds whose objects name a pool in spec.poolRef and are cloned for a canary pool. */
+const poolMemberKinds = [InferenceModelKind, InferenceObjective, InferenceObjectiveLlmd];
 
 /** Scenario 1 with canaryTemplate: create the canary pool and clone the stable pool's models. */
 export async function ensureCanaryPool(
@@ -342,35 +350,26 @@ export async function ensureCanaryPool(
 ): Promise<string[]> {
   const pools = spec.pools!;
   const created: string[] = [];
-  const route = (await K8s(HTTPRouteKind)
-    .InNamespace(rollout.namespace)
-    .Get(pools.httpRoute)) as unknown as HTTPRoute;
+  const route = onWire(
+    await K8s(HTTPRouteKind).InNamespace(rollout.namespace).Get(pools.httpRoute),
+  );
   const group =
-    (pools.poolGroup as PoolGroup | undefined) ??
-    detectPoolGroup(route, { stable: pools.stable, canary: pools.canary });
-  const Pool = inferencePoolClass(group ?? gvk.inferencePoolV1alpha2.group);
+    pools.poolGroup ?? detectPoolGroup(route, { stable: pools.stable, canary: pools.canary });
+  const Pool = inferencePoolClass(group ?? InferenceGroup.xK8s);
   const stablePool = await getOrUndefined(Pool, rollout.namespace, pools.stable);
   if (!(await getOrUndefined(Pool, rollout.namespace, pools.canary)) && pools.canaryTemplate) {
     const pool = buildCanaryPool({
       rollout,
       canary: pools.canary,
       template: pools.canaryTemplate as Record<string, unknown>,
-      stablePool: stablePool as unknown as KubeObject,
+      stablePool,
       poolGroup: group,
     });
     if (await createIfAbsent(Pool, pool)) created.push(`InferencePool ${pools.canary}`);
   }
   const existing: KubeObject[] = [];
-  for (const model of [InferenceModelKind, ...objectiveKinds]) {
-    try {
-      existing.push(
-        ...((await K8s(model).InNamespace(rollout.namespace).Get())
-          .items as unknown as KubeObject[]),
-      );
-    } catch (err) {
-      // A cluster may lack one of the groups (e.g. no llm-d CRDs): nothing to clone there.
-      if (apiFailure(err).status !== 404) throw err;
-    }
+  for (const model of poolMemberKinds) {
+    existing.push(...(await listOrEmpty(model, rollout.namespace)));
   }
   for (const clone of cloneForCanaryPool({
     rollout,
@@ -382,9 +381,7 @@ export async function ensureCanaryPool(
     const model =
       clone.kind === "InferenceModel"
         ? InferenceModelKind
-        : clone.apiVersion?.startsWith("llm-d.ai")
-          ? InferenceObjectiveLlmd
-          : InferenceObjective;
+        : inferenceObjectiveClass(groupOf(clone.apiVersion));
     if (await createIfAbsent(model, clone)) created.push(`${clone.kind} ${clone.metadata?.name}`);
   }
   return created;
@@ -400,34 +397,21 @@ export async function deletePool(
   poolName: string,
   onlyIfManaged: boolean,
 ): Promise<boolean> {
-  const group = spec.pools?.poolGroup as PoolGroup | undefined;
-  const poolKinds = group
-    ? [inferencePoolClass(group)]
-    : [
-        inferencePoolClass(gvk.inferencePoolV1alpha2.group),
-        inferencePoolClass(gvk.inferencePoolV1.group),
-      ];
+  const group = spec.pools?.poolGroup;
+  const poolKinds = group ? [inferencePoolClass(group)] : [InferencePoolV1alpha2, InferencePoolV1];
   let deleted = false;
   for (const Pool of poolKinds) {
     const pool = await getOrUndefined(Pool, rollout.namespace, poolName);
     if (!pool) continue;
-    if (onlyIfManaged && !isManagedBy(pool as unknown as KubeObject, rollout)) return false;
-    await K8s(Pool).Delete(pool);
+    if (onlyIfManaged && !isManagedBy(pool, rollout)) return false;
+    await K8s(Pool).InNamespace(rollout.namespace).Delete(poolName);
     deleted = true;
   }
-  for (const model of [InferenceModelKind, ...objectiveKinds]) {
-    let items: KubeObject[];
-    try {
-      items = (await K8s(model).InNamespace(rollout.namespace).Get())
-        .items as unknown as KubeObject[];
-    } catch (err) {
-      if (apiFailure(err).status === 404) continue;
-      throw err;
-    }
-    for (const obj of items) {
-      const ref = obj.spec?.poolRef as { name?: string } | undefined;
-      if (ref?.name === poolName && isManagedBy(obj, rollout))
-        await K8s(model).Delete(obj as unknown as GenericKind);
+  for (const model of poolMemberKinds) {
+    for (const obj of await listOrEmpty(model, rollout.namespace)) {
+      const name = obj.metadata?.name;
+      if (name && obj.spec?.poolRef?.name === poolName && isManagedBy(obj, rollout))
+        await K8s(model).InNamespace(rollout.namespace).Delete(name);
     }
   }
   return deleted;

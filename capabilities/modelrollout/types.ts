@@ -1,7 +1,9 @@
 // Wire types of the ModelRollout resource, derived from the types generated from the CRD
-// (generated/modelrollout-v1alpha1.ts, see generate-types.sh) so the schema is written only once.
-// The generator types `format: date-time` as Date and enums as TS enums, but the API sends plain
-// JSON strings; Wire<T> maps them to what is really on the wire (strings and string literals).
+// (generated/modelrollout-v1alpha1.ts, see capabilities/api/generate.sh) so the schema is written
+// only once; Wire<T> (capabilities/api/wire.ts) maps them to what is really on the wire.
+import type { AnalysisRunStatus } from "../analysis/types";
+import type { Wire } from "../api/wire";
+import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import type {
   Condition,
   LastAction,
@@ -14,22 +16,6 @@ import type {
   Step,
   Target,
 } from "./generated/modelrollout-v1alpha1";
-
-type IsAny<T> = 0 extends 1 & T ? true : false;
-
-/** T with Date → string (RFC3339) and string enums → their string literal union, recursively. */
-export type Wire<T> =
-  IsAny<T> extends true
-    ? T
-    : T extends Date
-      ? string
-      : T extends string
-        ? `${T}`
-        : T extends readonly (infer U)[]
-          ? Wire<U>[]
-          : T extends object
-            ? { [K in keyof T]: Wire<T[K]> }
-            : T;
 
 /** spec.pools.httpRouteRule / status.target.rule: a rule index or a rule name (int-or-string). */
 export type RuleSelector = number | string;
@@ -48,18 +34,8 @@ export type RolloutCondition = Wire<Condition>;
 export type RolloutLastAction = Wire<LastAction>;
 export type RolloutPhase = NonNullable<Wire<StatusObject>["phase"]>;
 
-/**
- * A gate run as the engine creates it; the analysis module adds measurements and sets `phase` to
- * its verdict. Extra fields are kept untouched.
- */
-export interface GateRun {
-  startedAt: string;
-  stepIndex?: number;
-  phase: string;
-  message?: string;
-  metrics: unknown[];
-  [key: string]: unknown;
-}
+/** A gate run in status (status.analysis, status.stepAnalysis): the analysis module's run. */
+export type GateRun = AnalysisRunStatus;
 
 export type ModelRolloutStatus = Omit<
   Wire<StatusObject>,
@@ -69,3 +45,19 @@ export type ModelRolloutStatus = Omit<
   analysis?: GateRun;
   stepAnalysis?: GateRun;
 };
+
+/**
+ * A ModelRollout's spec and status as they are on the wire (the generated class types dates and
+ * enums the way the generator does): the one place where the two views meet.
+ */
+export function wireOf(mro: ModelRollout): { spec: ModelRolloutSpec; status?: ModelRolloutStatus } {
+  return {
+    spec: mro.spec as unknown as ModelRolloutSpec,
+    status: (mro.status ?? undefined) as unknown as ModelRolloutStatus | undefined,
+  };
+}
+
+/** A status merge patch as the object PatchStatus takes. */
+export function statusPatchOf(name: string, namespace: string, patch: object): ModelRollout {
+  return { metadata: { name, namespace }, status: patch } as unknown as ModelRollout;
+}

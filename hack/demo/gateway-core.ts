@@ -2,58 +2,21 @@
 // API match precedence) and which weighted backendRef it goes to. In a cluster the Gateway (Envoy
 // Gateway, Istio, kgateway, ...) makes these decisions; the demo has no such gateway, so it brings
 // this small one that honours the same fields.
+import { INFERENCE_POOL_GROUPS } from "../../capabilities/api/constants";
+import type {
+  HTTPBackendRef,
+  HTTPPathMatch,
+  HTTPRoute,
+  HTTPRouteMatch,
+  HTTPRouteRule,
+  ObjectMeta,
+} from "../../capabilities/api/objects";
 
-export interface PathMatch {
-  type?: "Exact" | "PathPrefix" | "RegularExpression";
-  value?: string;
-}
-
-export interface HeaderMatch {
-  type?: "Exact" | "RegularExpression";
-  name: string;
-  value: string;
-}
-
-export interface QueryParamMatch {
-  type?: "Exact" | "RegularExpression";
-  name: string;
-  value: string;
-}
-
-export interface RouteMatch {
-  path?: PathMatch;
-  headers?: HeaderMatch[];
-  queryParams?: QueryParamMatch[];
-  method?: string;
-}
-
-export interface BackendRef {
-  group?: string;
-  kind?: string;
-  name: string;
-  namespace?: string;
-  port?: number;
-  weight?: number;
-}
-
-export interface RouteRule {
-  name?: string;
-  matches?: RouteMatch[];
-  backendRefs?: BackendRef[];
-}
-
-export interface ParentRef {
-  group?: string;
-  kind?: string;
-  name: string;
-  namespace?: string;
-  sectionName?: string;
-}
-
-export interface Route {
-  metadata: { name: string; namespace?: string; creationTimestamp?: string };
-  spec?: { parentRefs?: ParentRef[]; rules?: RouteRule[] };
-}
+/** An HTTPRoute as the apiserver lists it (metadata.name is always set). */
+export type Route = HTTPRoute & { metadata: ObjectMeta & { name: string } };
+export type RouteRule = HTTPRouteRule;
+export type RouteMatch = HTTPRouteMatch;
+export type BackendRef = HTTPBackendRef;
 
 export interface GatewayRequest {
   method: string;
@@ -73,10 +36,7 @@ export interface RuleChoice {
 /** The header the Body-Based Routing extension sets from the OpenAI body's `model`. */
 export const MODEL_NAME_HEADER = "x-gateway-model-name";
 
-const INFERENCE_POOL_GROUPS = new Set([
-  "inference.networking.x-k8s.io",
-  "inference.networking.k8s.io",
-]);
+const POOL_GROUPS: ReadonlySet<string> = new Set(INFERENCE_POOL_GROUPS);
 
 /** Routes attached to the Gateway `gatewayName` (any listener). */
 export function attachedTo(routes: Route[], gatewayName: string): Route[] {
@@ -100,7 +60,7 @@ function valueMatches(type: string | undefined, expected: string, actual: string
   return actual === expected;
 }
 
-function pathMatches(m: PathMatch | undefined, path: string): boolean {
+function pathMatches(m: HTTPPathMatch | undefined, path: string): boolean {
   const type = m?.type ?? "PathPrefix";
   const value = m?.value ?? "/";
   if (type === "Exact") return path === value;
@@ -174,7 +134,7 @@ export function weightOf(ref: BackendRef): number {
 }
 
 export function isInferencePool(ref: BackendRef): boolean {
-  return ref.kind === "InferencePool" && INFERENCE_POOL_GROUPS.has(ref.group ?? "");
+  return ref.kind === "InferencePool" && POOL_GROUPS.has(ref.group ?? "");
 }
 
 /**

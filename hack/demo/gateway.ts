@@ -14,7 +14,8 @@ import * as http from "node:http";
 import { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
 import { K8s } from "kubernetes-fluent-client";
-import { HTTPRoute } from "../../capabilities/kinds";
+import { HTTPRoute } from "../../capabilities/api/kinds";
+import { onWire } from "../../capabilities/api/wire";
 import { HOP_BY_HOP_HEADERS } from "../../picker/proxy";
 import {
   attachedTo,
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
   let lastDescription = "";
   const refresh = async () => {
     const list = await K8s(HTTPRoute).InNamespace(namespace).Get();
-    routes = attachedTo(list.items as unknown as Route[], values.gateway);
+    routes = attachedTo(list.items.map(onWire) as Route[], values.gateway);
     loaded = true;
     const description = routes
       .flatMap(r =>

@@ -1,6 +1,13 @@
 // What the demo deploys: the seed document's setup (pools, InferenceModels, HTTPRoute, with the
 // seed's names) and the three ModelRollouts it plays. docs/install.md shows the same objects for a
 // real cluster. Objects are plain JSON, applied with kubectl.
+import { apiVersionOf, GATEWAY_GROUP, gvk, InferenceGroup } from "../../capabilities/api/constants";
+import type {
+  HTTPRoute,
+  HTTPRouteMatch,
+  InferenceModel,
+  InferencePoolV1alpha2,
+} from "../../capabilities/api/objects";
 
 export const SEED = {
   stablePool: "mymodel-pool-v1",
@@ -62,12 +69,12 @@ export const PODS: DemoPod[] = [
   },
 ];
 
-const POOL_GROUP = "inference.networking.x-k8s.io";
+const POOL_GROUP = InferenceGroup.xK8s;
 const poolRef = (name: string) => ({ group: POOL_GROUP, kind: "InferencePool", name });
 
-function pool(name: string, release: string, epp: string) {
+function pool(name: string, release: string, epp: string): InferencePoolV1alpha2 {
   return {
-    apiVersion: `${POOL_GROUP}/v1alpha2`,
+    apiVersion: apiVersionOf(gvk.inferencePoolV1alpha2),
     kind: "InferencePool",
     metadata: { name },
     spec: {
@@ -83,12 +90,27 @@ function inferenceModel(
   modelName: string,
   poolName: string,
   targets: { name: string; weight: number }[],
-) {
+): InferenceModel {
   return {
-    apiVersion: `${POOL_GROUP}/v1alpha2`,
+    apiVersion: apiVersionOf(gvk.inferenceModel),
     kind: "InferenceModel",
     metadata: { name },
     spec: { criticality: "Critical", modelName, poolRef: poolRef(poolName), targetModels: targets },
+  };
+}
+
+/** An HTTPRoute on the seed Gateway's listener whose one rule sends everything to the stable pool. */
+function route(name: string, matches: HTTPRouteMatch[]): HTTPRoute {
+  return {
+    apiVersion: apiVersionOf(gvk.httpRoute),
+    kind: "HTTPRoute",
+    metadata: { name },
+    spec: {
+      parentRefs: [
+        { group: GATEWAY_GROUP, kind: "Gateway", name: SEED.gateway, sectionName: "llm-gw" },
+      ],
+      rules: [{ backendRefs: [{ ...poolRef(SEED.stablePool), weight: 1 }], matches }],
+    },
   };
 }
 
@@ -112,7 +134,7 @@ export function seedObjects(): object[] {
       { name: SEED.stableAdapter, weight: 100 },
     ]),
     {
-      apiVersion: "gateway.networking.k8s.io/v1",
+      apiVersion: `${GATEWAY_GROUP}/v1`,
       kind: "Gateway",
       metadata: { name: SEED.gateway },
       spec: {
@@ -120,55 +142,18 @@ export function seedObjects(): object[] {
         listeners: [{ name: "llm-gw", protocol: "HTTP", port: 8080 }],
       },
     },
-    {
-      apiVersion: "gateway.networking.k8s.io/v1",
-      kind: "HTTPRoute",
-      metadata: { name: SEED.route },
-      spec: {
-        parentRefs: [
-          {
-            group: "gateway.networking.k8s.io",
-            kind: "Gateway",
-            name: SEED.gateway,
-            sectionName: "llm-gw",
-          },
-        ],
-        rules: [
-          {
-            backendRefs: [{ ...poolRef(SEED.stablePool), weight: 1 }],
-            matches: [
-              { path: { type: "PathPrefix", value: "/v1/completions" } },
-              { path: { type: "PathPrefix", value: "/v1/chat/completions" } },
-            ],
-          },
-        ],
-      },
-    },
-    {
-      apiVersion: "gateway.networking.k8s.io/v1",
-      kind: "HTTPRoute",
-      metadata: { name: SEED.loraRoute },
-      spec: {
-        parentRefs: [
-          {
-            group: "gateway.networking.k8s.io",
-            kind: "Gateway",
-            name: SEED.gateway,
-            sectionName: "llm-gw",
-          },
-        ],
-        rules: [
-          {
-            backendRefs: [{ ...poolRef(SEED.stablePool), weight: 1 }],
-            // Same paths as inference-route: with equal paths, the header match is more specific.
-            matches: ["/v1/completions", "/v1/chat/completions"].map(value => ({
-              path: { type: "PathPrefix", value },
-              headers: [{ type: "Exact", name: "X-Gateway-Model-Name", value: SEED.loraModel }],
-            })),
-          },
-        ],
-      },
-    },
+    route(SEED.route, [
+      { path: { type: "PathPrefix", value: "/v1/completions" } },
+      { path: { type: "PathPrefix", value: "/v1/chat/completions" } },
+    ]),
+    // Same paths as inference-route: with equal paths, the header match is more specific.
+    route(
+      SEED.loraRoute,
+      ["/v1/completions", "/v1/chat/completions"].map(value => ({
+        path: { type: "PathPrefix", value },
+        headers: [{ type: "Exact", name: "X-Gateway-Model-Name", value: SEED.loraModel }],
+      })),
+    ),
   ];
 }
 

@@ -8,6 +8,7 @@ import {
   describeWeights,
   gateBriefs,
   gatesShort,
+  isFinished,
   RolloutJson,
   weightBar,
 } from "../../plugin/format";
@@ -115,8 +116,7 @@ export class ProgressBoard {
       const key = changeKey(v);
       const changed = this.lastKeys.get(v.name) !== key;
       this.lastKeys.set(v.name, key);
-      const running =
-        v.rollout && !["Succeeded", "Failed", "Aborted"].includes(v.rollout.status?.phase ?? "");
+      const running = v.rollout && !isFinished(v.rollout);
       if (changed || (heartbeat && running)) {
         for (const line of rolloutLines(v)) this.out.write(`${stamp} ${line}\n`);
       }

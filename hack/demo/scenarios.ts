@@ -1,6 +1,7 @@
 // The demo's scenarios: which ModelRollout each one applies, when it starts, what it must end as,
 // and the checks of the objects it leaves. The checks' judgements are pure (tested); reading the
 // objects is done by the caller.
+import type { HTTPRouteRule, InferenceModel } from "../../capabilities/api/objects";
 import { RolloutJson } from "../../plugin/format";
 import {
   adaptersRollout,
@@ -72,16 +73,12 @@ export function splitOf(
   return { canaryPercent: (100 * c) / total, total };
 }
 
-interface BackendRefJson {
-  name: string;
-  weight?: number;
-}
+/** What the checks below read of an HTTPRoute and of an InferenceModel. */
+type RouteRefs = { spec?: { rules?: Pick<HTTPRouteRule, "backendRefs">[] } };
+type ModelTargets = { spec?: Pick<NonNullable<InferenceModel["spec"]>, "targetModels"> };
 
 /** Problems with the seed's HTTPRoute once traffic should be all on `pool` (empty when fine). */
-export function routeProblems(
-  route: { spec?: { rules?: { backendRefs?: BackendRefJson[] }[] } },
-  pool: string,
-): string[] {
+export function routeProblems(route: RouteRefs, pool: string): string[] {
   const refs = route.spec?.rules?.[0]?.backendRefs ?? [];
   const desc = refs.map(r => `${r.name}=${r.weight ?? 1}`).join(", ");
   if (refs.length === 1 && refs[0].name === pool && (refs[0].weight ?? 1) > 0) return [];
@@ -89,7 +86,7 @@ export function routeProblems(
 }
 
 /** Problems with InferenceModel loramodel once travel-helper-v2 serves all requests. */
-export function loraModelProblems(model: { spec?: { targetModels?: BackendRefJson[] } }): string[] {
+export function loraModelProblems(model: ModelTargets): string[] {
   const targets = model.spec?.targetModels ?? [];
   const desc = targets.map(t => `${t.name}=${t.weight ?? "-"}`).join(", ");
   if (targets.length === 1 && targets[0].name === SEED.canaryAdapter) return [];

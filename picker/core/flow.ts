@@ -6,7 +6,8 @@
 // layer, it holds requests only while the pool is saturated. Pure: the caller owns the clock and
 // calls `FlowQueue.drain` when capacity may have changed.
 
-import { SchedulingContext, SchedulingRequest, loraAffinityScorer, loraScores } from "./scheduler";
+import { loraAffinityScorer, loraScores } from "./plugins/lora-affinity-scorer";
+import { SchedulingContext, SchedulingRequest } from "./scheduler";
 import { EndpointView } from "./types";
 
 export interface FlowControlConfig {

@@ -3,6 +3,7 @@
 // large histograms, so `vllmMetricsFromText` jumps to the few series it needs with indexOf
 // instead of parsing every line.
 
+import { parsePrometheusFloat } from "../../capabilities/api/prometheus-float";
 import { EndpointMetrics, LoraInfo } from "./types";
 
 export interface Sample {
@@ -19,20 +20,6 @@ function isNameChar(c: number, first: boolean): boolean {
     c === 0x3a || // :
     (!first && c >= 0x30 && c <= 0x39)
   );
-}
-
-function parseValue(token: string): number | undefined {
-  switch (token) {
-    case "NaN":
-      return NaN;
-    case "+Inf":
-    case "Inf":
-      return Infinity;
-    case "-Inf":
-      return -Infinity;
-  }
-  if (token === "" || !/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(token)) return undefined;
-  return Number(token);
 }
 
 /** Parses one sample line; returns undefined for comments, blanks and malformed lines. */
@@ -90,7 +77,7 @@ export function parseSampleLine(line: string): Sample | undefined {
   while (i < n && (line[i] === " " || line[i] === "\t")) i++;
   let end = i;
   while (end < n && line[end] !== " " && line[end] !== "\t") end++;
-  const value = parseValue(line.slice(i, end));
+  const value = parsePrometheusFloat(line.slice(i, end));
   if (value === undefined) return undefined;
   return { name, labels, value };
 }

@@ -1,12 +1,8 @@
 import { PrefixIndex, defaultPrefixConfig } from "./prefix";
 import { seededRng } from "./rng";
 import { CancellationFlag, RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
-import {
-  Scheduler,
-  defaultSaturationConfig,
-  defaultSchedulerConfig,
-  defaultScoreWeights,
-} from "./scheduler";
+import { Scheduler, defaultSaturationConfig } from "./scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "./scheduler-config";
 import { TrafficSplitter } from "./split";
 import { EndpointView, ModelResolution, PoolView } from "./types";
 

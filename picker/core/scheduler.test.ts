@@ -1,22 +1,20 @@
 import { PrefixIndex, defaultPrefixConfig, hashPromptBlocks } from "./prefix";
 import { seededRng } from "./rng";
+import { capacityFilter } from "./plugins/capacity-filter";
+import { kvCacheScorer } from "./plugins/kv-cache-utilization-scorer";
+import { loraAffinityScorer } from "./plugins/lora-affinity-scorer";
+import { maxScorePicker } from "./plugins/max-score-picker";
+import { PrefixCacheScorer } from "./plugins/prefix-cache-scorer";
+import { estimatedLoad, queueScorer } from "./plugins/queue-scorer";
 import {
-  PrefixCacheScorer,
   Scheduler,
   SchedulingContext,
   SchedulingRequest,
-  capacityFilter,
   defaultSaturationConfig,
-  defaultSchedulerConfig,
-  defaultScoreWeights,
-  estimatedLoad,
   isEndpointSaturated,
   isPoolSaturated,
-  kvCacheScorer,
-  loraAffinityScorer,
-  maxScorePicker,
-  queueScorer,
 } from "./scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "./scheduler-config";
 import { EndpointMetrics, EndpointView } from "./types";
 
 const NOW = 10_000;

@@ -3,7 +3,7 @@
 // concurrent edits and crashes. The operator runs as an identity bound to exactly the RBAC rules
 // declared in package.json (pepr.rbac), so every test also proves those rules suffice.
 import { K8s } from "kubernetes-fluent-client";
-import { HTTPRoute } from "../../capabilities/kinds";
+import { HTTPRoute } from "../../capabilities/api/kinds";
 import { modifyWithRetry } from "../../capabilities/modelrollout/targets";
 import { declaredRules, operatorKubeconfig } from "../../hack/env/rbac";
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";

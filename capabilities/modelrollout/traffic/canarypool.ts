@@ -6,8 +6,9 @@
 // Both carry the labels below so the operator can tell what it created (postRollout.unusedPool:
 // Delete removes only those). No ownerReferences: the canary pool becomes the production pool
 // after a successful rollout and must outlive the ModelRollout.
+import { apiVersionOf, inferencePoolGvk, type PoolGroup } from "../../api/constants";
+import type { AnyApiObject, ObjectMeta } from "../../api/objects";
 import { fingerprint } from "../fingerprint";
-import type { PoolGroup } from "./httproute";
 
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
 export const MANAGED_BY_VALUE = "modelrollout";
@@ -16,25 +17,11 @@ export const ROLLOUT_LABEL = "rollouts.inference.dev/rollout";
 /** Name of the object a clone was made from. */
 export const CLONED_FROM_ANNOTATION = "rollouts.inference.dev/cloned-from";
 
-/** InferencePool API version per group. */
-export const POOL_API_VERSIONS: Record<PoolGroup, string> = {
-  "inference.networking.x-k8s.io": "inference.networking.x-k8s.io/v1alpha2",
-  "inference.networking.k8s.io": "inference.networking.k8s.io/v1",
-};
-
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    [key: string]: unknown;
-  };
-  spec?: Record<string, unknown>;
-  [key: string]: unknown;
-}
+/**
+ * InferencePools, InferenceModels and InferenceObjectives: their specs are copied as they are,
+ * only spec.poolRef and spec.modelName are read.
+ */
+export type KubeObject = AnyApiObject;
 
 export interface RolloutRef {
   name: string;
@@ -59,7 +46,7 @@ export function managedLabels(rollout: RolloutRef): Record<string, string> {
 }
 
 /** True when the object was created by this operator for the given rollout. */
-export function isManagedBy(obj: KubeObject, rollout: RolloutRef): boolean {
+export function isManagedBy(obj: { metadata?: ObjectMeta }, rollout: RolloutRef): boolean {
   const labels = obj.metadata?.labels ?? {};
   return (
     labels[MANAGED_BY_LABEL] === MANAGED_BY_VALUE &&
@@ -80,7 +67,7 @@ export function buildCanaryPool(args: {
   poolGroup?: PoolGroup;
 }): KubeObject {
   const apiVersion = args.poolGroup
-    ? POOL_API_VERSIONS[args.poolGroup]
+    ? apiVersionOf(inferencePoolGvk(args.poolGroup))
     : args.stablePool?.apiVersion;
   if (!apiVersion) {
     throw new Error(

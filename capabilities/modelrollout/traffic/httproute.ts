@@ -6,38 +6,15 @@
 // touched; every other rule, match, filter, ref and unknown field is kept as is (deep copy, same
 // order). A rule is selected by spec.pools.httpRouteRule (index or name) or, by default, because it
 // references the stable or canary pool.
+import { INFERENCE_POOL_GROUPS, type PoolGroup } from "../../api/constants";
+import type { HTTPBackendRef, HTTPRoute, HTTPRouteRule } from "../../api/objects";
 import { jsonEqual } from "../fingerprint";
 import type { RuleSelector } from "../types";
 
-export const INFERENCE_POOL_GROUPS = [
-  "inference.networking.x-k8s.io",
-  "inference.networking.k8s.io",
-] as const;
-export type PoolGroup = (typeof INFERENCE_POOL_GROUPS)[number];
+export type { HTTPRoute } from "../../api/objects";
 
-export interface BackendRef {
-  group?: string;
-  kind?: string;
-  name: string;
-  namespace?: string;
-  port?: number;
-  weight?: number;
-  [key: string]: unknown;
-}
-
-export interface HTTPRouteRule {
-  name?: string;
-  backendRefs?: BackendRef[];
-  [key: string]: unknown;
-}
-
-export interface HTTPRoute {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; [key: string]: unknown };
-  spec?: { rules?: HTTPRouteRule[]; [key: string]: unknown };
-  [key: string]: unknown;
-}
+/** What of a backendRef identifies the pool it sends to. */
+type PoolRefFields = Pick<HTTPBackendRef, "group" | "kind" | "name" | "namespace">;
 
 /** Which pools to split, in which rule. */
 export interface PoolSplit {
@@ -65,7 +42,7 @@ export interface RouteInspection {
 }
 
 /** The HTTPRoute weight of a backendRef (the API default is 1). */
-function refWeight(ref: BackendRef | undefined): number {
+function refWeight(ref: HTTPBackendRef | undefined): number {
   return ref ? (ref.weight ?? 1) : 0;
 }
 
@@ -74,7 +51,7 @@ function routeNamespace(route: HTTPRoute): string | undefined {
 }
 
 function isPoolRef(
-  ref: BackendRef,
+  ref: PoolRefFields,
   name: string,
   group: string | undefined,
   namespace: string | undefined,
@@ -237,7 +214,7 @@ export function finalizeHTTPRoute(
 function transform(
   route: HTTPRoute,
   split: PoolSplit,
-  edit: (refs: BackendRef[], namespace: string | undefined) => void,
+  edit: (refs: HTTPBackendRef[], namespace: string | undefined) => void,
 ): HTTPRoute | null {
   const selection = selectRules(route, split);
   if ("problem" in selection) throw new Error(selection.problem?.message);
@@ -253,7 +230,7 @@ function transform(
 
 /** Sets the pair's weights; adds a missing ref (copied from its sibling) when its weight is > 0. */
 function setPair(
-  refs: BackendRef[],
+  refs: HTTPBackendRef[],
   split: PoolSplit,
   ns: string | undefined,
   weights: { stable: number; canary: number },

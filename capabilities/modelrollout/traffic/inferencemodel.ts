@@ -1,31 +1,14 @@
 // InferenceModel (inference.networking.x-k8s.io/v1alpha2) traffic adapter, pure: splits
 // spec.targetModels between the stable and the canary adapter (see weighted.ts for the rules).
 // Every other field is kept. The reconciler PUTs the result with the GET's resourceVersion.
+import type { InferenceModel } from "../../api/objects";
 import { jsonEqual } from "../fingerprint";
 import { inspectWeightedList, splitWeightedList, type ListInspection } from "./weighted";
 
+export type { InferenceModel, TargetModel } from "../../api/objects";
+
 /** spec.targetModels maxItems in the v1alpha2 CRD. */
 export const MAX_TARGET_MODELS = 10;
-
-export interface TargetModel {
-  name: string;
-  weight?: number;
-  [key: string]: unknown;
-}
-
-export interface InferenceModel {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; [key: string]: unknown };
-  spec?: {
-    modelName?: string;
-    criticality?: string;
-    poolRef?: { group?: string; kind?: string; name: string };
-    targetModels?: TargetModel[];
-    [key: string]: unknown;
-  };
-  [key: string]: unknown;
-}
 
 export interface AdapterSplit {
   stable: string;
@@ -73,7 +56,7 @@ export function setInferenceModelWeight(
   canaryWeight: number,
 ): InferenceModel | null {
   const next = structuredClone(model);
-  next.spec ??= {};
+  next.spec ??= {} as NonNullable<InferenceModel["spec"]>;
   next.spec.targetModels = splitWeightedList(
     model.spec?.targetModels ?? [],
     "name",

@@ -2,35 +2,12 @@
 // traffic adapter, pure: splits spec.rules[].targets[{modelRewrite, weight}] between the stable
 // and the canary in every rule that lists either of them (weights 1..1e6, weights on all targets
 // or none, targets minItems 1: see weighted.ts). Matches, other rules and fields are kept.
+import type { InferenceModelRewrite } from "../../api/objects";
 import { jsonEqual } from "../fingerprint";
 import type { AdapterSplit, ModelInspection } from "./inferencemodel";
 import { inspectWeightedList, splitWeightedList } from "./weighted";
 
-export const REWRITE_GROUPS = ["inference.networking.x-k8s.io", "llm-d.ai"] as const;
-
-export interface RewriteTarget {
-  modelRewrite: string;
-  weight?: number;
-  [key: string]: unknown;
-}
-
-export interface RewriteRule {
-  matches?: unknown[];
-  targets?: RewriteTarget[];
-  [key: string]: unknown;
-}
-
-export interface InferenceModelRewrite {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; [key: string]: unknown };
-  spec?: {
-    poolRef?: { group?: string; kind?: string; name: string };
-    rules?: RewriteRule[];
-    [key: string]: unknown;
-  };
-  [key: string]: unknown;
-}
+export type { InferenceModelRewrite } from "../../api/objects";
 
 export interface RewriteInspection extends ModelInspection {
   /** Indexes of the rules that list the stable or canary target. */

@@ -1,0 +1,245 @@
+// Validation and resolution of gate specs: every problem as a readable message (pure).
+import {
+  MAX_TIMEOUT,
+  MAX_TIMEOUT_MS,
+  MAX_WAIT,
+  MAX_WAIT_MS,
+  durationProblem,
+  isDuration,
+} from "../duration";
+import { expandBuiltin, validateBuiltin } from "./builtins";
+import { ExpressionError, parse } from "./expr";
+import { QueryVariables, TemplateError, renderQuery, variablesFor } from "./promql";
+import { DEFAULT_INTERVAL, MAX_MEASUREMENTS_TO_KEEP } from "./run";
+import type {
+  AnalysisSpec,
+  MetricSpec,
+  ProviderSpec,
+  ResolvedMetric,
+  TemplateContext,
+} from "./types";
+
+// ---------------------------------------------------------------------------------------------
+// Validation and resolution
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isWhole(value: unknown, min: number): boolean {
+  return typeof value === "number" && Number.isInteger(value) && value >= min;
+}
+
+function validateProvider(provider: unknown, where: string): string[] {
+  if (!isRecord(provider)) return [`${where} must be an object with an address`];
+  const errors: string[] = [];
+  if (typeof provider.address !== "string" || provider.address === "") {
+    errors.push(`${where}.address is required`);
+  } else {
+    try {
+      const url = new URL(provider.address);
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        errors.push(`${where}.address must start with http:// or https://`);
+      }
+    } catch {
+      errors.push(`${where}.address ${JSON.stringify(provider.address)} is not a URL`);
+    }
+  }
+  if (provider.timeout !== undefined) {
+    const problem = durationProblem(
+      `${where}.timeout`,
+      provider.timeout,
+      MAX_TIMEOUT_MS,
+      MAX_TIMEOUT,
+      true,
+    );
+    if (problem) errors.push(problem);
+  }
+  for (const ref of ["bearerTokenSecretRef", "caSecretRef"] as const) {
+    const value = provider[ref];
+    if (value === undefined) continue;
+    if (
+      !isRecord(value) ||
+      typeof value.name !== "string" ||
+      !value.name ||
+      typeof value.key !== "string" ||
+      !value.key
+    ) {
+      errors.push(`${where}.${ref} needs a name and a key`);
+    }
+  }
+  return errors;
+}
+
+/** Placeholder values for checking a query template before the rollout's values are known. */
+function sampleVariables(metric: MetricSpec): QueryVariables {
+  const interval =
+    typeof metric.interval === "string" && isDuration(metric.interval)
+      ? metric.interval
+      : DEFAULT_INTERVAL;
+  return {
+    canary: "canary",
+    stable: "stable",
+    namespace: "namespace",
+    rollout: "rollout",
+    modelName: "model",
+    pool: "pool",
+    weight: 0,
+    interval,
+    args: isRecord(metric.args) ? (metric.args as Record<string, string>) : {},
+  };
+}
+
+function validateMetric(metric: unknown, where: string, defaultProvider?: ProviderSpec): string[] {
+  if (!isRecord(metric)) return [`${where} must be an object`];
+  const m = metric as unknown as MetricSpec;
+  const errors: string[] = [];
+  const add = (message: string) => errors.push(`${where}: ${message}`);
+
+  if (typeof m.name !== "string" || m.name.trim() === "") add("name is required");
+  const hasQuery = m.query !== undefined;
+  const hasTemplate = m.template !== undefined;
+  if (hasQuery === hasTemplate) add("set exactly one of query and template");
+
+  if (m.args !== undefined) {
+    if (!isRecord(m.args)) add("args must be a map of strings");
+    else {
+      for (const [k, v] of Object.entries(m.args)) {
+        if (typeof v !== "string") add(`args.${k} must be a string (quote numbers: "1.2")`);
+      }
+    }
+  }
+
+  if (hasTemplate) {
+    if (typeof m.template !== "string") add("template must be a string");
+    else {
+      const args = isRecord(m.args) ? (m.args as Record<string, string>) : {};
+      for (const problem of validateBuiltin(m.template, args)) add(problem);
+    }
+    for (const key of ["successCondition", "failureCondition"] as const) {
+      if (m[key] !== undefined)
+        add(`${key} cannot be combined with template (it brings its own conditions)`);
+    }
+  } else if (hasQuery) {
+    if (typeof m.query !== "string" || m.query.trim() === "")
+      add("query must be a non-empty string");
+    else {
+      try {
+        renderQuery(m.query, sampleVariables(m));
+      } catch (err) {
+        if (err instanceof TemplateError) add(`query: ${err.message}`);
+        else throw err;
+      }
+    }
+    for (const key of ["successCondition", "failureCondition"] as const) {
+      const source = m[key];
+      if (source === undefined) continue;
+      if (typeof source !== "string") {
+        add(`${key} must be a string`);
+        continue;
+      }
+      try {
+        parse(source);
+      } catch (err) {
+        if (err instanceof ExpressionError) add(`${key}: ${err.message}`);
+        else throw err;
+      }
+    }
+  }
+
+  if (m.interval !== undefined) {
+    const problem = durationProblem("interval", m.interval, MAX_WAIT_MS, MAX_WAIT, true);
+    if (problem) add(problem);
+  }
+  if (m.initialDelay !== undefined) {
+    const problem = durationProblem("initialDelay", m.initialDelay, MAX_WAIT_MS, MAX_WAIT);
+    if (problem) add(problem);
+  }
+  if (m.count !== undefined && !isWhole(m.count, 1)) add("count must be a whole number >= 1");
+  for (const key of ["failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] as const) {
+    if (m[key] !== undefined && !isWhole(m[key], 0)) add(`${key} must be a whole number >= 0`);
+  }
+  for (const key of ["dryRun", "multipleSeries"] as const) {
+    if (m[key] !== undefined && typeof m[key] !== "boolean") add(`${key} must be true or false`);
+  }
+
+  const provider = m.prometheus ?? defaultProvider;
+  if (provider === undefined) {
+    add("no Prometheus address: set spec.prometheus or this metric's prometheus");
+  } else {
+    for (const problem of validateProvider(
+      provider,
+      m.prometheus ? "prometheus" : "default prometheus",
+    )) {
+      add(problem);
+    }
+  }
+  return errors;
+}
+
+/**
+ * Everything wrong with an analysis spec, as readable messages (empty when valid): every
+ * condition parsed, templates and args checked, durations and limits checked, a provider present
+ * (the metric's own or `defaultProvider`, i.e. spec.prometheus).
+ */
+export function validateAnalysis(spec: AnalysisSpec, defaultProvider?: ProviderSpec): string[] {
+  if (!isRecord(spec)) return ["analysis must be an object with metrics"];
+  const errors: string[] = [];
+  if (!Array.isArray(spec.metrics) || spec.metrics.length === 0) {
+    return ["metrics: at least one metric is required"];
+  }
+  if (
+    spec.measurementsToKeep !== undefined &&
+    !(isWhole(spec.measurementsToKeep, 1) && spec.measurementsToKeep <= MAX_MEASUREMENTS_TO_KEEP)
+  ) {
+    errors.push(`measurementsToKeep must be a whole number from 1 to ${MAX_MEASUREMENTS_TO_KEEP}`);
+  }
+  const seen = new Set<string>();
+  spec.metrics.forEach((metric: unknown, i) => {
+    const name = isRecord(metric) && typeof metric.name === "string" ? metric.name : "";
+    const where = name ? `metrics[${i}] (${name})` : `metrics[${i}]`;
+    if (name && seen.has(name)) errors.push(`${where}: duplicate metric name`);
+    if (name) seen.add(name);
+    errors.push(...validateMetric(metric, where, defaultProvider));
+  });
+  return errors;
+}
+
+/**
+ * The final query and conditions of one metric for this rollout. Throws TemplateError or
+ * BuiltinError when the spec or the context does not allow it (validateAnalysis catches the
+ * spec part up front).
+ */
+export function resolveMetric(
+  metric: MetricSpec,
+  ctx: TemplateContext,
+  defaultProvider?: ProviderSpec,
+): ResolvedMetric {
+  const vars = variablesFor(ctx, metric);
+  let query: string;
+  let successCondition = metric.successCondition;
+  let failureCondition = metric.failureCondition;
+  if (metric.template !== undefined) {
+    const expansion = expandBuiltin(metric.template, metric.args, {
+      scope: ctx.scope,
+      weight: ctx.weight,
+      modelName: ctx.modelName,
+    });
+    query = renderQuery(expansion.query, vars);
+    successCondition = expansion.successCondition;
+    failureCondition = expansion.failureCondition;
+  } else if (typeof metric.query === "string") {
+    query = renderQuery(metric.query, vars);
+  } else {
+    throw new TemplateError(`metric ${metric.name} has neither query nor template`);
+  }
+  return {
+    name: metric.name,
+    query,
+    successCondition,
+    failureCondition,
+    multipleSeries: metric.multipleSeries === true,
+    dryRun: metric.dryRun === true,
+    provider: metric.prometheus ?? defaultProvider,
+  };
+}

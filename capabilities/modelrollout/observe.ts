@@ -1,0 +1,160 @@
+// Observe: everything the engine needs to know about the world, read without deciding anything.
+// The traffic target and its problems, other rollouts' claims, the Prometheus addresses the
+// operator's policy refuses, what Prometheus says of every query before the first weight
+// (needsQueryCheck) and the outcomes of the measurements due now (queriesDue).
+import {
+  checkQueries,
+  clientOptionsFor,
+  prometheusAddressProblem,
+  queryPrometheus,
+  runDueQueries,
+  type MeasureContext,
+  type ProviderSpec,
+  type QueryFunction,
+  type GateToCheck,
+} from "../analysis";
+import { isTerminalPhase } from "../api/constants";
+import { conflictingOwner, type Claimant } from "./conflict";
+import {
+  needsQueryCheck,
+  queriesDue,
+  readActionAnnotation,
+  targetOf,
+  type GateField,
+  type Observations,
+} from "./engine";
+import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
+import {
+  readSecretKey,
+  trafficTargetFor,
+  type TargetInspection,
+  type TrafficTarget,
+} from "./targets";
+import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
+
+export interface Observed {
+  obs: Observations;
+  target?: RolloutTarget;
+  /** The object inspect() read: the base of the first write to the same target. */
+  inspection: TargetInspection;
+}
+
+/** Queries Prometheus for the gates of a rollout in `namespace` (Secrets read once per call). */
+function gateQuery(namespace: string): QueryFunction {
+  const secrets = new Map<string, Promise<string>>();
+  const secret = async (ref?: { name: string; key: string }) => {
+    if (!ref) return undefined;
+    const k = `${ref.name}/${ref.key}`;
+    if (!secrets.has(k)) secrets.set(k, readSecretKey(namespace, ref));
+    return secrets.get(k);
+  };
+  return async (promql: string, provider: ProviderSpec) =>
+    queryPrometheus(
+      clientOptionsFor(provider, {
+        bearerToken: await secret(provider.bearerTokenSecretRef),
+        caPem: await secret(provider.caSecretRef),
+      }),
+      promql,
+    );
+}
+
+/** Every gate of the spec, with where it is (for messages). */
+function gatesOf(spec: ModelRolloutSpec): GateToCheck[] {
+  const gates: GateToCheck[] = [];
+  if (spec.analysis) gates.push({ where: "analysis", spec: spec.analysis });
+  spec.steps?.forEach((step, i) => {
+    if (step.analysis) gates.push({ where: `steps[${i}].analysis`, spec: step.analysis });
+  });
+  return gates;
+}
+
+/** Prometheus addresses the operator's policy refuses (found before any Secret is read). */
+function refusedAddresses(spec: ModelRolloutSpec): Observations["specError"] {
+  const providers: Array<[string, ProviderSpec | undefined]> = [
+    ["prometheus", spec.prometheus],
+    ...gatesOf(spec).flatMap(g =>
+      g.spec.metrics.map(
+        (m, i) => [`${g.where}.metrics[${i}].prometheus`, m.prometheus] as [string, ProviderSpec],
+      ),
+    ),
+  ];
+  const errors = providers.flatMap(([where, p]) => {
+    const problem = p?.address ? prometheusAddressProblem(p.address) : undefined;
+    return problem ? [`${where}: ${problem.message}`] : [];
+  });
+  return errors.length ? { reason: "InvalidAnalysis", message: errors.join("; ") } : undefined;
+}
+
+/** Other rollouts' claims on the same object, computed against the object already read. */
+function conflictOf(
+  mro: ModelRollout,
+  inspection: TargetInspection,
+  traffic: TrafficTarget,
+  others: ModelRollout[],
+): Observations["conflict"] {
+  if (!inspection.object || inspection.claims.length === 0) return undefined;
+  const claimant = (r: ModelRollout, claims: string[]): Claimant => ({
+    name: r.metadata!.name!,
+    creationTimestamp: String(r.metadata?.creationTimestamp ?? ""),
+    started: !!r.status?.target,
+    finished: isTerminalPhase(r.status?.phase),
+    claims,
+  });
+  const rivals = others
+    .filter(r => r.metadata?.name !== mro.metadata?.name && r.spec)
+    .map(r => claimant(r, traffic.claimsOf(inspection.object, wireOf(r).spec)));
+  const owner = conflictingOwner(claimant(mro, inspection.claims), rivals);
+  return owner ? { owner } : undefined;
+}
+
+/** Reads the world for one reconcile of `mro`. `othersIn` lists the rollouts of a namespace. */
+export async function observe(
+  mro: ModelRollout,
+  othersIn: (namespace: string) => Promise<ModelRollout[]>,
+  now: Date,
+): Promise<Observed> {
+  const namespace = mro.metadata!.namespace!;
+  const spec = wireOf(mro).spec;
+  const status = wireOf(mro).status;
+  const target = targetOf(spec);
+  const traffic = target ? trafficTargetFor(namespace, spec, target) : undefined;
+  const inspection: TargetInspection = traffic ? await traffic.inspect() : { claims: [] };
+  const obs: Observations = {
+    generation: mro.metadata?.generation ?? 0,
+    ...readActionAnnotation(mro.metadata?.annotations),
+    targets: inspection.problem ? { ready: false, ...inspection.problem } : { ready: true },
+    conflict:
+      traffic && inspection.object
+        ? conflictOf(mro, inspection, traffic, await othersIn(namespace))
+        : undefined,
+    specError: refusedAddresses(spec),
+  };
+  if (!target || obs.specError) return { obs, target, inspection };
+
+  const templateContext = {
+    scope: spec.pools ? ("pools" as const) : ("adapters" as const),
+    namespace,
+    rollout: mro.metadata!.name!,
+    canary: target.canary,
+    stable: target.stable,
+    modelName: inspection.modelName,
+    pool: inspection.pool,
+  };
+  obs.templateContext = templateContext;
+  const ctx: MeasureContext = {
+    ...templateContext,
+    weight: status?.canaryWeight ?? 0,
+    defaultProvider: spec.prometheus,
+  };
+  const query = gateQuery(namespace);
+  if (!inspection.problem && !obs.conflict && needsQueryCheck(spec, status, obs)) {
+    obs.queryCheck = await checkQueries(gatesOf(spec), ctx, query);
+  }
+  const due = queriesDue(spec, status, ctx, now);
+  const fields = Object.keys(due) as GateField[];
+  if (fields.length) {
+    const outcomes = await Promise.all(fields.map(f => runDueQueries(due[f]!, query, now)));
+    obs.measurements = Object.fromEntries(fields.map((f, i) => [f, outcomes[i]]));
+  }
+  return { obs, target, inspection };
+}

@@ -1,0 +1,66 @@
+// lora-affinity-scorer: prefers endpoints where the request's LoRA adapter runs or can be loaded
+// without a swap (only for requests whose target is an adapter picked by a split).
+
+import { ScorerPlugin } from "../scheduler";
+import { PluginParameters, onlyParameters } from "./parameters";
+
+export const LORA_AFFINITY_SCORER = "lora-affinity-scorer";
+
+/** LoRA affinity scores. */
+export const loraScores = {
+  /** The adapter runs there, or sits idle in one of its slots: no adapter swap. */
+  active: 1,
+  /** A free adapter slot. */
+  freeSlot: 0.8,
+  /** The adapter waits there for a slot: it will be loaded anyway. */
+  waiting: 0.6,
+  /** Every slot is taken but one holds an idle adapter: serving here swaps adapters. */
+  evictIdle: 0.2,
+  /** Every slot runs another adapter: the request waits until one drains. */
+  full: 0,
+};
+
+/**
+ * Adapter active > free slot > adapter waiting > an idle adapter must be evicted > full.
+ * `vllm:lora_requests_info` is up to one scrape interval old and lists only adapters with
+ * running or waiting requests. So adapters of requests we sent that are still in flight count as
+ * running (unless the scrape shows them waiting), and the adapters we sent most recently fill the
+ * remaining slots as idle ones (servers evict the least recently used). Without this, a pod idle
+ * at its last scrape looks free for every adapter, gets two adapters at once with one slot, and
+ * one of them waits behind the other or evicts it.
+ */
+export const loraAffinityScorer: ScorerPlugin = {
+  type: LORA_AFFINITY_SCORER,
+  name: LORA_AFFINITY_SCORER,
+  score(request, endpoints) {
+    if (!request.adapter) return endpoints.map(() => 1);
+    const target = request.targetModel;
+    return endpoints.map(e => {
+      const lora = e.metrics?.lora;
+      if (!lora) return loraScores.full;
+      if (lora.running.includes(target)) return loraScores.active;
+      const sent = e.sentAdapters ?? new Map<string, number>();
+      const running = new Set(lora.running);
+      for (const [adapter, n] of sent) {
+        if (n > 0 && !lora.waiting.includes(adapter)) running.add(adapter);
+      }
+      if (running.has(target)) {
+        return running.size <= lora.maxLora ? loraScores.active : loraScores.waiting;
+      }
+      const loaded = new Set(running);
+      for (const adapter of [...sent.keys()].reverse()) {
+        if (loaded.size >= lora.maxLora) break;
+        if (!lora.waiting.includes(adapter)) loaded.add(adapter);
+      }
+      if (loaded.has(target)) return loraScores.active;
+      if (new Set([...loaded, ...lora.waiting]).size < lora.maxLora) return loraScores.freeSlot;
+      if (lora.waiting.includes(target)) return loraScores.waiting;
+      return loaded.size > running.size ? loraScores.evictIdle : loraScores.full;
+    });
+  },
+};
+
+export function newLoraAffinityScorer(name: string, parameters: PluginParameters): ScorerPlugin {
+  onlyParameters(LORA_AFFINITY_SCORER, parameters, []);
+  return { ...loraAffinityScorer, name };
+}
