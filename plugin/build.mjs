@@ -33,6 +33,7 @@ if (fromPackages.length || external.length) {
   process.exit(1);
 }
 chmodSync(outfile, 0o755);
-console.log(
+// stderr: `npm pack --json` prints the package's JSON on stdout after prepack.
+console.error(
   `built ${relative(process.cwd(), outfile)} from ${Object.keys(result.metafile.inputs).length} files`,
 );

@@ -26,7 +26,8 @@ import {
 import { repoRoot } from "../../hack/env/config";
 import { delay, freePort, isAlive, readProc, waitFor } from "../../hack/env/procs";
 import { operatorCommand, operatorEnv } from "../../hack/run-operator";
-import { inParallel, KubeClient, WatchHandle } from "./kube";
+import pLimit from "p-limit";
+import { KubeClient, WatchHandle } from "./kube";
 import { machineBusySeconds, ProcSampler, Sample } from "./procstat";
 import {
   BenchResult,
@@ -60,8 +61,8 @@ const BENCH_ENV: Record<string, string> = {
 
 const RUN_LABEL = "bench.modelrollout/run";
 const ROLE_LABEL = "bench.modelrollout/role";
-const IM_API = "/apis/inference.networking.x-k8s.io/v1alpha2";
-const MRO_API = "/apis/rollouts.inference.dev/v1alpha1";
+const IM_API_VERSION = "inference.networking.x-k8s.io/v1alpha2";
+const MRO_API_VERSION = "rollouts.inference.dev/v1alpha1";
 const STABLE = "adapter-v1";
 const CANARY = "adapter-v2";
 
@@ -175,7 +176,7 @@ interface RolloutObject extends KubeObject {
 
 function inferenceModel(ns: string, name: string, runId: string, role: string) {
   return {
-    apiVersion: "inference.networking.x-k8s.io/v1alpha2",
+    apiVersion: IM_API_VERSION,
     kind: "InferenceModel",
     metadata: { name, namespace: ns, labels: { [RUN_LABEL]: runId, [ROLE_LABEL]: role } },
     spec: {
@@ -189,7 +190,7 @@ function inferenceModel(ns: string, name: string, runId: string, role: string) {
 
 function modelRollout(ns: string, name: string, runId: string, role: string, plan: RolloutPlan) {
   return {
-    apiVersion: "rollouts.inference.dev/v1alpha1",
+    apiVersion: MRO_API_VERSION,
     kind: "ModelRollout",
     metadata: { name, namespace: ns, labels: { [RUN_LABEL]: runId, [ROLE_LABEL]: role } },
     spec: {
@@ -246,7 +247,7 @@ class Bench {
     this.#startedCluster = !isClusterRunning();
     this.#info = await ensureCluster(say);
     process.env.KUBECONFIG = this.#info.kubeconfig;
-    this.#client = new KubeClient(this.#info, opts.createConcurrency);
+    this.#client = new KubeClient(this.#info.kubeconfig);
     const client = this.#client;
 
     this.#namespaces = Array.from(
@@ -254,11 +255,7 @@ class Bench {
       (_, i) => `bench-${this.#runId}-${i}`,
     );
     for (const ns of [...this.#namespaces, this.#warmupNs])
-      await client.must("POST", "/api/v1/namespaces", {
-        apiVersion: "v1",
-        kind: "Namespace",
-        metadata: { name: ns },
-      });
+      await client.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
     say(
       `run ${this.#runId}: ${opts.rollouts} rollouts in ${opts.namespaces} namespace(s), steps ${JSON.stringify(planSteps(opts.plan))}`,
     );
@@ -277,14 +274,8 @@ class Bench {
 
     // Warm-up: one short rollout proves the operator's watch is live (and tsx has compiled).
     const w = "warmup";
-    await client.must(
-      "POST",
-      `${IM_API}/namespaces/${this.#warmupNs}/inferencemodels`,
-      inferenceModel(this.#warmupNs, w, this.#runId, "warmup"),
-    );
-    await client.must(
-      "POST",
-      `${MRO_API}/namespaces/${this.#warmupNs}/modelrollouts`,
+    await client.create(inferenceModel(this.#warmupNs, w, this.#runId, "warmup"));
+    await client.create(
       modelRollout(this.#warmupNs, w, this.#runId, "warmup", { weights: [50, 100], pauseMs: 1000 }),
     );
     await waitFor(
@@ -300,13 +291,12 @@ class Bench {
       name: `bench-${String(i).padStart(5, "0")}`,
     }));
     const created = Date.now();
-    await inParallel(names, opts.createConcurrency, async ({ ns, name }) => {
-      await client.must(
-        "POST",
-        `${IM_API}/namespaces/${ns}/inferencemodels`,
-        inferenceModel(ns, name, this.#runId, "measured"),
-      );
-    });
+    const limit = pLimit(opts.createConcurrency);
+    await Promise.all(
+      names.map(({ ns, name }) =>
+        limit(() => client.create(inferenceModel(ns, name, this.#runId, "measured"))),
+      ),
+    );
     say(
       `${opts.rollouts} InferenceModels created in ${((Date.now() - created) / 1000).toFixed(1)} s`,
     );
@@ -319,15 +309,15 @@ class Bench {
     const machine0 = machineBusySeconds();
     const startMs = Date.now();
     let ownCreates = 0;
-    await inParallel(names, opts.createConcurrency, async ({ ns, name }) => {
-      await client.must(
-        "POST",
-        `${MRO_API}/namespaces/${ns}/modelrollouts`,
-        modelRollout(ns, name, this.#runId, "measured", opts.plan),
-      );
-      ownCreates++;
-      tracker.created(`${ns}/${name}`, Date.now());
-    });
+    await Promise.all(
+      names.map(({ ns, name }) =>
+        limit(async () => {
+          await client.create(modelRollout(ns, name, this.#runId, "measured", opts.plan));
+          ownCreates++;
+          tracker.created(`${ns}/${name}`, Date.now());
+        }),
+      ),
+    );
     say(
       `${opts.rollouts} ModelRollouts created in ${((Date.now() - startMs) / 1000).toFixed(1)} s`,
     );
@@ -429,45 +419,39 @@ class Bench {
   /** Watches this run's InferenceModels (weights) and ModelRollouts (status) into the trackers. */
   async #startWatches(tracker: LagTracker, warmup: LagTracker): Promise<void> {
     const measured = (o: KubeObject) => o.metadata?.labels?.[ROLE_LABEL] === "measured";
-    const selector = `labelSelector=${encodeURIComponent(`${RUN_LABEL}=${this.#runId}`)}`;
+    const selector = `${RUN_LABEL}=${this.#runId}`;
     const onWatchError = (err: Error) => say(`watch error: ${err.message}`);
-    for (const [api, plural] of [
-      [IM_API, "inferencemodels"],
-      [MRO_API, "modelrollouts"],
-    ]) {
-      const list = await this.#client.must<{ metadata: { resourceVersion: string } }>(
-        "GET",
-        `${api}/${plural}?${selector}&limit=1`,
-      );
-      this.#watches.push(
-        plural === "inferencemodels"
-          ? this.#client.watch<InferenceModelObject>(
-              `${api}/${plural}?${selector}`,
-              list.metadata.resourceVersion,
-              (ev, at) => {
-                if (ev.type !== "DELETED")
-                  (measured(ev.object) ? tracker : warmup).weight(
-                    keyOf(ev.object),
-                    canaryWeight(ev.object),
-                    at,
-                  );
-              },
-              onWatchError,
-            )
-          : this.#client.watch<RolloutObject>(
-              `${api}/${plural}?${selector}`,
-              list.metadata.resourceVersion,
-              ev => {
-                if (ev.type !== "DELETED")
-                  (measured(ev.object) ? tracker : warmup).status(
-                    keyOf(ev.object),
-                    ev.object.status ?? {},
-                  );
-              },
-              onWatchError,
-            ),
-      );
-    }
+    const from = (apiVersion: string, kind: string) =>
+      this.#client.resourceVersion(apiVersion, kind, selector);
+    this.#watches.push(
+      this.#client.watch<InferenceModelObject>(
+        `/apis/${IM_API_VERSION}/inferencemodels`,
+        selector,
+        await from(IM_API_VERSION, "InferenceModel"),
+        (ev, at) => {
+          if (ev.type !== "DELETED")
+            (measured(ev.object) ? tracker : warmup).weight(
+              keyOf(ev.object),
+              canaryWeight(ev.object),
+              at,
+            );
+        },
+        onWatchError,
+      ),
+      this.#client.watch<RolloutObject>(
+        `/apis/${MRO_API_VERSION}/modelrollouts`,
+        selector,
+        await from(MRO_API_VERSION, "ModelRollout"),
+        ev => {
+          if (ev.type !== "DELETED")
+            (measured(ev.object) ? tracker : warmup).status(
+              keyOf(ev.object),
+              ev.object.status ?? {},
+            );
+        },
+        onWatchError,
+      ),
+    );
   }
 
   /** Waits until the apiserver has seen no write for 3 s in a row (the operator is done writing). */
@@ -645,7 +629,6 @@ class Bench {
         await this.#operatorExit;
       }
     }
-    this.#client?.close();
     if (!this.#info) return;
     if (this.#startedCluster && !this.#opts.keep) {
       await stopCluster(say, { wipe: true });

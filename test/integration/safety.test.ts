@@ -77,6 +77,21 @@ spec:
   - setWeight: 100
 `);
     await waitForRollout("long", "Paused at 10%", r => r.status?.phase === "Paused");
+    // The reconciles the pause's own status write wakes come first: wait until 3 s pass without a
+    // read (a hot loop never gets there), then count.
+    let settled = apiserverGets("inferencemodelrewrites");
+    let quietSince = Date.now();
+    await waitFor(
+      "the reconciles after the pause began to settle",
+      () => {
+        const now = apiserverGets("inferencemodelrewrites");
+        if (now !== settled) [settled, quietSince] = [now, Date.now()];
+        return Date.now() - quietSince >= 3_000;
+      },
+      30_000,
+      "",
+      500,
+    );
     const before = apiserverGets("inferencemodelrewrites");
     const windowMs = 30_000;
     await new Promise(resolve => setTimeout(resolve, windowMs));
