@@ -2,7 +2,9 @@
 // LLM gates, the Prometheus client and the verdict logic.
 export * from "./types";
 export * from "../duration";
-export * from "./expr";
+export * from "./expr/ast";
+export * from "./expr/parser";
+export * from "./expr/evaluate";
 export * from "./promql";
 export * from "./builtins";
 export * from "./address-policy";

@@ -1,5 +1,6 @@
 // One measurement: a query outcome judged against the metric's conditions (pure).
-import { evaluate, parseCached } from "./expr";
+import { evaluate } from "./expr/evaluate";
+import { parseCached } from "./expr/parser";
 import { MAX_VALUES_SHOWN, iso } from "./run";
 import type { Measurement, QueryResult, ResolvedMetric } from "./types";
 

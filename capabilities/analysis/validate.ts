@@ -8,7 +8,8 @@ import {
   isDuration,
 } from "../duration";
 import { expandBuiltin, validateBuiltin } from "./builtins";
-import { ExpressionError, parse } from "./expr";
+import { ExpressionError } from "./expr/ast";
+import { parse } from "./expr/parser";
 import { QueryVariables, TemplateError, renderQuery, variablesFor } from "./promql";
 import { DEFAULT_INTERVAL, MAX_MEASUREMENTS_TO_KEEP } from "./run";
 import type {
