@@ -9,7 +9,16 @@ export * from "./promql";
 export * from "./builtins";
 export * from "./address-policy";
 export * from "./credentials";
-export * from "./prometheus";
+export {
+  PROMETHEUS_ERROR_TYPES,
+  PrometheusError,
+  isPermanentGateError,
+  isPermanentPrometheusError,
+  type PrometheusErrorKind,
+} from "./prometheus/errors";
+export * from "./prometheus/client";
+export { closePrometheusAgents, prometheusAddressProblem } from "./prometheus/connection";
+export { decodeQueryResponse, parseSampleValue } from "./prometheus/response";
 export * from "./run";
 export * from "./validate";
 export * from "./measure";
