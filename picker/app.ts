@@ -17,12 +17,8 @@ import { TrafficSplitter } from "./core/split";
 import { ConfigError, PickerConfig, parseConfig, usage } from "./config";
 import { Datastore } from "./datastore";
 import { Discovery } from "./discovery";
-import {
-  addExtProcService,
-  addHealthService,
-  defaultExtProcConfig,
-  startGrpcServer,
-} from "./extproc";
+import { defaultExtProcConfig } from "./extproc/config";
+import { addExtProcService, addHealthService, startGrpcServer } from "./extproc/server";
 import { PickerMetrics, poolGaugeValues, startMetricsServer } from "./metrics";
 import { defaultProxyConfig, startProxy } from "./proxy";
 import { MetricsScraper } from "./scraper";

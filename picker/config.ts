@@ -18,7 +18,7 @@ import {
 } from "./core/scheduler-config";
 import { INFERENCE_POOL_GROUPS, InferenceGroup } from "../capabilities/api/constants";
 import type { PoolGroupChoice } from "./discovery";
-import type { BodyMode } from "./extproc";
+import type { BodyMode } from "./extproc/config";
 
 export interface PickerConfig {
   pool: string;
