@@ -10,12 +10,8 @@ import { RequestRouter, defaultObjectiveHeaders } from "../core/router";
 import { Scheduler, defaultSaturationConfig } from "../core/scheduler";
 import { defaultSchedulerConfig, defaultScoreWeights } from "../core/scheduler-config";
 import { TrafficSplitter } from "../core/split";
-import {
-  Datastore,
-  inferenceModelFromObject,
-  podRecordFromObject,
-  poolSpecFromObject,
-} from "../datastore";
+import { Datastore } from "../datastore";
+import { inferenceModelFromObject, podRecordFromObject, poolSpecFromObject } from "../pool-records";
 import { BodyMode, defaultExtProcConfig } from "./config";
 import { ProcessingRequest, headersToMap } from "./messages";
 import { GrpcServerHandle, addExtProcService, addHealthService, startGrpcServer } from "./server";
