@@ -20,7 +20,8 @@ import { Discovery } from "./discovery";
 import { defaultExtProcConfig } from "./extproc/config";
 import { addExtProcService, addHealthService, startGrpcServer } from "./extproc/server";
 import { PickerMetrics, poolGaugeValues, startMetricsServer } from "./metrics";
-import { defaultProxyConfig, startProxy } from "./proxy";
+import { defaultProxyConfig } from "./proxy/config";
+import { startProxy } from "./proxy/server";
 import { MetricsScraper } from "./scraper";
 
 const log = (message: string) => console.log(`${new Date().toISOString()} ${message}`);
