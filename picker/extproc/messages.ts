@@ -150,33 +150,19 @@ export function bodyWithDecision(
   return { request_body: { response }, dynamic_metadata: metadata(decision, config) };
 }
 
-/** A request body sent back as streamed_response chunks; the last ends the stream if `endOfStream`. */
-export function streamedRequestBody(
+/**
+ * A body sent back as streamed_response chunks, in the request or the response phase; the last
+ * chunk ends the stream if `endOfStream`.
+ */
+export function streamedBody(
+  phase: "request_body" | "response_body",
   body: Buffer,
   chunkBytes: number,
   endOfStream: boolean,
 ): ProcessingResponse[] {
   const parts = streamedChunks(body, chunkBytes);
   return parts.map((part, i) => ({
-    request_body: {
-      response: {
-        body_mutation: {
-          streamed_response: { body: part, end_of_stream: endOfStream && i === parts.length - 1 },
-        },
-      },
-    },
-  }));
-}
-
-/** A response body chunk echoed untouched as streamed_response chunks (full duplex). */
-export function streamedResponseBody(
-  body: Buffer,
-  chunkBytes: number,
-  endOfStream: boolean,
-): ProcessingResponse[] {
-  const parts = streamedChunks(body, chunkBytes);
-  return parts.map((part, i) => ({
-    response_body: {
+    [phase]: {
       response: {
         body_mutation: {
           streamed_response: { body: part, end_of_stream: endOfStream && i === parts.length - 1 },

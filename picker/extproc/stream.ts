@@ -24,8 +24,7 @@ import {
   headersWithDecision,
   immediateResponse,
   modeFrom,
-  streamedRequestBody,
-  streamedResponseBody,
+  streamedBody,
   toBuffer,
 } from "./messages";
 
@@ -192,7 +191,7 @@ export class ExtProcStream {
     if (this.requestMode === "buffered") return [bodyWithDecision(decision, this.deps.config)];
     return [
       headersWithDecision(decision, this.deps.config, true),
-      ...streamedRequestBody(decision.body, this.deps.config.chunkBytes, endOfStream),
+      ...streamedBody("request_body", decision.body, this.deps.config.chunkBytes, endOfStream),
     ];
   }
 
@@ -222,7 +221,7 @@ export class ExtProcStream {
     const responseMode = this.responseMode ?? this.requestMode;
     if (responseMode !== "full-duplex") return [{ response_body: { response: {} } }];
     // Full duplex: Envoy forwards only what we send back, so echo every byte untouched.
-    return streamedResponseBody(chunk, this.deps.config.chunkBytes, eos);
+    return streamedBody("response_body", chunk, this.deps.config.chunkBytes, eos);
   }
 
   // --- decisions and their responses ---
