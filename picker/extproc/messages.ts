@@ -30,6 +30,7 @@ export type HttpBody = HttpBody__Output;
 /** A message to Envoy. */
 export type { ProcessingResponse };
 
+/** Envoy's body send mode (enum name or number) as ours; "other" for the modes we do not serve. */
 export function modeFrom(value: BodySendMode | undefined): BodyMode | "other" | undefined {
   if (value === undefined) return undefined;
   if (value === "FULL_DUPLEX_STREAMED" || value === 4) return "full-duplex";
