@@ -17,14 +17,12 @@ import { TrafficSplitter } from "./core/split";
 import { ConfigError, PickerConfig, parseConfig, usage } from "./config";
 import { Datastore } from "./datastore";
 import { Discovery } from "./discovery";
-import {
-  addExtProcService,
-  addHealthService,
-  defaultExtProcConfig,
-  startGrpcServer,
-} from "./extproc";
+import { defaultExtProcConfig } from "./extproc/config";
+import { addExtProcService, addHealthService, startGrpcServer } from "./extproc/server";
+import type { ExtProcDeps } from "./extproc/stream";
 import { PickerMetrics, poolGaugeValues, startMetricsServer } from "./metrics";
-import { defaultProxyConfig, startProxy } from "./proxy";
+import { defaultProxyConfig } from "./proxy/config";
+import { startProxy } from "./proxy/server";
 import { MetricsScraper } from "./scraper";
 
 const log = (message: string) => console.log(`${new Date().toISOString()} ${message}`);
@@ -49,32 +47,7 @@ export async function runPicker(
   const metrics = new PickerMetrics(config.pool, { processMetrics: true });
   metrics.setPoolGaugeSource(() => poolGaugeValues(ds.readyEndpoints()));
 
-  const prefixIndex = new PrefixIndex(config.prefix.capacityPerEndpoint);
-  ds.onChange(() => prefixIndex.retain(new Set(ds.endpoints().map(e => e.name))));
-  const schedulerConfig = buildSchedulerConfig(
-    options.scheduling ?? config.scheduling,
-    { prefixIndex, saturation: config.saturation },
-    options.plugins ?? builtinPlugins,
-  );
-  log(`scheduling: ${describeSchedulerConfig(schedulerConfig)}`);
-  const router = new RequestRouter(
-    ds,
-    new Scheduler(schedulerConfig),
-    new TrafficSplitter({ rng: mathRandom, stickyCapacity: config.stickySessions }),
-    mathRandom,
-    {
-      strict: config.strict,
-      sessionHeader: config.sessionHeader,
-      objectiveHeaders: defaultObjectiveHeaders,
-      maxBodyBytes: config.maxBodyBytes,
-      prefix: config.prefix,
-      saturation: config.saturation,
-      flowControl: {
-        ...config.flowControl,
-        enabled: options.flowControl ?? config.flowControl.enabled,
-      },
-    },
-  );
+  const router = routerFor(config, options, ds);
   // Held requests leave when a pod may have room: a request finished, a scrape came in, the
   // pods changed; and at least every 50 ms for those held too long.
   metrics.setFlowQueueSource(() => router.heldCount());
@@ -99,9 +72,62 @@ export async function runPicker(
     now,
   });
 
+  const closers = await startServers(config, { router, pool: ds, metrics, now, log }, ready);
+
+  await discovery.start();
+  scraper.start();
+  log(`serving pool ${config.namespace}/${config.pool}`);
+
+  return async () => {
+    clearInterval(drainTimer);
+    discovery.stop();
+    await scraper.stop();
+    await Promise.all(closers.map(c => c()));
+  };
+}
+
+/** The scheduler profile from the configuration (or the benchmark's), and the router on it. */
+function routerFor(config: PickerConfig, options: RunOptions, ds: Datastore): RequestRouter {
+  const prefixIndex = new PrefixIndex(config.prefix.capacityPerEndpoint);
+  ds.onChange(() => prefixIndex.retain(new Set(ds.endpoints().map(e => e.name))));
+  const schedulerConfig = buildSchedulerConfig(
+    options.scheduling ?? config.scheduling,
+    { prefixIndex, saturation: config.saturation },
+    options.plugins ?? builtinPlugins,
+  );
+  log(`scheduling: ${describeSchedulerConfig(schedulerConfig)}`);
+  return new RequestRouter(
+    ds,
+    new Scheduler(schedulerConfig),
+    new TrafficSplitter({ rng: mathRandom, stickyCapacity: config.stickySessions }),
+    mathRandom,
+    {
+      strict: config.strict,
+      sessionHeader: config.sessionHeader,
+      objectiveHeaders: defaultObjectiveHeaders,
+      maxBodyBytes: config.maxBodyBytes,
+      prefix: config.prefix,
+      saturation: config.saturation,
+      flowControl: {
+        ...config.flowControl,
+        enabled: options.flowControl ?? config.flowControl.enabled,
+      },
+    },
+  );
+}
+
+/** What both front doors share: one router, one pool, one set of metrics. */
+type FrontDoorDeps = Omit<ExtProcDeps, "config">;
+
+/** Metrics, gRPC health and the front doors the configuration asks for; returns their closers. */
+async function startServers(
+  config: PickerConfig,
+  doorDeps: FrontDoorDeps,
+  ready: () => boolean,
+): Promise<(() => Promise<void>)[]> {
   const closers: (() => Promise<void>)[] = [];
   const metricsServer = await startMetricsServer(
-    metrics.registry,
+    doorDeps.metrics.registry,
     ready,
     config.metricsPort,
     config.host,
@@ -117,60 +143,60 @@ export async function runPicker(
   closers.push(health.close);
   log(`gRPC health on :${health.port}`);
 
-  // What both front doors share: one router, one pool, one set of metrics.
-  const doorDeps = { router, pool: ds, metrics, now, log };
-  if (config.grpcPort !== undefined) {
-    const grpcServer = await startGrpcServer(
-      s => {
-        addExtProcService(s, {
-          ...doorDeps,
-          config: {
-            ...defaultExtProcConfig,
-            bodyMode: config.bodyMode,
-            fallbackCount: config.fallbacks,
-          },
-        });
-        addHealthService(s, ready);
-      },
-      config.grpcPort,
-      config.host,
-    );
-    closers.push(grpcServer.close);
-    log(
-      `ext_proc on :${grpcServer.port} (body mode ${config.bodyMode} unless Envoy announces one)`,
-    );
-  }
+  if (config.grpcPort !== undefined)
+    closers.push(await startExtProc(config, config.grpcPort, doorDeps, ready));
+  if (config.proxyPort !== undefined)
+    closers.push(await startHttpProxy(config, config.proxyPort, doorDeps));
+  return closers;
+}
 
-  if (config.proxyPort !== undefined) {
-    const proxy = await startProxy(
-      {
+async function startExtProc(
+  config: PickerConfig,
+  port: number,
+  doorDeps: FrontDoorDeps,
+  ready: () => boolean,
+): Promise<() => Promise<void>> {
+  const grpcServer = await startGrpcServer(
+    s => {
+      addExtProcService(s, {
         ...doorDeps,
         config: {
-          ...defaultProxyConfig,
-          maxBodyBytes: config.maxBodyBytes,
-          maxRetries: config.proxy.retries,
-          connectTimeoutMs: config.proxy.connectTimeoutMs,
-          headersTimeoutMs: config.proxy.upstreamTimeoutMs,
-          bodyTimeoutMs: config.proxy.upstreamTimeoutMs,
+          ...defaultExtProcConfig,
+          bodyMode: config.bodyMode,
+          fallbackCount: config.fallbacks,
         },
+      });
+      addHealthService(s, ready);
+    },
+    port,
+    config.host,
+  );
+  log(`ext_proc on :${grpcServer.port} (body mode ${config.bodyMode} unless Envoy announces one)`);
+  return grpcServer.close;
+}
+
+async function startHttpProxy(
+  config: PickerConfig,
+  port: number,
+  doorDeps: FrontDoorDeps,
+): Promise<() => Promise<void>> {
+  const proxy = await startProxy(
+    {
+      ...doorDeps,
+      config: {
+        ...defaultProxyConfig,
+        maxBodyBytes: config.maxBodyBytes,
+        maxRetries: config.proxy.retries,
+        connectTimeoutMs: config.proxy.connectTimeoutMs,
+        headersTimeoutMs: config.proxy.upstreamTimeoutMs,
+        bodyTimeoutMs: config.proxy.upstreamTimeoutMs,
       },
-      config.proxyPort,
-      config.host,
-    );
-    closers.push(proxy.close);
-    log(`HTTP proxy on :${proxy.port} (/v1/chat/completions, /v1/completions, /v1/models)`);
-  }
-
-  await discovery.start();
-  scraper.start();
-  log(`serving pool ${config.namespace}/${config.pool}`);
-
-  return async () => {
-    clearInterval(drainTimer);
-    discovery.stop();
-    await scraper.stop();
-    await Promise.all(closers.map(c => c()));
-  };
+    },
+    port,
+    config.host,
+  );
+  log(`HTTP proxy on :${proxy.port} (/v1/chat/completions, /v1/completions, /v1/models)`);
+  return proxy.close;
 }
 
 /** The command line: parses flags, runs until SIGTERM/SIGINT. */

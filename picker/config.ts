@@ -18,7 +18,7 @@ import {
 } from "./core/scheduler-config";
 import { INFERENCE_POOL_GROUPS, InferenceGroup } from "../capabilities/api/constants";
 import type { PoolGroupChoice } from "./discovery";
-import type { BodyMode } from "./extproc";
+import type { BodyMode } from "./extproc/config";
 
 export interface PickerConfig {
   pool: string;
@@ -224,19 +224,72 @@ function schedulingConfig(
   }
 }
 
+type Flags = ReturnType<typeof parseArgs<{ options: typeof options; args: string[] }>>["values"];
+
 /** Returns the config, or "help" when --help was given. Throws ConfigError on bad input. */
 export function parseConfig(
   argv: string[],
   env: NodeJS.ProcessEnv,
   readFile: ReadFile = readFileUtf8,
 ): PickerConfig | "help" {
-  let values: ReturnType<typeof parseArgs<{ options: typeof options; args: string[] }>>["values"];
+  let values: Flags;
   try {
     values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : String(err));
   }
   if (values.help) return "help";
+  // Flags are checked in this order (the first bad one is reported).
+  const { pool, namespace, poolGroup } = poolFrom(values, env);
+  const bodyMode = (values["body-mode"] ?? "full-duplex") as BodyMode;
+  if (bodyMode !== "full-duplex" && bodyMode !== "buffered") {
+    throw new ConfigError("--body-mode must be full-duplex or buffered");
+  }
+  const upstreamTimeoutMs = int("upstream-timeout-ms", values["upstream-timeout-ms"], 300_000, 1);
+  const flowControl = values["flow-control"] ?? "on";
+  if (flowControl !== "on" && flowControl !== "off") {
+    throw new ConfigError("--flow-control must be on or off");
+  }
+  const saturation = saturationFrom(values);
+  const prefixBlockSize = int(
+    "prefix-block-size",
+    values["prefix-block-size"],
+    defaultPrefixConfig.blockSize,
+    1,
+  );
+  return {
+    pool,
+    namespace,
+    poolGroup,
+    ...serversFrom(values),
+    bodyMode,
+    strict: values.strict ?? false,
+    sessionHeader: (values["session-header"] ?? "").toLowerCase(),
+    stickySessions: int("sticky-sessions", values["sticky-sessions"], 100_000, 1),
+    fallbacks: int("fallbacks", values.fallbacks, 0, 0, 16),
+    maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 10 << 20, 1),
+    scheduling: schedulingConfig(values.config, values.weights, saturation, readFile),
+    saturation,
+    prefix: prefixFrom(values, prefixBlockSize),
+    scrape: {
+      intervalMs: int("scrape-interval-ms", values["scrape-interval-ms"], 50, 1),
+      timeoutMs: int("scrape-timeout-ms", values["scrape-timeout-ms"], 1000, 1),
+      concurrency: int("scrape-concurrency", values["scrape-concurrency"], 16, 1),
+      path: values["metrics-path"] ?? "/metrics",
+    },
+    proxy: {
+      retries: int("proxy-retries", values["proxy-retries"], 2, 0, 16),
+      connectTimeoutMs: int("connect-timeout-ms", values["connect-timeout-ms"], 2000, 1),
+      upstreamTimeoutMs,
+    },
+    flowControl: flowControlFrom(values, flowControl === "on"),
+  };
+}
+
+function poolFrom(
+  values: Flags,
+  env: NodeJS.ProcessEnv,
+): Pick<PickerConfig, "pool" | "namespace" | "poolGroup"> {
   const pool = values.pool ?? env.PICKER_POOL;
   if (!pool) throw new ConfigError("--pool is required (or set PICKER_POOL)");
   const namespace = values.namespace ?? env.PICKER_NAMESPACE ?? env.POD_NAMESPACE ?? "default";
@@ -246,18 +299,26 @@ export function parseConfig(
       `--pool-group must be auto, ${InferenceGroup.k8s} or ${InferenceGroup.xK8s}`,
     );
   }
-  const bodyMode = (values["body-mode"] ?? "full-duplex") as BodyMode;
-  if (bodyMode !== "full-duplex" && bodyMode !== "buffered") {
-    throw new ConfigError("--body-mode must be full-duplex or buffered");
-  }
+  return { pool, namespace, poolGroup };
+}
+
+/** The listen address and the ports; a disabled front door has none. */
+function serversFrom(
+  values: Flags,
+): Pick<PickerConfig, "host" | "grpcPort" | "healthPort" | "metricsPort" | "proxyPort"> {
   const port = (name: keyof typeof options, fallback: number) =>
     int(name, values[name] as string | undefined, fallback, 0, 65535);
-  const upstreamTimeoutMs = int("upstream-timeout-ms", values["upstream-timeout-ms"], 300_000, 1);
-  const flowControl = values["flow-control"] ?? "on";
-  if (flowControl !== "on" && flowControl !== "off") {
-    throw new ConfigError("--flow-control must be on or off");
-  }
-  const saturation: SaturationConfig = {
+  return {
+    host: values.host ?? "0.0.0.0",
+    grpcPort: values["disable-grpc"] ? undefined : port("grpc-port", 9002),
+    healthPort: port("health-port", 9003),
+    metricsPort: port("metrics-port", 9090),
+    proxyPort: values["disable-proxy"] ? undefined : port("proxy-port", 8080),
+  };
+}
+
+function saturationFrom(values: Flags): SaturationConfig {
+  return {
     staleAfterMs: int("stale-ms", values["stale-ms"], defaultSaturationConfig.staleAfterMs, 1),
     queueThreshold: int(
       "queue-threshold",
@@ -271,76 +332,42 @@ export function parseConfig(
       defaultSaturationConfig.kvCacheThreshold,
     ),
   };
-  const prefixBlockSize = int(
-    "prefix-block-size",
-    values["prefix-block-size"],
-    defaultPrefixConfig.blockSize,
-    1,
-  );
+}
+
+function prefixFrom(values: Flags, blockSize: number): PrefixConfig {
   return {
-    pool,
-    namespace,
-    poolGroup,
-    host: values.host ?? "0.0.0.0",
-    grpcPort: values["disable-grpc"] ? undefined : port("grpc-port", 9002),
-    healthPort: port("health-port", 9003),
-    metricsPort: port("metrics-port", 9090),
-    proxyPort: values["disable-proxy"] ? undefined : port("proxy-port", 8080),
-    bodyMode,
-    strict: values.strict ?? false,
-    sessionHeader: (values["session-header"] ?? "").toLowerCase(),
-    stickySessions: int("sticky-sessions", values["sticky-sessions"], 100_000, 1),
-    fallbacks: int("fallbacks", values.fallbacks, 0, 0, 16),
-    maxBodyBytes: int("max-body-bytes", values["max-body-bytes"], 10 << 20, 1),
-    scheduling: schedulingConfig(values.config, values.weights, saturation, readFile),
-    saturation,
-    prefix: {
-      blockSize: prefixBlockSize,
-      maxBlocks: int(
-        "prefix-max-blocks",
-        values["prefix-max-blocks"],
-        defaultPrefixConfig.maxBlocks,
-        1,
-      ),
-      capacityPerEndpoint: int(
-        "prefix-lru-capacity",
-        values["prefix-lru-capacity"],
-        defaultPrefixConfig.capacityPerEndpoint,
-        1,
-      ),
-    },
-    scrape: {
-      intervalMs: int("scrape-interval-ms", values["scrape-interval-ms"], 50, 1),
-      timeoutMs: int("scrape-timeout-ms", values["scrape-timeout-ms"], 1000, 1),
-      concurrency: int("scrape-concurrency", values["scrape-concurrency"], 16, 1),
-      path: values["metrics-path"] ?? "/metrics",
-    },
-    proxy: {
-      retries: int("proxy-retries", values["proxy-retries"], 2, 0, 16),
-      connectTimeoutMs: int("connect-timeout-ms", values["connect-timeout-ms"], 2000, 1),
-      upstreamTimeoutMs,
-    },
-    flowControl: {
-      enabled: flowControl === "on",
-      maxRunning: int("max-running", values["max-running"], defaultFlowControlConfig.maxRunning, 0),
-      maxWaitMs: int(
-        "flow-max-wait-ms",
-        values["flow-max-wait-ms"],
-        defaultFlowControlConfig.maxWaitMs,
-        0,
-      ),
-      maxQueue: int(
-        "flow-max-queue",
-        values["flow-max-queue"],
-        defaultFlowControlConfig.maxQueue,
-        0,
-      ),
-      localityWaitMs: int(
-        "flow-locality-wait-ms",
-        values["flow-locality-wait-ms"],
-        defaultFlowControlConfig.localityWaitMs,
-        0,
-      ),
-    },
+    blockSize,
+    maxBlocks: int(
+      "prefix-max-blocks",
+      values["prefix-max-blocks"],
+      defaultPrefixConfig.maxBlocks,
+      1,
+    ),
+    capacityPerEndpoint: int(
+      "prefix-lru-capacity",
+      values["prefix-lru-capacity"],
+      defaultPrefixConfig.capacityPerEndpoint,
+      1,
+    ),
+  };
+}
+
+function flowControlFrom(values: Flags, enabled: boolean): FlowControlConfig {
+  return {
+    enabled,
+    maxRunning: int("max-running", values["max-running"], defaultFlowControlConfig.maxRunning, 0),
+    maxWaitMs: int(
+      "flow-max-wait-ms",
+      values["flow-max-wait-ms"],
+      defaultFlowControlConfig.maxWaitMs,
+      0,
+    ),
+    maxQueue: int("flow-max-queue", values["flow-max-queue"], defaultFlowControlConfig.maxQueue, 0),
+    localityWaitMs: int(
+      "flow-locality-wait-ms",
+      values["flow-locality-wait-ms"],
+      defaultFlowControlConfig.localityWaitMs,
+      0,
+    ),
   };
 }

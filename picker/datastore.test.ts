@@ -1,12 +1,11 @@
+import { queuesForSlots, Datastore } from "./datastore";
 import {
-  queuesForSlots,
-  Datastore,
   inferenceModelFromObject,
   objectiveFromObject,
   podRecordFromObject,
   poolSpecFromObject,
   rewriteFromObject,
-} from "./datastore";
+} from "./pool-records";
 
 const alphaPool = {
   apiVersion: "inference.networking.x-k8s.io/v1alpha2",

@@ -3,7 +3,7 @@
 // selector matches, and the pool's InferenceModels, InferenceModelRewrites and
 // InferenceObjectives (groups inference.networking.x-k8s.io and llm-d.ai). Watch events apply
 // at once, so a weight or pod change reaches the scheduler within the watch latency. The
-// mapping from objects to records lives in datastore.ts (pure, unit-tested).
+// mapping from objects to records lives in pool-records.ts (pure, unit-tested).
 
 import { GenericKind, K8s, WatchEvent, kind } from "kubernetes-fluent-client";
 import {
@@ -15,15 +15,15 @@ import {
   SUCCESSOR_GROUPS,
 } from "../capabilities/api/constants";
 import type { WeightedTarget } from "./core/types";
+import { Datastore } from "./datastore";
 import {
-  Datastore,
   PoolSpec,
   inferenceModelFromObject,
   objectiveFromObject,
   podRecordFromObject,
   poolSpecFromObject,
   rewriteFromObject,
-} from "./datastore";
+} from "./pool-records";
 
 /** "a 90, b 10" for logs: every weight change shows up in the picker's log. */
 function targetsText(targets: readonly WeightedTarget[]): string {

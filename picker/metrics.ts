@@ -31,6 +31,109 @@ export interface PoolGaugeValues {
   readyPods: number;
 }
 
+/** The per-request series of upstream's inference_objective_* (registered in this order). */
+function requestMetrics(registers: Registry[]) {
+  return {
+    requests: new SeriesCounter(
+      "inference_objective_request_total",
+      "Counter of inference objective requests broken out for each model and target model.",
+      registers,
+    ),
+    errors: new Counter({
+      name: "inference_objective_request_error_total",
+      help: "Counter of inference objective request errors broken out for each model, target model and error code.",
+      labelNames: [...requestLabels, "error_code"],
+      registers,
+    }),
+    duration: new SeriesHistogram(
+      "inference_objective_request_duration_seconds",
+      "Inference objective response latency distribution in seconds for each model and target model.",
+      latencyBuckets,
+      registers,
+    ),
+    ttft: new SeriesHistogram(
+      "inference_objective_request_ttft_seconds",
+      "Time from the request reaching the picker to the first response body byte, in seconds.",
+      latencyBuckets,
+      registers,
+    ),
+    inputTokens: new SeriesHistogram(
+      "inference_objective_input_tokens",
+      "Inference objective input token count distribution for requests in each model.",
+      inputTokenBuckets,
+      registers,
+    ),
+    outputTokens: new SeriesHistogram(
+      "inference_objective_output_tokens",
+      "Inference objective output token count distribution for requests in each model.",
+      outputTokenBuckets,
+      registers,
+    ),
+  };
+}
+
+/** Upstream's inference_pool_* gauges, read from `gauges` at scrape time. */
+function registerPoolGauges(
+  registers: Registry[],
+  poolName: string,
+  gauges: () => PoolGaugeValues,
+): void {
+  new Gauge({
+    name: "inference_pool_average_kv_cache_utilization",
+    help: "The average kv cache utilization for an inference server pool.",
+    labelNames: ["name"],
+    registers,
+    collect() {
+      this.set({ name: poolName }, gauges().averageKvCacheUtilization);
+    },
+  });
+  new Gauge({
+    name: "inference_pool_average_queue_size",
+    help: "The average number of requests pending in the model server queue.",
+    labelNames: ["name"],
+    registers,
+    collect() {
+      this.set({ name: poolName }, gauges().averageQueueSize);
+    },
+  });
+  new Gauge({
+    name: "inference_pool_ready_pods",
+    help: "The number of ready pods in the inference server pool.",
+    labelNames: ["name"],
+    registers,
+    collect() {
+      this.set({ name: poolName }, gauges().readyPods);
+    },
+  });
+}
+
+/** Flow control's queue: held now (gauge) and held since the start (counter), read at scrape time. */
+function registerFlowMetrics(
+  registers: Registry[],
+  poolName: string,
+  flow: () => { now: number; total: number },
+): void {
+  new Gauge({
+    name: "modelrollout_picker_flow_queue_size",
+    help: "Requests held by flow control until an endpoint has a free running slot.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.set({ pool: poolName }, flow().now);
+    },
+  });
+  new Counter({
+    name: "modelrollout_picker_flow_held_total",
+    help: "Requests flow control held because every endpoint was running all it can.",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ pool: poolName }, flow().total);
+    },
+  });
+}
+
 export class PickerMetrics {
   readonly registry: Registry;
   // Updated on every request: own series (series-metrics.ts), printed as prom-client's.
@@ -59,69 +162,14 @@ export class PickerMetrics {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     const registers = [registry];
-    this.requests = new SeriesCounter(
-      "inference_objective_request_total",
-      "Counter of inference objective requests broken out for each model and target model.",
-      registers,
-    );
-    this.errors = new Counter({
-      name: "inference_objective_request_error_total",
-      help: "Counter of inference objective request errors broken out for each model, target model and error code.",
-      labelNames: [...requestLabels, "error_code"],
-      registers,
-    });
-    this.duration = new SeriesHistogram(
-      "inference_objective_request_duration_seconds",
-      "Inference objective response latency distribution in seconds for each model and target model.",
-      latencyBuckets,
-      registers,
-    );
-    this.ttft = new SeriesHistogram(
-      "inference_objective_request_ttft_seconds",
-      "Time from the request reaching the picker to the first response body byte, in seconds.",
-      latencyBuckets,
-      registers,
-    );
-    this.inputTokens = new SeriesHistogram(
-      "inference_objective_input_tokens",
-      "Inference objective input token count distribution for requests in each model.",
-      inputTokenBuckets,
-      registers,
-    );
-    this.outputTokens = new SeriesHistogram(
-      "inference_objective_output_tokens",
-      "Inference objective output token count distribution for requests in each model.",
-      outputTokenBuckets,
-      registers,
-    );
-    const gauges = () => this.poolGauges();
-    new Gauge({
-      name: "inference_pool_average_kv_cache_utilization",
-      help: "The average kv cache utilization for an inference server pool.",
-      labelNames: ["name"],
-      registers,
-      collect() {
-        this.set({ name: poolName }, gauges().averageKvCacheUtilization);
-      },
-    });
-    new Gauge({
-      name: "inference_pool_average_queue_size",
-      help: "The average number of requests pending in the model server queue.",
-      labelNames: ["name"],
-      registers,
-      collect() {
-        this.set({ name: poolName }, gauges().averageQueueSize);
-      },
-    });
-    new Gauge({
-      name: "inference_pool_ready_pods",
-      help: "The number of ready pods in the inference server pool.",
-      labelNames: ["name"],
-      registers,
-      collect() {
-        this.set({ name: poolName }, gauges().readyPods);
-      },
-    });
+    const request = requestMetrics(registers);
+    this.requests = request.requests;
+    this.errors = request.errors;
+    this.duration = request.duration;
+    this.ttft = request.ttft;
+    this.inputTokens = request.inputTokens;
+    this.outputTokens = request.outputTokens;
+    registerPoolGauges(registers, poolName, () => this.poolGauges());
     this.decision = new SeriesHistogram(
       "modelrollout_picker_decision_seconds",
       "Time the picker spent choosing the target model and endpoint for one request.",
@@ -134,26 +182,7 @@ export class PickerMetrics {
       registers,
     );
     this.decisionSeries = this.decision.labels({ pool: poolName });
-    const flow = () => this.flowQueue();
-    new Gauge({
-      name: "modelrollout_picker_flow_queue_size",
-      help: "Requests held by flow control until an endpoint has a free running slot.",
-      labelNames: ["pool"],
-      registers,
-      collect() {
-        this.set({ pool: poolName }, flow().now);
-      },
-    });
-    new Counter({
-      name: "modelrollout_picker_flow_held_total",
-      help: "Requests flow control held because every endpoint was running all it can.",
-      labelNames: ["pool"],
-      registers,
-      collect() {
-        this.reset();
-        this.inc({ pool: poolName }, flow().total);
-      },
-    });
+    registerFlowMetrics(registers, poolName, () => this.flowQueue());
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 

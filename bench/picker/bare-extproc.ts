@@ -6,12 +6,9 @@
 // process, which no Node ext_proc server can go below.
 //   node --import tsx bench/picker/bare-extproc.ts --upstream 127.0.0.5:8000
 import * as grpc from "@grpc/grpc-js";
-import {
-  ProcessingRequest,
-  ProcessingResponse,
-  defaultExtProcConfig,
-  startGrpcServer,
-} from "../../picker/extproc";
+import { defaultExtProcConfig } from "../../picker/extproc/config";
+import { ProcessingRequest, ProcessingResponse } from "../../picker/extproc/messages";
+import { startGrpcServer } from "../../picker/extproc/server";
 import { loadExtProcDefinition } from "../../picker/protos";
 
 const upstreamFlag = process.argv.indexOf("--upstream");

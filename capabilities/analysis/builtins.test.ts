@@ -6,7 +6,7 @@ import {
   expandBuiltin,
   validateBuiltin,
 } from "./builtins";
-import { parse } from "./expr";
+import { parse } from "./expr/parser";
 import { placeholdersOf, renderQuery, variablesFor } from "./promql";
 import { lex } from "../../test/support/promql-lexer";
 import { measurementFrom, resolveMetric } from ".";

@@ -5,7 +5,7 @@ import {
   GateCredentialsError,
   gateCredentialFrom,
 } from "./credentials";
-import { isPermanentGateError } from "./prometheus";
+import { isPermanentGateError } from "./prometheus/errors";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const ref = { name: "prom-token", key: "token" };

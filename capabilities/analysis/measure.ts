@@ -1,5 +1,6 @@
 // One measurement: a query outcome judged against the metric's conditions (pure).
-import { evaluate, parseCached } from "./expr";
+import { evaluate } from "./expr/evaluate";
+import { parseCached } from "./expr/parser";
 import { MAX_VALUES_SHOWN, iso } from "./run";
 import type { Measurement, QueryResult, ResolvedMetric } from "./types";
 
@@ -107,78 +108,55 @@ function judgeResult(
         ? "NaN in the result"
         : undefined;
   const { successCondition: success, failureCondition: failure } = metric;
-  const s = judge(success, result);
-  const f = judge(failure, result);
-  const quote = (text: string | undefined) => JSON.stringify(text);
+  const judged = { success, failure, s: judge(success, result), f: judge(failure, result) };
+  const { phase, message } = noData ? noDataVerdict(judged, noData) : conditionsVerdict(judged);
+  return { phase, value, message, ...base };
+}
 
-  if (noData) {
-    if (f === true) {
-      return {
-        phase: "Failed",
-        value,
-        message: `failureCondition ${quote(failure)} is true (${noData})`,
-        ...base,
-      };
-    }
-    return {
-      phase: "Inconclusive",
-      value,
-      message: `no data (${noData}): never a success`,
-      ...base,
-    };
+/** Both conditions and what each said on the result (undefined: not given). */
+interface Judged {
+  success: string | undefined;
+  failure: string | undefined;
+  s: Outcome | undefined;
+  f: Outcome | undefined;
+}
+
+type Verdict = Pick<Measurement, "phase" | "message">;
+
+const quote = (text: string | undefined) => JSON.stringify(text);
+
+/** Without data only a failure can be concluded. */
+function noDataVerdict({ failure, f }: Judged, noData: string): Verdict {
+  if (f === true) {
+    return { phase: "Failed", message: `failureCondition ${quote(failure)} is true (${noData})` };
   }
+  return { phase: "Inconclusive", message: `no data (${noData}): never a success` };
+}
+
+function conditionsVerdict({ success, failure, s, f }: Judged): Verdict {
   for (const [key, source, judged] of [
     ["successCondition", success, s],
     ["failureCondition", failure, f],
   ] as const) {
     if (judged instanceof Error) {
-      return {
-        phase: "Error",
-        value,
-        message: `${key} ${quote(source)}: ${judged.message}`,
-        ...base,
-      };
+      return { phase: "Error", message: `${key} ${quote(source)}: ${judged.message}` };
     }
   }
   if (success === undefined && failure === undefined) {
-    return { phase: "Successful", value, message: "no conditions: recorded only", ...base };
+    return { phase: "Successful", message: "no conditions: recorded only" };
   }
-  if (f === true) {
-    return {
-      phase: "Failed",
-      value,
-      message: `failureCondition ${quote(failure)} is true`,
-      ...base,
-    };
-  }
+  if (f === true) return { phase: "Failed", message: `failureCondition ${quote(failure)} is true` };
   if (failure === undefined && s === false) {
-    return {
-      phase: "Failed",
-      value,
-      message: `successCondition ${quote(success)} is false`,
-      ...base,
-    };
+    return { phase: "Failed", message: `successCondition ${quote(success)} is false` };
   }
   if (success === undefined) {
-    return {
-      phase: "Successful",
-      value,
-      message: `failureCondition ${quote(failure)} is false`,
-      ...base,
-    };
+    return { phase: "Successful", message: `failureCondition ${quote(failure)} is false` };
   }
   if (s === false) {
     return {
       phase: "Inconclusive",
-      value,
       message: `neither successCondition ${quote(success)} nor failureCondition ${quote(failure)} is true`,
-      ...base,
     };
   }
-  return {
-    phase: "Successful",
-    value,
-    message: `successCondition ${quote(success)} is true`,
-    ...base,
-  };
+  return { phase: "Successful", message: `successCondition ${quote(success)} is true` };
 }

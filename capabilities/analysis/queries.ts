@@ -3,7 +3,7 @@
 import { BuiltinError } from "./builtins";
 import { GateCredentialsError } from "./credentials";
 import { errorMeasurement, measurementFrom } from "./measure";
-import { isPermanentPrometheusError } from "./prometheus";
+import { isPermanentPrometheusError } from "./prometheus/errors";
 import { TemplateError } from "./promql";
 import { applyMeasurements, dueMetrics } from "./run";
 import { resolveMetric } from "./validate";

@@ -8,7 +8,8 @@ import {
   isDuration,
 } from "../duration";
 import { expandBuiltin, validateBuiltin } from "./builtins";
-import { ExpressionError, parse } from "./expr";
+import { ExpressionError } from "./expr/ast";
+import { parse } from "./expr/parser";
 import { QueryVariables, TemplateError, renderQuery, variablesFor } from "./promql";
 import { DEFAULT_INTERVAL, MAX_MEASUREMENTS_TO_KEEP } from "./run";
 import type {
@@ -93,88 +94,101 @@ function sampleVariables(metric: MetricSpec): QueryVariables {
 function validateMetric(metric: unknown, where: string, defaultProvider?: ProviderSpec): string[] {
   if (!isRecord(metric)) return [`${where} must be an object`];
   const m = metric as unknown as MetricSpec;
-  const errors: string[] = [];
-  const add = (message: string) => errors.push(`${where}: ${message}`);
-
-  if (typeof m.name !== "string" || m.name.trim() === "") add("name is required");
+  const problems: string[] = [];
+  if (typeof m.name !== "string" || m.name.trim() === "") problems.push("name is required");
   const hasQuery = m.query !== undefined;
   const hasTemplate = m.template !== undefined;
-  if (hasQuery === hasTemplate) add("set exactly one of query and template");
+  if (hasQuery === hasTemplate) problems.push("set exactly one of query and template");
+  problems.push(...argsProblems(m));
+  if (hasTemplate) problems.push(...templateProblems(m));
+  else if (hasQuery) problems.push(...queryProblems(m));
+  problems.push(...scheduleProblems(m), ...metricProviderProblems(m, defaultProvider));
+  return problems.map(problem => `${where}: ${problem}`);
+}
 
-  if (m.args !== undefined) {
-    if (!isRecord(m.args)) add("args must be a map of strings");
-    else {
-      for (const [k, v] of Object.entries(m.args)) {
-        if (typeof v !== "string") add(`args.${k} must be a string (quote numbers: "1.2")`);
-      }
+function argsProblems(m: MetricSpec): string[] {
+  if (m.args === undefined) return [];
+  if (!isRecord(m.args)) return ["args must be a map of strings"];
+  return Object.entries(m.args)
+    .filter(([, v]) => typeof v !== "string")
+    .map(([k]) => `args.${k} must be a string (quote numbers: "1.2")`);
+}
+
+/** A built-in template: its args checked, no conditions of the metric's own. */
+function templateProblems(m: MetricSpec): string[] {
+  const problems: string[] = [];
+  if (typeof m.template !== "string") problems.push("template must be a string");
+  else {
+    const args = isRecord(m.args) ? (m.args as Record<string, string>) : {};
+    problems.push(...validateBuiltin(m.template, args));
+  }
+  for (const key of ["successCondition", "failureCondition"] as const) {
+    if (m[key] !== undefined)
+      problems.push(`${key} cannot be combined with template (it brings its own conditions)`);
+  }
+  return problems;
+}
+
+/** A PromQL query: it renders with sample values, and its conditions parse. */
+function queryProblems(m: MetricSpec): string[] {
+  const problems: string[] = [];
+  if (typeof m.query !== "string" || m.query.trim() === "")
+    problems.push("query must be a non-empty string");
+  else {
+    try {
+      renderQuery(m.query, sampleVariables(m));
+    } catch (err) {
+      if (err instanceof TemplateError) problems.push(`query: ${err.message}`);
+      else throw err;
     }
   }
-
-  if (hasTemplate) {
-    if (typeof m.template !== "string") add("template must be a string");
-    else {
-      const args = isRecord(m.args) ? (m.args as Record<string, string>) : {};
-      for (const problem of validateBuiltin(m.template, args)) add(problem);
+  for (const key of ["successCondition", "failureCondition"] as const) {
+    const source = m[key];
+    if (source === undefined) continue;
+    if (typeof source !== "string") {
+      problems.push(`${key} must be a string`);
+      continue;
     }
-    for (const key of ["successCondition", "failureCondition"] as const) {
-      if (m[key] !== undefined)
-        add(`${key} cannot be combined with template (it brings its own conditions)`);
-    }
-  } else if (hasQuery) {
-    if (typeof m.query !== "string" || m.query.trim() === "")
-      add("query must be a non-empty string");
-    else {
-      try {
-        renderQuery(m.query, sampleVariables(m));
-      } catch (err) {
-        if (err instanceof TemplateError) add(`query: ${err.message}`);
-        else throw err;
-      }
-    }
-    for (const key of ["successCondition", "failureCondition"] as const) {
-      const source = m[key];
-      if (source === undefined) continue;
-      if (typeof source !== "string") {
-        add(`${key} must be a string`);
-        continue;
-      }
-      try {
-        parse(source);
-      } catch (err) {
-        if (err instanceof ExpressionError) add(`${key}: ${err.message}`);
-        else throw err;
-      }
+    try {
+      parse(source);
+    } catch (err) {
+      if (err instanceof ExpressionError) problems.push(`${key}: ${err.message}`);
+      else throw err;
     }
   }
+  return problems;
+}
 
+/** When and how often it is measured, its limits and flags. */
+function scheduleProblems(m: MetricSpec): string[] {
+  const problems: string[] = [];
   if (m.interval !== undefined) {
     const problem = durationProblem("interval", m.interval, MAX_WAIT_MS, MAX_WAIT, true);
-    if (problem) add(problem);
+    if (problem) problems.push(problem);
   }
   if (m.initialDelay !== undefined) {
     const problem = durationProblem("initialDelay", m.initialDelay, MAX_WAIT_MS, MAX_WAIT);
-    if (problem) add(problem);
+    if (problem) problems.push(problem);
   }
-  if (m.count !== undefined && !isWhole(m.count, 1)) add("count must be a whole number >= 1");
+  if (m.count !== undefined && !isWhole(m.count, 1))
+    problems.push("count must be a whole number >= 1");
   for (const key of ["failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] as const) {
-    if (m[key] !== undefined && !isWhole(m[key], 0)) add(`${key} must be a whole number >= 0`);
+    if (m[key] !== undefined && !isWhole(m[key], 0))
+      problems.push(`${key} must be a whole number >= 0`);
   }
   for (const key of ["dryRun", "multipleSeries"] as const) {
-    if (m[key] !== undefined && typeof m[key] !== "boolean") add(`${key} must be true or false`);
+    if (m[key] !== undefined && typeof m[key] !== "boolean")
+      problems.push(`${key} must be true or false`);
   }
+  return problems;
+}
 
+function metricProviderProblems(m: MetricSpec, defaultProvider?: ProviderSpec): string[] {
   const provider = m.prometheus ?? defaultProvider;
   if (provider === undefined) {
-    add("no Prometheus address: set spec.prometheus or this metric's prometheus");
-  } else {
-    for (const problem of validateProvider(
-      provider,
-      m.prometheus ? "prometheus" : "default prometheus",
-    )) {
-      add(problem);
-    }
+    return ["no Prometheus address: set spec.prometheus or this metric's prometheus"];
   }
-  return errors;
+  return validateProvider(provider, m.prometheus ? "prometheus" : "default prometheus");
 }
 
 /**

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { K8s } from "kubernetes-fluent-client";
 import { HTTPRoute } from "../../capabilities/api/kinds";
 import { onWire } from "../../capabilities/api/wire";
-import { HOP_BY_HOP_HEADERS } from "../../picker/proxy";
+import { HOP_BY_HOP_HEADERS } from "../../picker/proxy/http";
 import {
   attachedTo,
   chooseBackend,

@@ -3,36 +3,25 @@
 // (proving the server speaks the unmodified API), the overlay for FULL_DUPLEX_STREAMED.
 
 import * as grpc from "@grpc/grpc-js";
-import { FlowControlConfig } from "./core/flow";
-import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
-import { seededRng } from "./core/rng";
-import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import { Scheduler, defaultSaturationConfig } from "./core/scheduler";
-import { defaultSchedulerConfig, defaultScoreWeights } from "./core/scheduler-config";
-import { TrafficSplitter } from "./core/split";
-import {
-  Datastore,
-  inferenceModelFromObject,
-  podRecordFromObject,
-  poolSpecFromObject,
-} from "./datastore";
-import {
-  BodyMode,
-  ExtProcDeps,
-  GrpcServerHandle,
-  ProcessingRequest,
-  addExtProcService,
-  addHealthService,
-  defaultExtProcConfig,
-  headersToMap,
-  startGrpcServer,
-} from "./extproc";
-import { PickerMetrics } from "./metrics";
+import { FlowControlConfig } from "../core/flow";
+import { PrefixIndex, defaultPrefixConfig } from "../core/prefix";
+import { seededRng } from "../core/rng";
+import { RequestRouter, defaultObjectiveHeaders } from "../core/router";
+import { Scheduler, defaultSaturationConfig } from "../core/scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "../core/scheduler-config";
+import { TrafficSplitter } from "../core/split";
+import { Datastore } from "../datastore";
+import { inferenceModelFromObject, podRecordFromObject, poolSpecFromObject } from "../pool-records";
+import { BodyMode, defaultExtProcConfig } from "./config";
+import { ProcessingRequest, headersToMap } from "./messages";
+import { GrpcServerHandle, addExtProcService, addHealthService, startGrpcServer } from "./server";
+import { ExtProcDeps } from "./stream";
+import { PickerMetrics } from "../metrics";
 import {
   loadExtProcDefinition,
   loadHealthDefinition,
   loadPackagedExtProcDefinition,
-} from "./protos";
+} from "../protos";
 
 type Json = Record<string, unknown>;
 let clock = 1_000_000;

@@ -1,4 +1,6 @@
-import { EvaluationError, ExpressionError, evaluate, evaluateValue, parse } from "./expr";
+import { EvaluationError, ExpressionError } from "./ast";
+import { evaluate, evaluateValue } from "./evaluate";
+import { parse } from "./parser";
 
 const run = (source: string, result: number | number[]) => evaluate(parse(source), { result });
 const value = (source: string, result: number | number[] = 0) =>

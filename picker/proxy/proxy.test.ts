@@ -1,15 +1,16 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { request } from "undici";
-import { PrefixIndex, defaultPrefixConfig } from "./core/prefix";
-import { seededRng } from "./core/rng";
-import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
-import { Scheduler, defaultSaturationConfig } from "./core/scheduler";
-import { defaultSchedulerConfig, defaultScoreWeights } from "./core/scheduler-config";
-import { TrafficSplitter } from "./core/split";
-import { EndpointView, ModelResolution, PoolView } from "./core/types";
-import { PickerMetrics } from "./metrics";
-import { ProxyConfig, ProxyServer, defaultProxyConfig, startProxy } from "./proxy";
+import { PrefixIndex, defaultPrefixConfig } from "../core/prefix";
+import { seededRng } from "../core/rng";
+import { RequestRouter, defaultObjectiveHeaders } from "../core/router";
+import { Scheduler, defaultSaturationConfig } from "../core/scheduler";
+import { defaultSchedulerConfig, defaultScoreWeights } from "../core/scheduler-config";
+import { TrafficSplitter } from "../core/split";
+import { EndpointView, ModelResolution, PoolView } from "../core/types";
+import { PickerMetrics } from "../metrics";
+import { ProxyConfig, defaultProxyConfig } from "./config";
+import { ProxyServer, startProxy } from "./server";
 
 const clock = 1000;
 const now = () => clock;

@@ -6,19 +6,12 @@ import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ALLOWED_HOSTS_ENV, DENIED_ENV, parseAddressPolicy } from "./address-policy";
-import { GateCredentialsError } from "./credentials";
-import {
-  PrometheusError,
-  clientOptionsFor,
-  isPermanentGateError,
-  isPermanentPrometheusError,
-  prometheusAddressProblem,
-  closePrometheusAgents,
-  decodeQueryResponse,
-  parseSampleValue,
-  queryPrometheus,
-} from "./prometheus";
+import { ALLOWED_HOSTS_ENV, DENIED_ENV, parseAddressPolicy } from "../address-policy";
+import { GateCredentialsError } from "../credentials";
+import { clientOptionsFor, queryPrometheus } from "./client";
+import { closePrometheusAgents, prometheusAddressProblem } from "./connection";
+import { PrometheusError, isPermanentGateError, isPermanentPrometheusError } from "./errors";
+import { decodeQueryResponse, parseSampleValue } from "./response";
 
 interface Seen {
   method?: string;
