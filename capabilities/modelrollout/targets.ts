@@ -108,7 +108,17 @@ export async function modifyWithRetry<T extends { spec?: unknown }>(
   for (let attempt = 1; ; attempt++) {
     const next = transform(current as T);
     if (next === null) return false;
-    const weights = weightPatch(current.spec, next.spec);
+    let weights;
+    try {
+      weights = weightPatch(current.spec, next.spec);
+    } catch (err) {
+      throw new Error(
+        `${current.kind ?? model.name} ${namespace}/${name}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
     if (weights.length === 0) return false;
     const tried = current.metadata?.resourceVersion;
     try {

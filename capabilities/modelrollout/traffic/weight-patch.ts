@@ -1,9 +1,9 @@
 // The JSON Patch (RFC 6902) that turns a traffic target's spec as read into the adapters' result
 // (httproute.ts, inferencemodel.ts, inferencemodelrewrite.ts), touching only what the rollout
-// owns: `weight` members, and whole entries of a weighted list (a backendRef or target copied in
-// next to its partner, an entry removed at the end) of the lists named in WEIGHTED_LISTS. Everything else in the object — fields the
-// operator does not know, their order and formatting in Git — is not part of the write, so GitOps
-// tools see differences in weights only. targets.ts sends it behind a `test` of
+// owns: `weight` members, and whole entries of the lists in WEIGHTED_LISTS (a backendRef or target
+// copied in next to its partner, an entry removed at the end). Everything else in the object —
+// fields the operator does not know, their order and formatting in Git — is not part of the
+// write, so GitOps tools see differences in weights only. targets.ts sends it behind a `test` of
 // metadata.resourceVersion: the indexes below are those of the object the adapter read.
 //
 // Array entries are matched by what they are without their weight (see diffArray), so a ref whose
