@@ -235,6 +235,49 @@ spec:
   });
 });
 
+describe("InferenceModelRewrite applied from Git", () => {
+  it("changes only the targets of the rules that list the pair", async () => {
+    gitopsApply(`
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModelRewrite
+metadata: {name: chat-rewrite}
+spec:
+  poolRef: {group: inference.networking.x-k8s.io, kind: InferencePool, name: gitops-pool-v1}
+  rules:
+  - matches: [{model: {type: Exact, value: other}}]
+    targets: [{modelRewrite: other-v1, weight: 100}]
+  - matches: [{model: {type: Exact, value: chat}}]
+    targets: [{modelRewrite: rw-v1, weight: 100}, {modelRewrite: sidecar, weight: 10}]
+`);
+    const git = getJson<Obj>("inferencemodelrewrite.inference.networking.x-k8s.io", "chat-rewrite");
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: rewrite-rollout}
+spec:
+  adapters:
+    inferenceModelRewrite: {name: chat-rewrite, group: inference.networking.x-k8s.io}
+    stable: rw-v1
+    canary: rw-v2
+  steps: [{setWeight: 40}, {pause: {}}]
+`);
+    await waitForRollout(
+      "rewrite-rollout",
+      "Paused at 40%",
+      r => r.status?.phase === "Paused" && r.status.canaryWeight === 40,
+    );
+    const expected = structuredClone(git.spec) as { rules: { targets: unknown[] }[] };
+    expected.rules[1].targets = [
+      { modelRewrite: "rw-v1", weight: 60 },
+      { modelRewrite: "rw-v2", weight: 40 },
+      { modelRewrite: "sidecar", weight: 10 },
+    ];
+    expect(
+      getJson<Obj>("inferencemodelrewrite.inference.networking.x-k8s.io", "chat-rewrite").spec,
+    ).toEqual(expected);
+  });
+});
+
 describe("a concurrent edit between read and write", () => {
   const split = { stable: "gitops-pool-v1", canary: "gitops-pool-v2", rule: "llm" };
 
