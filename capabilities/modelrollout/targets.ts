@@ -1,7 +1,8 @@
 // The I/O around the pure traffic adapters (traffic/*.ts): read the target object, transform it,
-// write it back only if it changed, with a resourceVersion precondition (a JSON Patch `test` op) so
-// that a concurrent edit by another client is never lost: on a conflict we read again and redo the
-// transform on the fresh object.
+// write back only what changed — weights and whole weighted-list entries, as a JSON Patch
+// (traffic/weight-patch.ts), so every other field stays as Git has it — behind a resourceVersion
+// precondition (a JSON Patch `test` op) so that a concurrent edit by another client is never lost:
+// on a conflict we read again and redo the transform on the fresh object.
 import { GenericKind, K8s, kind } from "kubernetes-fluent-client";
 import {
   checkSecretRef,
@@ -48,6 +49,7 @@ import {
   inspectInferenceModelRewrite,
   setInferenceModelRewriteWeight,
 } from "./traffic/inferencemodelrewrite";
+import { weightPatch } from "./traffic/weight-patch";
 import type { ModelRolloutSpec, RolloutTarget } from "./types";
 
 type Model = typeof GenericKind;
@@ -90,7 +92,7 @@ export class TargetContendedError extends Error {
 
 /**
  * Read-transform-write with optimistic concurrency. `transform` returns the new object or null
- * (nothing to change). Returns true when it wrote.
+ * (nothing to change); only the weights in which it differs are written. Returns true when it wrote.
  */
 export async function modifyWithRetry<T extends { spec?: unknown }>(
   model: Model,
@@ -106,11 +108,23 @@ export async function modifyWithRetry<T extends { spec?: unknown }>(
   for (let attempt = 1; ; attempt++) {
     const next = transform(current as T);
     if (next === null) return false;
+    let weights;
+    try {
+      weights = weightPatch(current.spec, next.spec);
+    } catch (err) {
+      throw new Error(
+        `${current.kind ?? model.name} ${namespace}/${name}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (weights.length === 0) return false;
     const tried = current.metadata?.resourceVersion;
     try {
       await K8s(model, { name, namespace }).Patch([
         { op: "test", path: "/metadata/resourceVersion", value: tried },
-        { op: "replace", path: "/spec", value: next.spec },
+        ...weights,
       ]);
       return true;
     } catch (err) {

@@ -1,6 +1,7 @@
 // HTTPRoute traffic adapter (gateway.networking.k8s.io/v1), pure: the reconciler GETs the route,
-// calls one of these, and PUTs the result with the GET's resourceVersion (retrying on 409 with a
-// fresh GET), so edits by other clients between GET and PUT are never lost.
+// calls one of these, and patches in what changed (weight-patch.ts) behind the GET's
+// resourceVersion (retrying with a fresh GET on a conflict), so edits by other clients between
+// GET and patch are never lost.
 //
 // Only the backendRefs of kind InferencePool named stable / canary in the selected rule(s) are
 // touched; every other rule, match, filter, ref and unknown field is kept as is (deep copy, same

@@ -1,6 +1,7 @@
 // InferenceModel (inference.networking.x-k8s.io/v1alpha2) traffic adapter, pure: splits
 // spec.targetModels between the stable and the canary adapter (see weighted.ts for the rules).
-// Every other field is kept. The reconciler PUTs the result with the GET's resourceVersion.
+// Every other field is kept. The reconciler patches in what changed (weight-patch.ts) behind the
+// GET's resourceVersion.
 import type { InferenceModel } from "../../api/objects";
 import { jsonEqual } from "../fingerprint";
 import { inspectWeightedList, splitWeightedList, type ListInspection } from "./weighted";
