@@ -46,11 +46,12 @@ function reconcilesIdle(): Promise<void> {
 
 async function reconcileInSlot(namespace: string, name: string): Promise<void> {
   const started = performance.now();
+  const leads = leading();
   try {
     // Leadership may have been lost while this call waited for its slot.
-    if (leading()) await reconcileOnce(namespace, name);
+    if (leads) await reconcileOnce(namespace, name);
   } finally {
-    operatorMetrics.observeReconcileDuration((performance.now() - started) / 1000);
+    if (leads) operatorMetrics.observeReconcileDuration((performance.now() - started) / 1000);
     lastReconcileAt = Date.now();
     if (reconcileSlots.pendingCount === 0 && idleWaiters.length) {
       const waiters = idleWaiters;
