@@ -1,6 +1,7 @@
 // Health that means something, decided by pure functions over what the process observed:
 //   /readyz  — the watches are established (Pepr's store and bindings are up) and the apiserver
 //              answered recently: this replica sees the world.
+//   /metrics — the operator's Prometheus metrics (operator-metrics.ts).
 //   /livez   — fails only when the process is truly stuck: its start-up or its reconciles made
 //              no progress for minutes WHILE the apiserver answers. Waiting out an apiserver or
 //              etcd outage is alive: a restart would not help it.
@@ -61,11 +62,18 @@ export function liveness(s: HealthState, now: number): Verdict {
   return { ok: true, reason: "alive" };
 }
 
-/** Serves /livez, /readyz and /status (JSON) on `port` (0 = any free port); returns the server. */
+/** The text exposition of the operator's metrics (operator-metrics.ts), served at /metrics. */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
+/**
+ * Serves /livez, /readyz, /status (JSON) and, given `metrics`, /metrics on `port` (0 = any free
+ * port); returns the server.
+ */
 export function serveHealth(
   port: number,
   state: () => HealthState,
   host = "0.0.0.0",
+  metrics?: MetricsSource,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const now = Date.now();
@@ -85,6 +93,13 @@ export function serveHealth(
         JSON.stringify({ ...s, readiness: readiness(s, now), liveness: liveness(s, now) }),
         "application/json",
       );
+    }
+    if (path === "/metrics" && metrics) {
+      metrics().then(
+        m => send(200, m.body, m.contentType),
+        (err: unknown) => send(500, `cannot collect the metrics: ${String(err)}\n`),
+      );
+      return;
     }
     send(404, "not found\n");
   });

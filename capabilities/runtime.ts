@@ -2,7 +2,7 @@
 // as two replicas (pepr.ts calls these; nothing here decides about rollouts):
 //  - waitForApiserver: Pepr creates its store once at start and never retries (the module's
 //    watches would never start), so the module is only constructed once the apiserver answers.
-//  - health: /livez, /readyz, /status on MODELROLLOUT_HEALTH_PORT (health.ts).
+//  - health: /livez, /readyz, /status and /metrics on MODELROLLOUT_HEALTH_PORT (health.ts).
 //  - leader election on a Lease (leader.ts); only the leader reconciles.
 // Watches retry for ever: PEPR_RESYNC_FAILURE_MAX is set high in the Deployment's env and by
 // hack/run-operator.ts (Pepr's default gives up, and exits, after 5 failures ~30 s apart).
@@ -12,6 +12,7 @@ import { Agent, request } from "undici";
 import { apiFailure } from "./api-failure";
 import { serveHealth, type HealthState } from "./health";
 import { defaultIdentity, LeaderElector, leaseName } from "./leader";
+import { operatorMetrics } from "./operator-metrics";
 import {
   followLeadership,
   onApiserverAnswered,
@@ -89,10 +90,15 @@ export async function startOperatorRuntime(peprPort: number): Promise<() => Prom
   void watchPeprReady(peprPort);
   const healthPort = Number(process.env.MODELROLLOUT_HEALTH_PORT ?? 8081);
   try {
-    const server = await serveHealth(healthPort, () => ({ ...state, ...reconcileActivity() }));
+    const server = await serveHealth(
+      healthPort,
+      () => ({ ...state, ...reconcileActivity() }),
+      undefined,
+      () => operatorMetrics.exposition(),
+    );
     const address = server.address();
     const port = typeof address === "object" && address ? address.port : healthPort;
-    Log.info({ port }, `health endpoints on port ${port}: /livez /readyz /status`);
+    Log.info({ port }, `health endpoints on port ${port}: /livez /readyz /status /metrics`);
   } catch (err) {
     // Without health endpoints the operator still works; the probes will say so.
     Log.error({ port: healthPort, err: String(err) }, "cannot serve the health endpoints");

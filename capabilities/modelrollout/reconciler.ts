@@ -10,6 +10,7 @@ import { K8s } from "kubernetes-fluent-client";
 import pLimit from "p-limit";
 import { Log } from "pepr";
 import { ACTION_ANNOTATION } from "../api/constants";
+import { operatorMetrics, reconcileErrorReason } from "../operator-metrics";
 import { ActionError, applyActions } from "./apply";
 import { reconcileFailed, reconcileRollout, refusedWrite, statusMergePatch } from "./engine";
 import { EventRecorder } from "./event-recorder";
@@ -44,10 +45,13 @@ function reconcilesIdle(): Promise<void> {
 }
 
 async function reconcileInSlot(namespace: string, name: string): Promise<void> {
+  const started = performance.now();
+  const leads = leading();
   try {
     // Leadership may have been lost while this call waited for its slot.
-    if (leading()) await reconcileOnce(namespace, name);
+    if (leads) await reconcileOnce(namespace, name);
   } finally {
+    if (leads) operatorMetrics.observeReconcileDuration((performance.now() - started) / 1000);
     lastReconcileAt = Date.now();
     if (reconcileSlots.pendingCount === 0 && idleWaiters.length) {
       const waiters = idleWaiters;
@@ -92,6 +96,7 @@ export function stopReconciling(): void {
   for (const timer of timers.values()) clearTimeout(timer);
   timers.clear();
   failures.clear();
+  operatorMetrics.forgetRolloutGauges();
 }
 
 /**
@@ -148,7 +153,9 @@ export function alreadyReconciled(mro: ModelRollout): boolean {
  * an older object of the same name leaves a newer one alone. True when the rollout was dropped.
  */
 export function dropFromIndex(namespace: string, name: string, uid?: string): boolean {
-  return rolloutIndex.drop(namespace, name, uid);
+  const dropped = rolloutIndex.drop(namespace, name, uid);
+  if (dropped) operatorMetrics.forgetRollout(namespace, name);
+  return dropped;
 }
 
 async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
@@ -191,7 +198,10 @@ async function onError(namespace: string, name: string, err: unknown): Promise<v
   const n = (failures.get(key) ?? 0) + 1;
   failures.set(key, n);
   const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (n - 1));
-  const { status, message } = apiFailure(err);
+  const failure = apiFailure(err);
+  const { status, message } = failure;
+  if (rolloutIndex.get(namespace, name))
+    operatorMetrics.recordReconcileError(namespace, name, reconcileErrorReason(failure));
   Log.error(
     { rollout: key, status, attempt: n, retryInMs: delay },
     `ModelRollout ${key}: reconcile failed: ${message}`,
@@ -302,6 +312,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
       `ModelRollout ${log.rollout}: ${refused.failure.message}`,
     );
     result = refused.result;
+    operatorMetrics.recordReconcileError(namespace, name, refused.failure.reason);
   }
 
   events.record(
@@ -339,6 +350,9 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     if (cleared) remember(cleared);
   }
   rolloutIndex.markHandled(namespace, name, handled);
+  // Only while the rollout is known: a delete seen meanwhile has dropped its series for good.
+  if (rolloutIndex.get(namespace, name))
+    operatorMetrics.recordReconcile(namespace, name, spec, prev, result.status);
 
   failures.delete(keyOf(namespace, name));
   if (result.requeueAfterMs !== undefined) schedule(namespace, name, result.requeueAfterMs);
