@@ -33,6 +33,6 @@ if (fromPackages.length || external.length) {
   process.exit(1);
 }
 chmodSync(outfile, 0o755);
-console.log(
+console.error(
   `built ${relative(process.cwd(), outfile)} from ${Object.keys(result.metafile.inputs).length} files`,
 );
