@@ -514,6 +514,78 @@ spec:
       kubectl(["-n", ns.name, "get", "inferencemodel", "charted", "-o", "json"]),
     ).spec.targetModels;
     expect(targets).toEqual([{ name: "charted-v2", weight: 100 }]);
+
+    // A new pool: the canary InferencePool created from the template, the HTTPRoute's weights.
+    kubectl(
+      ["-n", ns.name, "apply", "-f", "-"],
+      `
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: charted-pool-v1}
+spec:
+  extensionRef: {group: "", kind: Service, name: charted-v1-ext-proc}
+  selector: {app: charted, release: v1}
+  targetPortNumber: 8000
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: charted-route}
+spec:
+  parentRefs: [{name: inference-gateway}]
+  rules:
+  - backendRefs:
+    - {group: inference.networking.x-k8s.io, kind: InferencePool, name: charted-pool-v1, port: 8000, weight: 1}
+---
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: charted-pools}
+spec:
+  pools:
+    httpRoute: charted-route
+    stable: charted-pool-v1
+    canary: charted-pool-v2
+    canaryTemplate:
+      extensionRef: {group: "", kind: Service, name: charted-v2-ext-proc}
+      selector: {app: charted, release: v2}
+      targetPortNumber: 8000
+  steps: [{setWeight: 50}, {setWeight: 100}]
+`,
+    );
+    const poolStatus = () =>
+      JSON.parse(kubectl(["-n", ns.name, "get", "modelrollout", "charted-pools", "-o", "json"]))
+        .status ?? {};
+    await waitFor(
+      "ModelRollout charted-pools Succeeded",
+      () => poolStatus().phase === "Succeeded",
+      60_000,
+      () => `status: ${JSON.stringify(poolStatus())}; operator log: ${operator?.log}`,
+    );
+    expect(
+      JSON.parse(kubectl(["-n", ns.name, "get", "httproute", "charted-route", "-o", "json"])).spec
+        .rules[0].backendRefs,
+    ).toEqual([
+      {
+        group: "inference.networking.x-k8s.io",
+        kind: "InferencePool",
+        name: "charted-pool-v2",
+        port: 8000,
+        weight: 100,
+      },
+    ]);
+    expect(
+      JSON.parse(
+        kubectl([
+          "-n",
+          ns.name,
+          "get",
+          "inferencepool.inference.networking.x-k8s.io",
+          "charted-pool-v2",
+          "-o",
+          "json",
+        ]),
+      ).spec.selector,
+    ).toEqual({ app: "charted", release: "v2" });
+
     // It held the Lease in the release namespace, as the chart's replica would, under POD_NAME.
     const lease = JSON.parse(kubectl(["-n", ns.name, "get", "lease", "-o", "json"])).items.map(
       (l: K8sObject) => l.spec.holderIdentity,
