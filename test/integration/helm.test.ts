@@ -595,9 +595,36 @@ spec:
     expect(log).not.toMatch(/forbidden/i);
   });
 
-  it("uninstalls everything it installed and leaves the shared CRDs", async () => {
+  it("upgrades in place: new values reach the Deployment, the TLS Secret is kept", async () => {
     await operator?.stop();
     operator = undefined;
+    const full = `${release}-modelrollout`;
+    const tls = () =>
+      JSON.parse(kubectl(["-n", ns.name, "get", "secret", `${full}-tls`, "-o", "json"])).data;
+    const before = tls();
+    const out = helm([
+      "upgrade",
+      release,
+      chart,
+      "--namespace",
+      ns.name,
+      "--reuse-values",
+      "--set",
+      "prometheus.allowedHosts={127.0.0.1}",
+    ]);
+    expect(out.stderr).not.toMatch(/Error/);
+    expect(out.stdout).toMatch(/REVISION: 2/);
+    const deployment = JSON.parse(
+      kubectl(["-n", ns.name, "get", "deployment", full, "-o", "json"]),
+    ) as K8sObject;
+    expect(envOf(deployment)).toMatchObject({
+      MODELROLLOUT_NAMESPACES: ns.name,
+      MODELROLLOUT_PROMETHEUS_ALLOWED_HOSTS: "127.0.0.1",
+    });
+    expect(tls()).toEqual(before);
+  });
+
+  it("uninstalls everything it installed and leaves the shared CRDs", async () => {
     const out = helm(["uninstall", release, "--namespace", ns.name, "--wait=false"]);
     expect(out.status).toBe(0);
     const full = `${release}-modelrollout`;
