@@ -20,6 +20,8 @@ export interface Binaries {
   envoySide: string;
   /** bench/loadgen: bench/picker's load generator (Envoy's side through the same Go package). */
   loadgen: string;
+  /** helm v3 (helm.sh/helm/v3) for the chart's tests (deploy/chart). */
+  helm: string;
 }
 
 export interface ClusterInfo {
@@ -36,7 +38,7 @@ type Progress = (msg: string) => void;
 const defaultProgress: Progress = msg => process.stderr.write(`[cluster] ${msg}\n`);
 
 /**
- * Finds or builds kube-apiserver, kubectl, etcd, envoy-side and loadgen (hack/build-binaries.sh,
+ * Finds or builds kube-apiserver, kubectl, etcd, envoy-side, loadgen and helm (hack/build-binaries.sh,
  * cached).
  */
 export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
@@ -60,6 +62,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
     etcd: found.etcd,
     envoySide: found["envoy-side"],
     loadgen: found.loadgen,
+    helm: found.helm,
   };
 }
 
