@@ -475,7 +475,7 @@ export async function ensureImage(
 // --- Running a built image ---------------------------------------------------------------------
 
 /** Where tests put a kubeconfig into an image's filesystem (as a Secret volume would). */
-export const imageKubeconfigPath = "/var/run/modelrollout/kubeconfig";
+export const imageKubeconfigPath = "/etc/modelrollout/kubeconfig";
 
 export interface ImageFilesystem {
   ref: string;
@@ -509,6 +509,15 @@ export function openImage(ref: string): ImageFilesystem {
     config,
     writeFile(pathInImage, content, mode = 0o644) {
       const abs = path.join(root, pathInImage);
+      // An absolute symlink in the image (Debian's /var/run -> /run) would lead out of it.
+      let existing = path.dirname(abs);
+      while (!fs.existsSync(existing)) existing = path.dirname(existing);
+      const real = fs.realpathSync(existing);
+      if (!`${real}/`.startsWith(`${fs.realpathSync(root)}/`)) {
+        throw new Error(
+          `${pathInImage} leads out of the image ${ref} (through a symlink to ${real}): write elsewhere`,
+        );
+      }
       fs.mkdirSync(path.dirname(abs), { recursive: true });
       fs.writeFileSync(abs, content, { mode });
       const { uid, gid } = resolveUser(config.user, read("etc/passwd"), read("etc/group"));

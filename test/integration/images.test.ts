@@ -229,7 +229,13 @@ spec:
     fs.closeSync(out);
     operator = { child, log, exited: new Promise(resolve => child.once("exit", () => resolve())) };
     const pid = child.pid!;
-    expect(fs.realpathSync(`/proc/${pid}/root`)).toBe(fs.realpathSync(operatorImage.root));
+    // Once unshare and chroot have exec'd, the process (same PID) lives in the image.
+    await waitFor(
+      "the operator process to enter the image's filesystem",
+      () => fs.realpathSync(`/proc/${pid}/root`) === fs.realpathSync(operatorImage.root),
+      10000,
+      log,
+    );
     await waitFor(
       "the controller to check the module's hash and write it into the image's /app",
       () => fs.existsSync(path.join(operatorImage.root, `app/module-${hash}.js`)),
