@@ -38,7 +38,7 @@ const version = (): string =>
   JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")).version;
 
 /**
- * buildah's global flags: its configured storage driver (Debian's: overlay, which works on this
+ * buildah's global flags: the storage driver buildah picks (overlay here, which works on this
  * machine's ext4) unless MODELROLLOUT_BUILDAH_STORAGE_DRIVER says otherwise (vfs works anywhere,
  * copying every layer in full: several times slower).
  */

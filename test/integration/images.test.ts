@@ -229,6 +229,13 @@ spec:
     fs.closeSync(out);
     operator = { child, log, exited: new Promise(resolve => child.once("exit", () => resolve())) };
     const pid = child.pid!;
+    // A wait ends at once, with the log's tail, if the operator exits.
+    const exitedEarly = operator.exited.then(() => {
+      const tail = fs.readFileSync(log, "utf8").slice(-3000);
+      throw new Error(`the operator image's process exited (${child.exitCode}): ${tail}`);
+    });
+    exitedEarly.catch(() => undefined);
+    const orExit = <T>(wait: Promise<T>) => Promise.race([wait, exitedEarly]);
     // Once unshare and chroot have exec'd, the process (same PID) lives in the image.
     await waitFor(
       "the operator process to enter the image's filesystem",
@@ -236,11 +243,13 @@ spec:
       10000,
       log,
     );
-    await waitFor(
-      "the controller to check the module's hash and write it into the image's /app",
-      () => fs.existsSync(path.join(operatorImage.root, `app/module-${hash}.js`)),
-      60000,
-      log,
+    await orExit(
+      waitFor(
+        "the controller to check the module's hash and write it into the image's /app",
+        () => fs.existsSync(path.join(operatorImage.root, `app/module-${hash}.js`)),
+        60000,
+        log,
+      ),
     );
     expect(fs.readFileSync(path.join(operatorImage.root, `app/module-${hash}.js`))).toEqual(
       moduleCode,
@@ -261,15 +270,17 @@ spec:
   - setWeight: 100
 `);
     const seen: string[] = [];
-    await waitForRollout(
-      "travel-helper",
-      "Succeeded",
-      r => {
-        const pair = JSON.stringify(targetModels("travel-helper"));
-        if (seen[seen.length - 1] !== pair) seen.push(pair);
-        return r.status?.phase === "Succeeded";
-      },
-      90000,
+    await orExit(
+      waitForRollout(
+        "travel-helper",
+        "Succeeded",
+        r => {
+          const pair = JSON.stringify(targetModels("travel-helper"));
+          if (seen[seen.length - 1] !== pair) seen.push(pair);
+          return r.status?.phase === "Succeeded";
+        },
+        90000,
+      ),
     );
     expect(seen).toContain(
       JSON.stringify([
