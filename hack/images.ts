@@ -31,6 +31,15 @@ import {
 } from "./images/plan";
 
 type Log = (line: string) => void;
+
+/** buildah's chroot isolation, debootstrap, chroot and unshare --mount all need root here. */
+function requireRoot(what: string): void {
+  if (os.userInfo().uid !== 0) {
+    throw new Error(
+      `${what} needs root here (buildah with chroot isolation and no user namespaces, debootstrap, chroot): run it as root`,
+    );
+  }
+}
 const stderrLog: Log = line => process.stderr.write(`[images] ${line}\n`);
 
 const inputsLabel = "dev.modelrollout.inputs";
@@ -421,6 +430,7 @@ export async function ensureImage(
   force = false,
 ): Promise<BuiltImage> {
   const ref = imageRef(image, version(), process.env);
+  requireRoot(`building ${ref}`);
   const dockerfile = projectImages[image].dockerfile;
   const text = fs.readFileSync(path.join(repoRoot, dockerfile), "utf8");
   const inputs: Record<string, string> = { dockerfile: text };
@@ -498,6 +508,7 @@ export interface ImageFilesystem {
 
 /** A buildah container of `ref`, mounted: the filesystem a container of the image starts with. */
 export function openImage(ref: string): ImageFilesystem {
+  requireRoot(`running ${ref}`);
   const config = inspectImage(ref);
   if (!config) throw new Error(`no local image ${ref}: build it first (npx tsx hack/images.ts)`);
   const ctr = buildah(["from", "--pull=never", ref]).trim().split("\n").pop()!;
@@ -555,11 +566,6 @@ async function main(argv: string[]): Promise<void> {
         `unknown image '${n}': choose from ${Object.keys(projectImages).join(", ")} or all`,
       );
     }
-  }
-  if (os.userInfo().uid !== 0) {
-    throw new Error(
-      "buildah builds here as root (chroot isolation, no user namespaces): run as root",
-    );
   }
   for (const n of names) {
     const r = await ensureImage(n, stderrLog, force);
