@@ -5,7 +5,6 @@
 // picker, and removes them again.
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -16,8 +15,7 @@ import {
   setPodReady,
 } from "../../hack/env/model-servers";
 import { ensureBinaries } from "../../hack/env/cluster";
-import { repoRoot } from "../../hack/env/config";
-import { buildImageTree } from "../../hack/env/image-tree";
+import { ensureImage, imageKubeconfigPath, openImage } from "../../hack/images";
 import { goLoad } from "../../bench/picker/load";
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { loadExtProcDefinition } from "../../picker/protos";
@@ -1052,31 +1050,29 @@ describe("picker on the real control plane with simulated model servers", () => 
     }
   });
 
-  // No Docker engine here: hack/env/image-tree.ts carries out picker/Dockerfile's steps (npm ci,
-  // the esbuild bundle, the production-only install, the copies) into folders, with this
-  // machine's Node 20 in place of node:20-bookworm-slim, and the image's ENTRYPOINT runs from
-  // the resulting tree.
-  it("runs as the image does: picker/Dockerfile's file tree and ENTRYPOINT serve both doors", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "modelrollout-picker-image-"));
+  // picker/Dockerfile built for real (hack/images.ts: buildah, on the node:20-bookworm-slim base
+  // made locally; cached by its inputs), and the image's ENTRYPOINT run in the image's filesystem
+  // with chroot, as its USER, from its WORKDIR, with only its ENV (podman cannot run containers
+  // here).
+  it("runs from its built image: the image's ENTRYPOINT in its filesystem serves both doors", async () => {
+    const built = await ensureImage("picker", line => report(`image: ${line}`));
+    const image = openImage(built.ref);
     try {
-      const image = await buildImageTree(
-        path.join(repoRoot, "picker", "Dockerfile"),
-        repoRoot,
-        dir,
-        line => report(`image: ${line}`),
-      );
-      expect(fs.existsSync(path.join(image.workdir, "node_modules", "tsx"))).toBe(false);
+      image.writeFile(imageKubeconfigPath, fs.readFileSync(env().info.kubeconfig), 0o600);
       const f = await setUp("picker-image", {
         pods: 1,
         weights: [90, 10],
-        entrypoint: { argv: image.entrypoint, cwd: image.workdir, env: image.env },
+        entrypoint: image.command({ args: [], env: { KUBECONFIG: imageKubeconfigPath } }),
       });
       const client = extProcClient(f.picker.grpcPort);
       try {
-        // The process is the image's entry point, run from the tree (not the repository).
-        expect(fs.readlinkSync(`/proc/${f.picker.pid}/cwd`)).toBe(fs.realpathSync(image.workdir));
-        const argv = fs.readFileSync(`/proc/${f.picker.pid}/cmdline`, "utf8").split("\0");
-        expect(argv.slice(1, image.entrypoint.length)).toEqual(image.entrypoint.slice(1));
+        // The process is the image's entry point, inside the image's filesystem, as its user.
+        const proc = `/proc/${f.picker.pid}`;
+        expect(fs.realpathSync(`${proc}/root`)).toBe(fs.realpathSync(image.root));
+        expect(fs.realpathSync(`${proc}/cwd`)).toBe(fs.realpathSync(path.join(image.root, "app")));
+        expect(fs.readFileSync(`${proc}/status`, "utf8")).toMatch(/^Uid:\s+1000\s/m);
+        const argv = fs.readFileSync(`${proc}/cmdline`, "utf8").split("\0");
+        expect(argv.slice(0, image.config.entrypoint.length)).toEqual(image.config.entrypoint);
         // setUp saw the HTTP proxy split travel-helper onto an adapter; now ext_proc.
         const r = await viaExtProc(client, { model: "travel-helper", prompt: "hi", max_tokens: 2 });
         expect(r.destination).toBe(`${f.servers[0].podIP}:${PORT}`);
@@ -1087,9 +1083,9 @@ describe("picker on the real control plane with simulated model servers", () => 
         await tearDown(f);
       }
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      image.remove();
     }
-  }, 300_000);
+  }, 1_800_000);
 
   it("is scraped by the environment's Prometheus: inference_objective_request_total", async () => {
     const f = await setUp("picker-prom", { pods: 1, weights: [90, 10] });

@@ -42,11 +42,12 @@ export interface PickerProcessOptions {
   /** Run the entry point as the image does: an esbuild bundle run by plain node, without tsx. */
   bundled?: boolean;
   /**
-   * Run this command line from `cwd` instead of the repository's picker — an image's ENTRYPOINT
-   * in its file tree (hack/env/image-tree.ts) — with only PATH, HOME and `env` (the image's ENV)
-   * of this process' environment; the picker's flags follow it.
+   * Run this command line instead of the repository's picker — a built image's ENTRYPOINT in
+   * its filesystem (hack/images.ts openImage(...).command(), which carries the image's whole
+   * environment and its KUBECONFIG) — with only PATH of this process' environment; the picker's
+   * flags follow it.
    */
-  entrypoint?: { argv: readonly string[]; cwd: string; env?: Record<string, string> };
+  entrypoint?: { command: string; args: readonly string[] };
   /** Child output is appended here. */
   logFile?: string;
   /** Extra environment variables. */
@@ -89,8 +90,7 @@ export function pickerCommand(o: Omit<PickerProcessOptions, "kubeconfig">): {
         "pickerCommand: entrypoint replaces script, bundled, nodeArgs and runtimeFlags",
       );
     }
-    const [command, ...args] = o.entrypoint.argv;
-    return { command, args: [...args, ...pickerArgs], cwd: o.entrypoint.cwd };
+    return { command: o.entrypoint.command, args: [...o.entrypoint.args, ...pickerArgs], cwd: "/" };
   }
   const [entry, ...entryArgs] = o.script ?? [path.join(pickerRoot, "main.ts")];
   return {
@@ -168,14 +168,13 @@ async function isReady(url: string): Promise<boolean> {
 /** Starts the picker and resolves once its /readyz answers 200 (pool known, pods listed). */
 export async function startPickerProcess(o: PickerProcessOptions): Promise<PickerProcess> {
   const { command, args, cwd } = pickerCommand(o);
-  // An entry point from an image tree gets the image's environment, not this process' (whose
-  // NODE_OPTIONS, NODE_PATH or PICKER_PROTO_DIR could lend it what the image lacks).
-  const baseEnv = o.entrypoint
-    ? { PATH: process.env.PATH, HOME: process.env.HOME, ...o.entrypoint.env }
-    : process.env;
+  // An image's entry point gets nothing of this process' environment (whose NODE_OPTIONS,
+  // NODE_PATH or PICKER_PROTO_DIR could lend it what the image lacks): its command line sets it.
   const child: ChildProcess = spawn(command, args, {
     cwd,
-    env: { ...baseEnv, ...o.env, KUBECONFIG: o.kubeconfig },
+    env: o.entrypoint
+      ? { PATH: process.env.PATH }
+      : { ...process.env, ...o.env, KUBECONFIG: o.kubeconfig },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
