@@ -7,7 +7,7 @@ import {
   durationProblem,
   isDuration,
 } from "../duration";
-import { expandBuiltin, validateBuiltin } from "./builtins";
+import { expandBuiltin, metricsSourceProblem, validateBuiltin } from "./builtins";
 import { ExpressionError, parse } from "./expr";
 import { QueryVariables, TemplateError, renderQuery, variablesFor } from "./promql";
 import { DEFAULT_INTERVAL, MAX_MEASUREMENTS_TO_KEEP } from "./run";
@@ -16,6 +16,7 @@ import type {
   MetricSpec,
   ProviderSpec,
   ResolvedMetric,
+  Scope,
   TemplateContext,
 } from "./types";
 
@@ -90,7 +91,12 @@ function sampleVariables(metric: MetricSpec): QueryVariables {
   };
 }
 
-function validateMetric(metric: unknown, where: string, defaultProvider?: ProviderSpec): string[] {
+function validateMetric(
+  metric: unknown,
+  where: string,
+  defaultProvider?: ProviderSpec,
+  scope?: Scope,
+): string[] {
   if (!isRecord(metric)) return [`${where} must be an object`];
   const m = metric as unknown as MetricSpec;
   const errors: string[] = [];
@@ -109,6 +115,9 @@ function validateMetric(metric: unknown, where: string, defaultProvider?: Provid
       }
     }
   }
+
+  const sourceProblem = metricsSourceProblem(m.metricsSource, { template: hasTemplate, scope });
+  if (sourceProblem) add(sourceProblem);
 
   if (hasTemplate) {
     if (typeof m.template !== "string") add("template must be a string");
@@ -182,7 +191,11 @@ function validateMetric(metric: unknown, where: string, defaultProvider?: Provid
  * condition parsed, templates and args checked, durations and limits checked, a provider present
  * (the metric's own or `defaultProvider`, i.e. spec.prometheus).
  */
-export function validateAnalysis(spec: AnalysisSpec, defaultProvider?: ProviderSpec): string[] {
+export function validateAnalysis(
+  spec: AnalysisSpec,
+  defaultProvider?: ProviderSpec,
+  scope?: Scope,
+): string[] {
   if (!isRecord(spec)) return ["analysis must be an object with metrics"];
   const errors: string[] = [];
   if (!Array.isArray(spec.metrics) || spec.metrics.length === 0) {
@@ -200,7 +213,7 @@ export function validateAnalysis(spec: AnalysisSpec, defaultProvider?: ProviderS
     const where = name ? `metrics[${i}] (${name})` : `metrics[${i}]`;
     if (name && seen.has(name)) errors.push(`${where}: duplicate metric name`);
     if (name) seen.add(name);
-    errors.push(...validateMetric(metric, where, defaultProvider));
+    errors.push(...validateMetric(metric, where, defaultProvider, scope));
   });
   return errors;
 }
@@ -224,6 +237,7 @@ export function resolveMetric(
       scope: ctx.scope,
       weight: ctx.weight,
       modelName: ctx.modelName,
+      metricsSource: metric.metricsSource,
     });
     query = renderQuery(expansion.query, vars);
     successCondition = expansion.successCondition;
