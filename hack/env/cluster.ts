@@ -20,6 +20,8 @@ export interface Binaries {
   envoySide: string;
   /** bench/loadgen: bench/picker's load generator (Envoy's side through the same Go package). */
   loadgen: string;
+  /** The upstream endpoint picker, GIE v1.5.0 cmd/epp (./upstream-epp.ts). */
+  epp: string;
 }
 
 export interface ClusterInfo {
@@ -60,6 +62,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
     etcd: found.etcd,
     envoySide: found["envoy-side"],
     loadgen: found.loadgen,
+    epp: found.epp,
   };
 }
 
