@@ -189,11 +189,12 @@ async function main(): Promise<void> {
       K8s(kind.Pod).InNamespace(namespace).Get(),
     ]);
     routes = attachedTo(list.items.map(onWire) as Route[], values.gateway);
+    // Keyed by the group each list came from (list items need not carry their apiVersion).
     const next = new Map<string, PoolObject>();
     for (const p of alphaPools.items as PoolObject[])
-      next.set(`${p.apiVersion}/${p.metadata?.name}`, p);
+      next.set(`inference.networking.x-k8s.io/${p.metadata?.name}`, p);
     for (const p of v1Pools.items as PoolObject[])
-      next.set(`${p.apiVersion}/${p.metadata?.name}`, p);
+      next.set(`inference.networking.k8s.io/${p.metadata?.name}`, p);
     pools = next;
     services = svcs.items as ServiceObject[];
     pods = eps.items as PodObject[];
@@ -241,8 +242,7 @@ async function main(): Promise<void> {
     return c;
   };
   /** The pool object a backendRef names (its group says which API version). */
-  const poolOf = (group: string, name: string) =>
-    pools.get(`${group}/${group === "inference.networking.k8s.io" ? "v1" : "v1alpha2"}/${name}`);
+  const poolOf = (group: string, name: string) => pools.get(`${group}/${name}`);
   /** The picker's addresses for a pool, or why there are none. */
   const pickerAddresses = (group: string, name: string): string[] | { error: string } => {
     const pool = poolOf(group, name);
