@@ -28,18 +28,31 @@ import { DESTINATION_ENDPOINT, LB_METADATA_NAMESPACE, destinationsOf } from "./g
 type Stream = grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse__Output>;
 
 let clientConstructor: grpc.ServiceClientConstructor | undefined;
+/** envoy.type.v3.StatusCode by name: the loader decodes enums as their names ("BadRequest"). */
+const statusCodes = new Map<string, number>();
 
 /** A client for the picker at host:port (plaintext gRPC, as the local pickers serve it). */
 export function extProcClient(address: string): grpc.Client {
   if (!clientConstructor) {
-    const pkg = grpc.loadPackageDefinition(loadExtProcDefinition()) as unknown as {
+    const definition = loadExtProcDefinition();
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
       envoy: {
         service: { ext_proc: { v3: { ExternalProcessor: grpc.ServiceClientConstructor } } };
       };
     };
     clientConstructor = pkg.envoy.service.ext_proc.v3.ExternalProcessor;
+    const statusEnum = definition["envoy.type.v3.StatusCode"] as unknown as {
+      type: { value: Array<{ name: string; number: number }> };
+    };
+    for (const v of statusEnum.type.value) statusCodes.set(v.name, v.number);
   }
   return new clientConstructor(address, grpc.credentials.createInsecure());
+}
+
+/** An ImmediateResponse's HTTP status (a number or the enum's name); 500 when unusable. */
+function httpStatusOf(code: unknown): number {
+  const n = typeof code === "number" ? code : statusCodes.get(String(code));
+  return n !== undefined && n >= 200 && n <= 599 ? n : 500;
 }
 
 /** The picker's answers, in order; undefined once the stream ended. */
@@ -130,11 +143,9 @@ const header = (key: string, value: string) => ({ key, raw_value: Buffer.from(va
 function immediate(m: ProcessingResponse__Output): ImmediateAnswer | undefined {
   const ir = m.immediate_response;
   if (!ir) return undefined;
-  const code = ir.status?.code;
-  const status = typeof code === "number" ? code : Number(String(code).replace(/\D/g, "")) || 500;
   return {
     kind: "immediate",
-    status: status >= 200 && status <= 599 ? status : 500,
+    status: httpStatusOf(ir.status?.code),
     headers: (ir.headers?.set_headers ?? [])
       .map(headerValue)
       .filter((h): h is [string, string] => h !== undefined),

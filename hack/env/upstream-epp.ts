@@ -5,9 +5,8 @@
 //      its Pods (whose podIPs are the model servers' 127.0.0.N), scrapes their vLLM metrics and
 //      serves ext_proc, gRPC health and Prometheus metrics on free ports (plaintext: no
 //      --secure-serving, no metrics auth; no tracing exporter),
-//   2. its Pod (labels app=<service>, container port "grpc-ext-proc") marked Ready at 127.0.0.1
-//      (it listens on every address), and the Service the pool's endpointPickerRef names, whose
-//      selector finds that Pod (hack/demo/gateway.ts resolves it so, as kube-proxy would),
+//   2. its Pod and the Service the pool's endpointPickerRef names (publishPicker, below: any local
+//      picker process can be published so), the Pod marked Ready once the EPP sees the pool's pods,
 //   3. a Prometheus scrape target of its metrics with target labels namespace, component and
 //      `pool` (its own metrics carry model_name / target_model_name only: the gates' poolLabel).
 import { ClusterInfo, ensureBinaries, kubectlFor } from "./cluster";
@@ -58,7 +57,6 @@ export async function deployUpstreamEpp(
   const service = o.service ?? `${o.pool}-epp`;
   const servicePort = o.servicePort ?? 9002;
   const name = procName(o.namespace, service);
-  const kubectl = kubectlFor(info);
   const [grpcPort, healthPort, metricsPort] = [
     await freePort(),
     await freePort(),
@@ -87,59 +85,14 @@ export async function deployUpstreamEpp(
   );
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   try {
-    const labels = { app: service, "app.kubernetes.io/name": "upstream-epp" };
-    kubectl(
-      ["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"],
-      JSON.stringify({
-        apiVersion: "v1",
-        kind: "List",
-        items: [
-          {
-            apiVersion: "v1",
-            kind: "Pod",
-            metadata: {
-              name: service,
-              namespace: o.namespace,
-              labels,
-              annotations: {
-                "modelrollout.dev/emulated":
-                  "upstream epp process run by hack/env (no kubelet here)",
-              },
-            },
-            spec: {
-              nodeName: "local",
-              containers: [
-                {
-                  name: "epp",
-                  image: `registry.k8s.io/gateway-api-inference-extension/epp:${UPSTREAM_EPP_VERSION}`,
-                  ports: [
-                    { name: "grpc-ext-proc", containerPort: grpcPort },
-                    { name: "grpc-health", containerPort: healthPort },
-                    { name: "metrics", containerPort: metricsPort },
-                  ],
-                },
-              ],
-            },
-          },
-          {
-            apiVersion: "v1",
-            kind: "Service",
-            metadata: { name: service, namespace: o.namespace },
-            spec: {
-              selector: labels,
-              ports: [
-                {
-                  name: "grpc-ext-proc",
-                  port: servicePort,
-                  targetPort: "grpc-ext-proc",
-                  appProtocol: "http2",
-                },
-              ],
-            },
-          },
-        ],
-      }),
-    );
+    publishPicker(info, {
+      namespace: o.namespace,
+      service,
+      servicePort,
+      grpcPort,
+      image: `registry.k8s.io/gateway-api-inference-extension/epp:${UPSTREAM_EPP_VERSION}`,
+      ready: false,
+    });
     const want = o.readyPods ?? 1;
     await waitFor(
       `the upstream EPP of InferencePool ${o.namespace}/${o.pool} to see ${want} ready pod(s)`,
@@ -148,7 +101,7 @@ export async function deployUpstreamEpp(
       () => `see ${proc.log}:\n${tailOf(proc.log, 8)}`,
       250,
     );
-    setPodReady(info, o.namespace, service, "127.0.0.1", true);
+    setPodReady(info, o.namespace, service, PICKER_POD_IP, true);
     addScrapeTarget(info.stateDir, name, `127.0.0.1:${metricsPort}`, {
       namespace: o.namespace,
       component: "upstream-epp",
@@ -169,6 +122,82 @@ export async function removeUpstreamEpp(
   const name = procName(namespace, service);
   removeScrapeTarget(info.stateDir, name);
   if (readProc(info.stateDir, name)) await stopProc(info.stateDir, name);
+  unpublishPicker(info, namespace, service);
+}
+
+/** The podIP of an emulated picker Pod: its process listens on every loopback address. */
+export const PICKER_POD_IP = "127.0.0.1";
+
+/**
+ * Publishes a picker process running on this machine (ext_proc on `grpcPort`) as Kubernetes
+ * would see it: a Pod labelled app=<service> with container port "grpc-ext-proc", marked Ready
+ * at 127.0.0.1 unless `ready: false`, and the Service `service` whose port `servicePort` targets
+ * it — what a pool's endpointPickerRef / extensionRef names. Works for any picker (the upstream
+ * EPP, ours).
+ */
+export function publishPicker(
+  info: ClusterInfo,
+  o: {
+    namespace: string;
+    service: string;
+    servicePort: number;
+    grpcPort: number;
+    image: string;
+    ready?: boolean;
+  },
+): void {
+  const labels = { app: o.service, "modelrollout.dev/picker": "true" };
+  kubectlFor(info)(
+    ["apply", "--server-side", "--field-manager=modelrollout-env", "-f", "-"],
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [
+        {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: {
+            name: o.service,
+            namespace: o.namespace,
+            labels,
+            annotations: {
+              "modelrollout.dev/emulated": "picker process run by hack/env (no kubelet here)",
+            },
+          },
+          spec: {
+            nodeName: "local",
+            containers: [
+              {
+                name: "picker",
+                image: o.image,
+                ports: [{ name: "grpc-ext-proc", containerPort: o.grpcPort }],
+              },
+            ],
+          },
+        },
+        {
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: o.service, namespace: o.namespace },
+          spec: {
+            selector: labels,
+            ports: [
+              {
+                name: "grpc-ext-proc",
+                port: o.servicePort,
+                targetPort: "grpc-ext-proc",
+                appProtocol: "http2",
+              },
+            ],
+          },
+        },
+      ],
+    }),
+  );
+  if (o.ready !== false) setPodReady(info, o.namespace, o.service, PICKER_POD_IP, true);
+}
+
+export function unpublishPicker(info: ClusterInfo, namespace: string, service: string): void {
   kubectlFor(info)([
     "-n",
     namespace,

@@ -10,10 +10,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, removeModelServer } from "../../hack/env/model-servers";
-import { deployUpstreamEpp, removeUpstreamEpp, UpstreamEpp } from "../../hack/env/upstream-epp";
+import {
+  deployUpstreamEpp,
+  publishPicker,
+  removeUpstreamEpp,
+  unpublishPicker,
+  UpstreamEpp,
+} from "../../hack/env/upstream-epp";
 import { operatorKubeconfig } from "../../hack/env/rbac";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
 import { RunningOperator, startOperator } from "../support/operator";
+import { PickerProcess, startPickerProcess } from "../support/picker-process";
 import { rolloutHelpers } from "../support/rollouts";
 
 const MODEL = "mymodel";
@@ -33,6 +40,9 @@ let ns: TestNamespace;
 let operator: RunningOperator;
 let gateway: { url: string; child: ChildProcess; log: string };
 const epps = new Map<PoolName, UpstreamEpp>();
+/** A fourth pool, served by this project's picker through the same ext_proc path. */
+const OURS = "pool-ours";
+let ourPicker: PickerProcess | undefined;
 /** The traffic generator: requests by status and by the pod that answered. */
 const traffic = {
   running: true,
@@ -46,7 +56,7 @@ const { kubectl, apply, getJson, waitForRollout } = rolloutHelpers(
   () => operator.log,
 );
 
-function poolYaml(name: PoolName): string {
+function poolYaml(name: string): string {
   return `
 apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
@@ -153,6 +163,41 @@ beforeAll(async () => {
   for (const pool of Object.keys(POOLS) as PoolName[]) {
     epps.set(pool, await deployUpstreamEpp(info, { namespace: ns.name, pool }));
   }
+  await deployModelServer(info, {
+    namespace: ns.name,
+    name: `sim-${OURS}`,
+    labels: { app: "sim", pool: OURS },
+    port: 8000,
+    model: MODEL,
+    timeToFirstTokenMs: 20,
+    interTokenLatencyMs: 2,
+  });
+  apply(poolYaml(OURS));
+  ourPicker = await startPickerProcess({
+    pool: OURS,
+    namespace: ns.name,
+    kubeconfig: info.kubeconfig,
+    args: ["--disable-proxy"],
+    logFile: path.join(info.logDir, `picker-${ns.name}.log`),
+  });
+  publishPicker(info, {
+    namespace: ns.name,
+    service: `${OURS}-epp`,
+    servicePort: 9002,
+    grpcPort: ourPicker.grpcPort!,
+    image: "modelrollout-picker",
+  });
+  // Chat completions go to the pool of our picker (a more specific path than the rule below).
+  apply(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: chat-route}
+spec:
+  parentRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: ${GATEWAY}}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/chat/completions}}]
+    backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: ${OURS}}]
+`);
   apply(`
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -182,6 +227,9 @@ afterAll(async () => {
     await new Promise(resolve => gateway.child.once("exit", resolve));
   }
   const { info } = env();
+  await ourPicker?.stop();
+  unpublishPicker(info, ns.name, `${OURS}-epp`);
+  await removeModelServer(info, ns.name, `sim-${OURS}`);
   for (const [pool, epp] of epps) {
     await removeUpstreamEpp(info, ns.name, epp.service);
     await removeModelServer(info, ns.name, `sim-${pool}`);
@@ -229,6 +277,32 @@ describe("a pool served by the upstream endpoint picker through the gateway's ex
       `see ${env().info.prometheusUrl}/targets`,
       250,
     );
+  });
+
+  it("this project's picker serves a pool through the same ext_proc path (any conformant picker)", async () => {
+    const res = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: MODEL,
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+      }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-inference-pod")).toBe(`sim-${OURS}`);
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    // Streamed back through the response phase chunk by chunk, to the end.
+    expect(text.trim().endsWith("data: [DONE]")).toBe(true);
+    // A picker's ImmediateResponse is the answer: a body that is not JSON is refused (400).
+    const unknown = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "not json",
+    });
+    expect(unknown.status).toBe(400);
   });
 
   it("a rollout gated on the upstream EPP's metrics moves the traffic to a good canary and succeeds", async () => {
