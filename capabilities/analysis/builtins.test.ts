@@ -2,8 +2,10 @@ import {
   BUILTIN_TEMPLATES,
   BuiltinError,
   PICKER_METRICS,
+  METRICS_SOURCES,
   describeBuiltins,
   expandBuiltin,
+  metricsSourceProblem,
   validateBuiltin,
 } from "./builtins";
 import { parse } from "./expr/parser";
@@ -11,6 +13,15 @@ import { placeholdersOf, renderQuery, variablesFor } from "./promql";
 import { lex } from "../../test/support/promql-lexer";
 import { measurementFrom, resolveMetric } from ".";
 import type { QueryResult, TemplateContext } from "./types";
+
+const poolsCtx: TemplateContext = {
+  scope: "pools",
+  namespace: "ns",
+  rollout: "r",
+  canary: "v2",
+  stable: "v1",
+  weight: 10,
+};
 
 const vector = (...values: number[]): QueryResult => ({
   kind: "vector",
@@ -413,5 +424,102 @@ describe("built-in gates", () => {
       );
       expect(variablesFor(ctx(name), {}).modelName).toBe(name);
     });
+  });
+});
+
+describe("metricsSource: whose metrics a built-in gate reads", () => {
+  const names = (query: string) => [
+    ...new Set(
+      [...query.matchAll(/\b(inference_objective|inference_model|llm_d_epp|vllm:)[a-z_]*/g)].map(
+        m => m[1],
+      ),
+    ),
+  ];
+
+  it("an explicit source reads only its own metric names", () => {
+    const q = (metricsSource: (typeof METRICS_SOURCES)[number]) =>
+      expandBuiltin("error-rate", {}, { scope: "pools", metricsSource }).query;
+    expect(names(q("picker"))).toEqual(["inference_objective"]);
+    expect(names(q("llm-d"))).toEqual(["llm_d_epp"]);
+    expect(names(q("vllm"))).toEqual(["vllm:"]);
+    // vLLM has no error counter: aborted requests are the errors.
+    expect(q("vllm")).toContain(
+      `vllm:request_success_total{pool="{{canary}}",finished_reason="abort"}`,
+    );
+    // GIE v1.x names first, pre-v1 names only while no v1 series exist.
+    const epp = q("upstream-epp");
+    expect(names(epp)).toEqual(["inference_objective", "inference_model"]);
+    expect(epp).toContain("unless on() (count(inference_objective_request_total))");
+  });
+
+  it("auto tries upstream-epp (= the picker's names), llm-d, then vllm, each only while the earlier have no series", () => {
+    const auto = expandBuiltin("latency-p95-ratio", {}, { scope: "pools", metricsSource: "auto" });
+    expect(names(auto.query)).toEqual([
+      "inference_objective",
+      "inference_model",
+      "llm_d_epp",
+      "vllm:",
+    ]);
+    expect(auto.query).toContain(
+      "unless on() (count(inference_objective_request_total) or count(inference_model_request_total) or count(llm_d_epp_request_total))",
+    );
+    expect(lex(renderQuery(auto.query, variablesFor(poolsCtx, {}))).length).toBeGreaterThan(0);
+    // The same conditions whatever the source: one finite sample.
+    expect(auto.successCondition).toBe("len(result) == 1 and result[0] <= 1.2");
+  });
+
+  it("auto in the adapters scope leaves vLLM out (it cannot tell adapters apart)", () => {
+    const auto = expandBuiltin("error-rate", {}, { scope: "adapters", metricsSource: "auto" });
+    expect(names(auto.query)).toEqual(["inference_objective", "inference_model", "llm_d_epp"]);
+    expect(auto.query).toContain(`target_model_name="{{canary}}"`);
+    expect(() =>
+      expandBuiltin("error-rate", {}, { scope: "adapters", metricsSource: "vllm" }),
+    ).toThrow(/vllm cannot tell adapters apart/);
+  });
+
+  it("a source without the metric is skipped (pre-v1 pickers have no TTFT histogram)", () => {
+    const epp = expandBuiltin(
+      "ttft-p95-ratio",
+      {},
+      { scope: "pools", metricsSource: "upstream-epp" },
+    );
+    expect(names(epp.query)).toEqual(["inference_objective"]);
+  });
+
+  it("poolLabel names the scrape's target label for the pool (the upstream pickers have none)", () => {
+    const e = expandBuiltin(
+      "min-request-count",
+      { poolLabel: "inference_pool" },
+      { scope: "pools", metricsSource: "upstream-epp" },
+    );
+    expect(e.query).toContain(`inference_objective_request_total{inference_pool="{{canary}}"}`);
+    expect(e.query).not.toContain(`pool="`.replace(/^/, "{"));
+  });
+
+  it("resolveMetric passes the metric's metricsSource; absent means the picker's names", () => {
+    const llmd = resolveMetric(
+      { name: "errors", template: "error-rate", metricsSource: "llm-d" },
+      poolsCtx,
+    );
+    expect(llmd.query).toContain(`llm_d_epp_request_error_total{pool="v2"}`);
+    const none = resolveMetric({ name: "errors", template: "error-rate" }, poolsCtx);
+    expect(names(none.query)).toEqual(["inference_objective"]);
+  });
+
+  it("metricsSourceProblem names what is wrong and the fix", () => {
+    expect(metricsSourceProblem(undefined, { template: true })).toBeUndefined();
+    for (const source of METRICS_SOURCES)
+      expect(metricsSourceProblem(source, { template: true, scope: "pools" })).toBeUndefined();
+    expect(metricsSourceProblem("prometheus", { template: true })).toBe(
+      'metricsSource must be one of auto, picker, upstream-epp, llm-d, vllm, got "prometheus"',
+    );
+    // The CRD's default on a query metric is fine; anything else is a mistake.
+    expect(metricsSourceProblem("auto", { template: false })).toBeUndefined();
+    expect(metricsSourceProblem("llm-d", { template: false })).toMatch(
+      /applies to built-in gates \(template\) only.*remove metricsSource/,
+    );
+    expect(metricsSourceProblem("vllm", { template: true, scope: "adapters" })).toMatch(
+      /vllm cannot tell LoRA adapters apart.*use auto, picker, upstream-epp or llm-d/,
+    );
   });
 });

@@ -402,6 +402,29 @@ export function validateBuiltin(template: string, args: Record<string, string> =
   return errors;
 }
 
+export type MetricsSourceName = (typeof METRICS_SOURCES)[number];
+
+/**
+ * What is wrong with a metric's metricsSource (undefined when fine): not one of METRICS_SOURCES,
+ * set on a query (which names its metrics itself), or vllm where adapters must be told apart.
+ */
+export function metricsSourceProblem(
+  source: unknown,
+  opts: { template: boolean; scope?: Scope },
+): string | undefined {
+  if (source === undefined) return undefined;
+  if (typeof source !== "string" || !(METRICS_SOURCES as readonly string[]).includes(source)) {
+    return `metricsSource must be one of ${METRICS_SOURCES.join(", ")}, got ${JSON.stringify(source)}`;
+  }
+  if (!opts.template && source !== "auto") {
+    return `metricsSource ${source} applies to built-in gates (template) only: a query names its metrics itself (remove metricsSource)`;
+  }
+  if (opts.template && source === "vllm" && opts.scope === "adapters") {
+    return "metricsSource vllm cannot tell LoRA adapters apart (vLLM labels requests by the base model only): use auto, picker, upstream-epp or llm-d";
+  }
+  return undefined;
+}
+
 export interface BuiltinExpansion {
   /** PromQL template: {{canary}}, {{stable}} (and {{namespace}}, {{modelName}}, {{args.X}}…) are still placeholders. */
   query: string;
@@ -419,7 +442,7 @@ export interface BuiltinContext {
    * Whose metrics the gate reads (the gate's metricsSource; the CRD defaults it to "auto").
    * Absent: the picker's, the shape callers that know no source had before the field existed.
    */
-  metricsSource?: (typeof METRICS_SOURCES)[number];
+  metricsSource?: MetricsSourceName;
 }
 
 function seriesMatch(

@@ -1,6 +1,7 @@
 // Spec and status shapes of the Prometheus gates, mirrored from the ModelRollout CRD
 // (capabilities/modelrollout). Status timestamps are RFC3339 strings so a run survives an operator
 // restart: every decision is recomputed from these fields alone.
+import type { MetricsSourceName } from "./builtins";
 
 /** A reference to one key of a Secret in the rollout's namespace. */
 export interface SecretKeyRef {
@@ -24,6 +25,8 @@ export interface MetricSpec {
   /** Name of a built-in LLM gate (see builtins.ts); exactly one of query / template. */
   template?: string;
   args?: Record<string, string>;
+  /** Whose metrics a built-in reads (builtins.ts METRIC_SOURCES); the CRD defaults it to "auto". */
+  metricsSource?: MetricsSourceName;
   /** Time between measurements, default "30s". */
   interval?: string;
   /** Wait after the run started before the first measurement. */

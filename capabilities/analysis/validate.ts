@@ -7,7 +7,7 @@ import {
   durationProblem,
   isDuration,
 } from "../duration";
-import { expandBuiltin, validateBuiltin } from "./builtins";
+import { expandBuiltin, metricsSourceProblem, validateBuiltin } from "./builtins";
 import { ExpressionError } from "./expr/ast";
 import { parse } from "./expr/parser";
 import { QueryVariables, TemplateError, renderQuery, variablesFor } from "./promql";
@@ -17,6 +17,7 @@ import type {
   MetricSpec,
   ProviderSpec,
   ResolvedMetric,
+  Scope,
   TemplateContext,
 } from "./types";
 
@@ -91,7 +92,12 @@ function sampleVariables(metric: MetricSpec): QueryVariables {
   };
 }
 
-function validateMetric(metric: unknown, where: string, defaultProvider?: ProviderSpec): string[] {
+function validateMetric(
+  metric: unknown,
+  where: string,
+  defaultProvider?: ProviderSpec,
+  scope?: Scope,
+): string[] {
   if (!isRecord(metric)) return [`${where} must be an object`];
   const m = metric as unknown as MetricSpec;
   const problems: string[] = [];
@@ -100,6 +106,8 @@ function validateMetric(metric: unknown, where: string, defaultProvider?: Provid
   const hasTemplate = m.template !== undefined;
   if (hasQuery === hasTemplate) problems.push("set exactly one of query and template");
   problems.push(...argsProblems(m));
+  const sourceProblem = metricsSourceProblem(m.metricsSource, { template: hasTemplate, scope });
+  if (sourceProblem) problems.push(sourceProblem);
   if (hasTemplate) problems.push(...templateProblems(m));
   else if (hasQuery) problems.push(...queryProblems(m));
   problems.push(...scheduleProblems(m), ...metricProviderProblems(m, defaultProvider));
@@ -196,7 +204,11 @@ function metricProviderProblems(m: MetricSpec, defaultProvider?: ProviderSpec): 
  * condition parsed, templates and args checked, durations and limits checked, a provider present
  * (the metric's own or `defaultProvider`, i.e. spec.prometheus).
  */
-export function validateAnalysis(spec: AnalysisSpec, defaultProvider?: ProviderSpec): string[] {
+export function validateAnalysis(
+  spec: AnalysisSpec,
+  defaultProvider?: ProviderSpec,
+  scope?: Scope,
+): string[] {
   if (!isRecord(spec)) return ["analysis must be an object with metrics"];
   const errors: string[] = [];
   if (!Array.isArray(spec.metrics) || spec.metrics.length === 0) {
@@ -214,7 +226,7 @@ export function validateAnalysis(spec: AnalysisSpec, defaultProvider?: ProviderS
     const where = name ? `metrics[${i}] (${name})` : `metrics[${i}]`;
     if (name && seen.has(name)) errors.push(`${where}: duplicate metric name`);
     if (name) seen.add(name);
-    errors.push(...validateMetric(metric, where, defaultProvider));
+    errors.push(...validateMetric(metric, where, defaultProvider, scope));
   });
   return errors;
 }
@@ -238,6 +250,7 @@ export function resolveMetric(
       scope: ctx.scope,
       weight: ctx.weight,
       modelName: ctx.modelName,
+      metricsSource: metric.metricsSource,
     });
     query = renderQuery(expansion.query, vars);
     successCondition = expansion.successCondition;

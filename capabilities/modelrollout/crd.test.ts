@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { MAX_TIMEOUT, MAX_WAIT, parseDuration } from "../duration";
+import { METRICS_SOURCES } from "../analysis/builtins";
 
 interface Schema {
   type?: string;
@@ -175,6 +176,7 @@ describe("crds/modelrollout.yaml", () => {
         "inconclusiveLimit",
         "initialDelay",
         "interval",
+        "metricsSource",
         "multipleSeries",
         "name",
         "prometheus",
@@ -182,6 +184,14 @@ describe("crds/modelrollout.yaml", () => {
         "successCondition",
         "template",
       ].sort(),
+    );
+    // The CRD's choices are the ones the built-in gates know, "auto" by default.
+    const source = metric.properties!.metricsSource;
+    expect(source.enum).toEqual([...METRICS_SOURCES]);
+    expect(source.default).toBe("auto");
+    expect(source.description).toMatch(/upstream-epp.*llm-d.*vllm.*auto/s);
+    expect(rules(metric)).toContain(
+      "has(self.template) || !has(self.metricsSource) || self.metricsSource == 'auto'",
     );
     const { description: _c, ...provider } = spec.properties!.prometheus;
     const { description: _d, ...metricProvider } = metric.properties!.prometheus;

@@ -1,4 +1,5 @@
 import {
+  applyHeaderMutation,
   attachedTo,
   chooseBackend,
   describeWeights,
@@ -9,6 +10,12 @@ import {
   Route,
   RouteRule,
   selectRule,
+  destinationsOf,
+  pickerRefOf,
+  PodObject,
+  PoolObject,
+  serviceAddresses,
+  ServiceObject,
 } from "./gateway-core";
 
 const req = (
@@ -207,5 +214,131 @@ describe("helpers", () => {
         ],
       }),
     ).toBe("a=1 (25%) b=3 (75%)");
+  });
+});
+
+describe("the endpoint picker of an InferencePool", () => {
+  it("v1 endpointPickerRef: Service name and port number; FailClose by default", () => {
+    const pool: PoolObject = {
+      metadata: { name: "p", namespace: "ns" },
+      spec: { endpointPickerRef: { name: "p-epp", port: { number: 9002 } } },
+    };
+    expect(pickerRefOf(pool)).toEqual({ service: "p-epp", port: 9002, failureMode: "FailClose" });
+    pool.spec!.endpointPickerRef!.failureMode = "FailOpen";
+    expect(pickerRefOf(pool)).toMatchObject({ failureMode: "FailOpen" });
+  });
+
+  it("v1alpha2 extensionRef: portNumber, 9002 when unset (the CRD's documented default)", () => {
+    expect(
+      pickerRefOf({ spec: { extensionRef: { group: "", kind: "Service", name: "x" } } }),
+    ).toEqual({ service: "x", port: 9002, failureMode: "FailClose" });
+    expect(pickerRefOf({ spec: { extensionRef: { name: "x", portNumber: 9100 } } })).toMatchObject({
+      port: 9100,
+    });
+  });
+
+  it("errors name the pool, the field and the fix", () => {
+    const meta = { name: "p", namespace: "ns" };
+    expect(pickerRefOf({ metadata: meta, spec: {} })).toEqual({
+      error:
+        "InferencePool ns/p has no endpoint picker (set spec.endpointPickerRef in v1, spec.extensionRef in v1alpha2)",
+    });
+    expect(
+      pickerRefOf({
+        metadata: meta,
+        spec: { endpointPickerRef: { name: "e", kind: "Backend", group: "x.io" } },
+      }),
+    ).toEqual({
+      error:
+        "InferencePool ns/p: spec.endpointPickerRef names Backend.x.io e; only a core Service can be followed",
+    });
+    expect(pickerRefOf({ metadata: meta, spec: { endpointPickerRef: { name: "e" } } })).toEqual({
+      error: "InferencePool ns/p: spec.endpointPickerRef.port.number is required for a Service",
+    });
+  });
+});
+
+describe("a Service's addresses (selector -> Ready Pods -> targetPort)", () => {
+  const ref = { service: "epp", port: 9002, failureMode: "FailClose" as const };
+  const service = (targetPort?: number | string): ServiceObject => ({
+    metadata: { name: "epp" },
+    spec: { selector: { app: "epp" }, ports: [{ name: "grpc", port: 9002, targetPort }] },
+  });
+  const pod = (name: string, ip: string, ready: boolean, labels = { app: "epp" }): PodObject => ({
+    metadata: { name, labels },
+    spec: { containers: [{ ports: [{ name: "grpc-ext-proc", containerPort: 31000 }] }] },
+    status: { podIP: ip, conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+  });
+
+  it("Ready matching Pods at the numeric, named or implied target port", () => {
+    const pods = [
+      pod("a", "127.0.0.1", true),
+      pod("b", "127.0.0.2", false),
+      pod("c", "127.0.0.3", true, { app: "other" }),
+      pod("d", "fd00::1", true),
+    ];
+    expect(serviceAddresses("ns", ref, [service(31000)], pods)).toEqual([
+      "127.0.0.1:31000",
+      "[fd00::1]:31000",
+    ]);
+    expect(serviceAddresses("ns", ref, [service("grpc-ext-proc")], pods)).toEqual([
+      "127.0.0.1:31000",
+      "[fd00::1]:31000",
+    ]);
+    expect(serviceAddresses("ns", ref, [service()], [pods[0]])).toEqual(["127.0.0.1:9002"]);
+  });
+
+  it("says what is missing", () => {
+    expect(serviceAddresses("ns", ref, [], [])).toEqual({
+      error: "Service ns/epp (the endpoint picker) does not exist",
+    });
+    expect(serviceAddresses("ns", { ...ref, port: 80 }, [service(1)], [])).toEqual({
+      error: "Service ns/epp has no port 80 (its ports: 9002)",
+    });
+    expect(serviceAddresses("ns", ref, [service(1)], [pod("b", "127.0.0.2", false)])).toEqual({
+      error:
+        "Service ns/epp port 9002 has no ready endpoint (no Ready Pod with a podIP matches app=epp)",
+    });
+    expect(
+      serviceAddresses(
+        "ns",
+        ref,
+        [{ metadata: { name: "epp" }, spec: { type: "ExternalName" } }],
+        [],
+      ),
+    ).toEqual({
+      error: "Service ns/epp is an ExternalName Service, which the Inference Extension forbids",
+    });
+  });
+});
+
+describe("the picker's decision", () => {
+  it("envoy.lb metadata first, else the header; a comma list is the fallbacks in order", () => {
+    expect(destinationsOf("10.0.0.1:8000", "10.0.0.2:8000")).toEqual(["10.0.0.1:8000"]);
+    expect(destinationsOf(undefined, "10.0.0.2:8000, 10.0.0.3:8000")).toEqual([
+      "10.0.0.2:8000",
+      "10.0.0.3:8000",
+    ]);
+    expect(destinationsOf("", "")).toEqual([]);
+  });
+
+  it("header mutations: removals then sets, never pseudo-headers or protected ones", () => {
+    const out = applyHeaderMutation(
+      { "content-type": "application/json", "x-drop": "1", "content-length": "10" },
+      {
+        set: [
+          [":path", "/elsewhere"],
+          ["X-Gateway-Destination-Endpoint", "10.0.0.1:8000"],
+          ["Content-Length", "99"],
+        ],
+        remove: ["x-drop"],
+      },
+      new Set(["content-length"]),
+    );
+    expect(out).toEqual({
+      "content-type": "application/json",
+      "content-length": "10",
+      "x-gateway-destination-endpoint": "10.0.0.1:8000",
+    });
   });
 });

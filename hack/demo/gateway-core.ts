@@ -174,3 +174,189 @@ export function describeWeights(rule: RouteRule): string {
     })
     .join(" ");
 }
+
+// --- The endpoint picker of an InferencePool (what Envoy's Inference Extension support does) ----
+
+/** Where a pool's endpoint picker is, as the pool says: a Service and its port. */
+export interface PickerRef {
+  service: string;
+  /** The Service's port (not the target port). */
+  port: number;
+  /** FailClose (default): no picker, no request. FailOpen: Envoy may bypass the picker. */
+  failureMode: "FailClose" | "FailOpen";
+}
+
+/** The parts of an InferencePool (v1 or v1alpha2) this gateway reads. */
+export interface PoolObject {
+  apiVersion?: string;
+  metadata?: { name?: string; namespace?: string };
+  spec?: {
+    /** inference.networking.k8s.io/v1 */
+    endpointPickerRef?: {
+      group?: string;
+      kind?: string;
+      name?: string;
+      port?: { number?: number };
+      failureMode?: string;
+    };
+    /** inference.networking.x-k8s.io/v1alpha2 */
+    extensionRef?: {
+      group?: string;
+      kind?: string;
+      name?: string;
+      portNumber?: number;
+      failureMode?: string;
+    };
+  };
+}
+
+/** v1alpha2's documented default for extensionRef.portNumber when the kind is Service. */
+export const V1ALPHA2_DEFAULT_PICKER_PORT = 9002;
+
+/**
+ * The pool's endpoint picker: v1 `spec.endpointPickerRef` ({name, port.number}) or v1alpha2
+ * `spec.extensionRef` ({name, portNumber, default 9002}); only a core Service can be followed
+ * (as Envoy's implementations do). Or a readable error naming the pool and the fix.
+ */
+export function pickerRefOf(pool: PoolObject): PickerRef | { error: string } {
+  const id = `InferencePool ${pool.metadata?.namespace ?? ""}/${pool.metadata?.name ?? "?"}`;
+  const v1 = pool.spec?.endpointPickerRef;
+  const alpha = pool.spec?.extensionRef;
+  const ref = v1 ?? alpha;
+  const field = v1 ? "spec.endpointPickerRef" : "spec.extensionRef";
+  if (!ref?.name) {
+    return {
+      error: `${id} has no endpoint picker (set spec.endpointPickerRef in v1, spec.extensionRef in v1alpha2)`,
+    };
+  }
+  if ((ref.group ?? "") !== "" || (ref.kind ?? "Service") !== "Service") {
+    return {
+      error: `${id}: ${field} names ${ref.kind ?? "Service"}.${ref.group ?? ""} ${ref.name}; only a core Service can be followed`,
+    };
+  }
+  const port = v1 ? v1.port?.number : (alpha?.portNumber ?? V1ALPHA2_DEFAULT_PICKER_PORT);
+  if (port === undefined) {
+    return { error: `${id}: ${field}.port.number is required for a Service` };
+  }
+  const failureMode = ref.failureMode === "FailOpen" ? "FailOpen" : "FailClose";
+  return { service: ref.name, port, failureMode };
+}
+
+/** The parts of a core Service this gateway reads. */
+export interface ServiceObject {
+  metadata?: { name?: string };
+  spec?: {
+    type?: string;
+    selector?: Record<string, string>;
+    ports?: Array<{ name?: string; port: number; targetPort?: number | string }>;
+  };
+}
+
+/** The parts of a Pod this gateway reads. */
+export interface PodObject {
+  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
+  spec?: { containers?: Array<{ ports?: Array<{ name?: string; containerPort: number }> }> };
+  status?: { podIP?: string; conditions?: Array<{ type: string; status: string }> };
+}
+
+function isReady(pod: PodObject): boolean {
+  return (pod.status?.conditions ?? []).some(c => c.type === "Ready" && c.status === "True");
+}
+
+/**
+ * The addresses ("ip:port") behind one port of a Service, found as the EndpointSlice controller
+ * and kube-proxy find them (neither runs here, and EndpointSlices refuse the loopback addresses
+ * every emulated Pod has): the Service port by number, the Pods its selector matches that are
+ * Ready and not terminating, each at its podIP and the port's targetPort (a number, a container
+ * port's name, or the Service port when unset). Or a readable error naming the fix.
+ */
+export function serviceAddresses(
+  namespace: string,
+  ref: PickerRef,
+  services: ServiceObject[],
+  pods: PodObject[],
+): string[] | { error: string } {
+  const id = `Service ${namespace}/${ref.service}`;
+  const service = services.find(s => s.metadata?.name === ref.service);
+  if (!service) return { error: `${id} (the endpoint picker) does not exist` };
+  if (service.spec?.type === "ExternalName") {
+    return { error: `${id} is an ExternalName Service, which the Inference Extension forbids` };
+  }
+  const servicePort = (service.spec?.ports ?? []).find(p => p.port === ref.port);
+  if (!servicePort) {
+    const ports = (service.spec?.ports ?? []).map(p => p.port).join(", ") || "none";
+    return { error: `${id} has no port ${ref.port} (its ports: ${ports})` };
+  }
+  const selector = service.spec?.selector ?? {};
+  if (Object.keys(selector).length === 0) {
+    return { error: `${id} has no selector: this gateway finds a picker through its Pods` };
+  }
+  const addresses: string[] = [];
+  for (const pod of pods) {
+    const labels = pod.metadata?.labels ?? {};
+    if (!Object.entries(selector).every(([k, v]) => labels[k] === v)) continue;
+    if (pod.metadata?.deletionTimestamp || !isReady(pod) || !pod.status?.podIP) continue;
+    const target = servicePort.targetPort ?? servicePort.port;
+    const port =
+      typeof target === "number"
+        ? target
+        : (pod.spec?.containers ?? []).flatMap(c => c.ports ?? []).find(p => p.name === target)
+            ?.containerPort;
+    if (port === undefined) continue;
+    const ip = pod.status.podIP;
+    addresses.push(ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
+  }
+  if (addresses.length === 0) {
+    const sel = Object.entries(selector)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    return {
+      error: `${id} port ${ref.port} has no ready endpoint (no Ready Pod with a podIP matches ${sel})`,
+    };
+  }
+  return addresses;
+}
+
+// --- The picker's decision ----------------------------------------------------------------------
+
+/** The header and the envoy.lb metadata key that carry the endpoint the picker chose. */
+export const DESTINATION_ENDPOINT = "x-gateway-destination-endpoint";
+export const LB_METADATA_NAMESPACE = "envoy.lb";
+
+/**
+ * The endpoints to try, in order, from the picker's answer: the `envoy.lb` dynamic metadata
+ * first (what Envoy's original-destination load balancing reads), else the header; a comma list
+ * means fallbacks. Empty when the picker named none.
+ */
+export function destinationsOf(
+  metadataValue: string | undefined,
+  headerValue: string | undefined,
+): string[] {
+  const value = metadataValue?.trim() ? metadataValue : headerValue;
+  return (value ?? "")
+    .split(",")
+    .map(s => s.trim())
+    .filter(s => s !== "");
+}
+
+/**
+ * Applies an ext_proc header mutation to a header record (names in lower case): removals, then
+ * sets; pseudo-headers (":path") are not plain headers and are left alone, as are headers a
+ * picker must not set on the wire (hop-by-hop, content-length: the gateway recomputes it).
+ */
+export function applyHeaderMutation(
+  headers: Record<string, string | undefined>,
+  mutation: { set: Array<[string, string]>; remove: string[] },
+  protectedHeaders: ReadonlySet<string>,
+): Record<string, string | undefined> {
+  const out = { ...headers };
+  for (const name of mutation.remove) {
+    const key = name.toLowerCase();
+    if (!key.startsWith(":") && !protectedHeaders.has(key)) delete out[key];
+  }
+  for (const [name, value] of mutation.set) {
+    const key = name.toLowerCase();
+    if (!key.startsWith(":") && !protectedHeaders.has(key)) out[key] = value;
+  }
+  return out;
+}

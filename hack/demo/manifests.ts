@@ -29,6 +29,16 @@ export const ROLLOUTS = {
   bad: "deepseek-to-broken-build",
 } as const;
 
+/**
+ * Each pool's endpoint picker Service (the pool's extensionRef, port 9002 by the v1alpha2 default):
+ * the local gateway calls the picker behind it over ext_proc, as Envoy would.
+ */
+export const PICKER_SERVICES: Record<string, string> = {
+  [SEED.stablePool]: "mymodel-v1-ext-proc",
+  [SEED.canaryPool]: "mymodel-v2-ext-proc",
+  [SEED.badPool]: "mymodel-v3-ext-proc",
+};
+
 /** The percent of requests the broken build's model server fails. */
 export const BAD_FAILURE_RATE = 40;
 
@@ -126,9 +136,9 @@ function route(name: string, matches: HTTPRouteMatch[]): HTTPRoute {
  */
 export function seedObjects(): object[] {
   return [
-    pool(SEED.stablePool, "qwen", "mymodel-v1-ext-proc"),
+    pool(SEED.stablePool, "qwen", PICKER_SERVICES[SEED.stablePool]),
     inferenceModel("mymodel-v1", SEED.model, SEED.stablePool, [{ name: SEED.model, weight: 100 }]),
-    pool(SEED.canaryPool, "deepseek-r1", "mymodel-v2-ext-proc"),
+    pool(SEED.canaryPool, "deepseek-r1", PICKER_SERVICES[SEED.canaryPool]),
     inferenceModel("mymodel-v2", SEED.model, SEED.canaryPool, [{ name: SEED.model, weight: 100 }]),
     inferenceModel(SEED.loraInferenceModel, SEED.loraModel, SEED.stablePool, [
       { name: SEED.stableAdapter, weight: 100 },
@@ -288,7 +298,7 @@ export function badRollout(prometheus: string) {
         stable: SEED.canaryPool,
         canary: SEED.badPool,
         canaryTemplate: {
-          extensionRef: { group: "", kind: "Service", name: "mymodel-v3-ext-proc" },
+          extensionRef: { group: "", kind: "Service", name: PICKER_SERVICES[SEED.badPool] },
           selector: { app: "custom-serving", release: "deepseek-r1-broken" },
           targetPortNumber: 8000,
         },

@@ -12,8 +12,9 @@ import { deployModelServer, removeModelServer } from "../env/model-servers";
 import { freePort, isAlive, listProcs, startProc, stopProc, tailOf, waitFor } from "../env/procs";
 import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prometheus";
 import { operatorKubeconfig } from "../env/rbac";
+import { publishPicker } from "../env/upstream-epp";
 import { operatorCommand, operatorEnv } from "../run-operator";
-import { PODS, SEED, seedObjects } from "./manifests";
+import { PICKER_SERVICES, PODS, SEED, seedObjects } from "./manifests";
 import { pickerCommand, pickerLogPatterns } from "../../test/support/picker-process";
 
 export type Log = (message: string) => void;
@@ -238,29 +239,43 @@ export async function startWorld(
   const pickers = Promise.all(
     POOLS.map(async pool => {
       const name = `${prefix}picker.${pool}`;
-      const { command, args } = pickerCommand({ pool, namespace, args: ["--disable-grpc"] });
+      const { command, args } = pickerCommand({ pool, namespace });
       const started = await startAndWatch(
         info,
         name,
         command,
         args,
         childEnv,
-        [pickerLogPatterns.metrics, pickerLogPatterns.proxy, pickerLogPatterns.serving],
+        [
+          pickerLogPatterns.metrics,
+          pickerLogPatterns.extProc,
+          pickerLogPatterns.proxy,
+          pickerLogPatterns.serving,
+        ],
         90_000,
       );
       const endpoint: PickerEndpoint = {
         pool,
         metricsUrl: `http://127.0.0.1:${started.found[0][1]}`,
-        proxyUrl: `http://127.0.0.1:${started.found[1][1]}`,
+        proxyUrl: `http://127.0.0.1:${started.found[2][1]}`,
         log: started.log,
       };
+      // The pool's extensionRef Service, backed by this process as a Pod: the gateway finds the
+      // picker through it and calls it over ext_proc (no kubelet or kube-proxy here).
+      publishPicker(info, {
+        namespace,
+        service: PICKER_SERVICES[pool],
+        servicePort: 9002,
+        grpcPort: Number(started.found[1][1]),
+        image: "modelrollout-picker",
+      });
       addScrapeTarget(info.stateDir, name, `127.0.0.1:${started.found[0][1]}`, {
         namespace,
         component: "picker",
         inference_pool: pool,
       });
       log(
-        `picker for InferencePool ${pool}: proxy ${endpoint.proxyUrl}, metrics ${endpoint.metricsUrl}/metrics (scraped by Prometheus)`,
+        `picker for InferencePool ${pool}: ext_proc behind Service ${PICKER_SERVICES[pool]}:9002, metrics ${endpoint.metricsUrl}/metrics (scraped by Prometheus)`,
       );
       return endpoint;
     }),
@@ -300,7 +315,6 @@ export async function startWorld(
       "--port",
       process.env.MODELROLLOUT_DEMO_GATEWAY_PORT ?? "0",
     ],
-    ...pickerEndpoints.flatMap(p => ["--backend", `${p.pool}=${p.proxyUrl}`]),
   ]);
   const gw = await startAndWatch(
     info,

@@ -22,6 +22,8 @@ export interface Binaries {
   loadgen: string;
   /** helm v3 (helm.sh/helm/v3) for the chart's tests (deploy/chart). */
   helm: string;
+  /** The upstream endpoint picker, GIE v1.5.0 cmd/epp (./upstream-epp.ts). */
+  epp: string;
 }
 
 export interface ClusterInfo {
@@ -63,6 +65,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
     envoySide: found["envoy-side"],
     loadgen: found.loadgen,
     helm: found.helm,
+    epp: found.epp,
   };
 }
 

@@ -124,13 +124,14 @@ export function validateSpec(
 /** Everything wrong with the gates of a spec (conditions, templates, durations, providers). */
 function gateErrors(spec: ModelRolloutSpec): string | undefined {
   const provider = spec.prometheus;
+  const scope = spec.adapters ? "adapters" : "pools";
   const errors: string[] = [];
   if (spec.analysis)
-    errors.push(...validateAnalysis(spec.analysis, provider).map(e => `analysis: ${e}`));
+    errors.push(...validateAnalysis(spec.analysis, provider, scope).map(e => `analysis: ${e}`));
   spec.steps.forEach((step, i) => {
     if (step.analysis)
       errors.push(
-        ...validateAnalysis(step.analysis, provider).map(e => `steps[${i}].analysis: ${e}`),
+        ...validateAnalysis(step.analysis, provider, scope).map(e => `steps[${i}].analysis: ${e}`),
       );
   });
   return errors.length ? errors.join("; ") : undefined;

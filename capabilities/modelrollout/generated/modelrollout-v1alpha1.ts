@@ -173,6 +173,17 @@ export interface PurpleMetric {
    */
   interval?: string;
   /**
+   * Whose metrics a built-in gate (template) reads. picker - this project's picker
+   * (inference_objective_* with a pool label); upstream-epp - the Gateway API Inference
+   * Extension endpoint picker (GIE v1.x inference_objective_*, or pre-v1 inference_model_*;
+   * labelled model_name/target_model_name, no pool label: in spec.pools the scrape must add
+   * the pool's name as a target label, args.poolLabel, default pool); llm-d - llm-d's router
+   * (llm_d_epp_*); vllm - the model servers' own vLLM metrics (vllm:*; pools only, it cannot
+   * tell LoRA adapters apart). auto (default) uses the first of upstream-epp (which covers
+   * picker), llm-d and vllm that has any series in Prometheus.
+   */
+  metricsSource?: MetricsSource;
+  /**
    * Allow a vector result with more than one series (otherwise it is an Error).
    */
   multipleSeries?: boolean;
@@ -197,6 +208,24 @@ export interface PurpleMetric {
    * Name of a built-in LLM gate (e.g. ttft-p95-ratio), configured by args.
    */
   template?: string;
+}
+
+/**
+ * Whose metrics a built-in gate (template) reads. picker - this project's picker
+ * (inference_objective_* with a pool label); upstream-epp - the Gateway API Inference
+ * Extension endpoint picker (GIE v1.x inference_objective_*, or pre-v1 inference_model_*;
+ * labelled model_name/target_model_name, no pool label: in spec.pools the scrape must add
+ * the pool's name as a target label, args.poolLabel, default pool); llm-d - llm-d's router
+ * (llm_d_epp_*); vllm - the model servers' own vLLM metrics (vllm:*; pools only, it cannot
+ * tell LoRA adapters apart). auto (default) uses the first of upstream-epp (which covers
+ * picker), llm-d and vllm that has any series in Prometheus.
+ */
+export enum MetricsSource {
+  Auto = "auto",
+  LlmD = "llm-d",
+  Picker = "picker",
+  UpstreamEpp = "upstream-epp",
+  Vllm = "vllm",
 }
 
 /**
@@ -459,6 +488,17 @@ export interface FluffyMetric {
    * Time between measurements, e.g. 30s (default 30s).
    */
   interval?: string;
+  /**
+   * Whose metrics a built-in gate (template) reads. picker - this project's picker
+   * (inference_objective_* with a pool label); upstream-epp - the Gateway API Inference
+   * Extension endpoint picker (GIE v1.x inference_objective_*, or pre-v1 inference_model_*;
+   * labelled model_name/target_model_name, no pool label: in spec.pools the scrape must add
+   * the pool's name as a target label, args.poolLabel, default pool); llm-d - llm-d's router
+   * (llm_d_epp_*); vllm - the model servers' own vLLM metrics (vllm:*; pools only, it cannot
+   * tell LoRA adapters apart). auto (default) uses the first of upstream-epp (which covers
+   * picker), llm-d and vllm that has any series in Prometheus.
+   */
+  metricsSource?: MetricsSource;
   /**
    * Allow a vector result with more than one series (otherwise it is an Error).
    */
