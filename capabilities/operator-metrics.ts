@@ -151,6 +151,98 @@ function add(counts: Map<string, number>, key: string, n: number): void {
   counts.set(key, (counts.get(key) ?? 0) + n);
 }
 
+type EachRollout = (visit: (ns: string, name: string, s: RolloutSeries) => void) => void;
+
+/** Phase (one-hot), current step, steps and canary weight, read from the series at scrape time. */
+function registerRolloutGauges(registers: Registry[], each: EachRollout): void {
+  new Gauge({
+    name: OPERATOR_METRICS.phase,
+    help: "1 for the ModelRollout's current status.phase, 0 for the other phases.",
+    labelNames: ["namespace", "name", "phase"],
+    registers,
+    collect() {
+      this.reset();
+      each((namespace, name, s) => {
+        if (!s.gauges) return;
+        for (const phase of ROLLOUT_PHASES)
+          this.set({ namespace, name, phase }, s.gauges.phase === phase ? 1 : 0);
+      });
+    },
+  });
+  const gauge = (
+    metric: string,
+    help: string,
+    value: (g: RolloutGauges) => number,
+  ): Gauge<"namespace" | "name"> =>
+    new Gauge({
+      name: metric,
+      help,
+      labelNames: ["namespace", "name"],
+      registers,
+      collect() {
+        this.reset();
+        each((namespace, name, s) => {
+          if (s.gauges) this.set({ namespace, name }, value(s.gauges));
+        });
+      },
+    });
+  gauge(
+    OPERATOR_METRICS.currentStep,
+    "status.currentStep of the ModelRollout (0-based index into spec.steps).",
+    g => g.currentStep,
+  );
+  gauge(OPERATOR_METRICS.steps, "Number of steps in spec.steps.", g => g.steps);
+  gauge(
+    OPERATOR_METRICS.canaryWeight,
+    "Percent of traffic last written for the canary (status.canaryWeight).",
+    g => g.canaryWeight,
+  );
+}
+
+/** Gate measurements, verdicts and reconcile errors, read from the series at scrape time. */
+function registerRolloutCounters(registers: Registry[], each: EachRollout): void {
+  const counter = (
+    metric: string,
+    help: string,
+    labels: string[],
+    counts: (s: RolloutSeries) => Map<string, number>,
+  ) =>
+    new Counter({
+      name: metric,
+      help,
+      labelNames: ["namespace", "name", ...labels],
+      registers,
+      collect() {
+        this.reset();
+        each((namespace, name, s) => {
+          for (const [key, n] of counts(s)) {
+            const values = key.split(SEP);
+            const extra = Object.fromEntries(labels.map((l, i) => [l, values[i]]));
+            this.inc({ namespace, name, ...extra }, n);
+          }
+        });
+      },
+    });
+  counter(
+    OPERATOR_METRICS.gateMeasurements,
+    "Gate measurements taken by this operator, by gate (analysis or steps[i].analysis), metric and phase.",
+    ["gate", "metric", "phase"],
+    s => s.measurements,
+  );
+  counter(
+    OPERATOR_METRICS.gateVerdicts,
+    "Gate runs that reached a verdict (Successful, Failed, Inconclusive, Error), by gate.",
+    ["gate", "verdict"],
+    s => s.verdicts,
+  );
+  counter(
+    OPERATOR_METRICS.reconcileErrors,
+    "Reconciles that failed (threw, or a target write the apiserver refused), by reason.",
+    ["reason"],
+    s => s.errors,
+  );
+}
+
 export class OperatorMetrics {
   readonly registry = new Registry();
   private readonly rollouts = new Map<string, RolloutSeries>();
@@ -164,88 +256,8 @@ export class OperatorMetrics {
         visit(ns, name, s);
       }
     };
-    new Gauge({
-      name: OPERATOR_METRICS.phase,
-      help: "1 for the ModelRollout's current status.phase, 0 for the other phases.",
-      labelNames: ["namespace", "name", "phase"],
-      registers,
-      collect() {
-        this.reset();
-        each((namespace, name, s) => {
-          if (!s.gauges) return;
-          for (const phase of ROLLOUT_PHASES)
-            this.set({ namespace, name, phase }, s.gauges.phase === phase ? 1 : 0);
-        });
-      },
-    });
-    const gauge = (
-      metric: string,
-      help: string,
-      value: (g: RolloutGauges) => number,
-    ): Gauge<"namespace" | "name"> =>
-      new Gauge({
-        name: metric,
-        help,
-        labelNames: ["namespace", "name"],
-        registers,
-        collect() {
-          this.reset();
-          each((namespace, name, s) => {
-            if (s.gauges) this.set({ namespace, name }, value(s.gauges));
-          });
-        },
-      });
-    gauge(
-      OPERATOR_METRICS.currentStep,
-      "status.currentStep of the ModelRollout (0-based index into spec.steps).",
-      g => g.currentStep,
-    );
-    gauge(OPERATOR_METRICS.steps, "Number of steps in spec.steps.", g => g.steps);
-    gauge(
-      OPERATOR_METRICS.canaryWeight,
-      "Percent of traffic last written for the canary (status.canaryWeight).",
-      g => g.canaryWeight,
-    );
-    const counter = (
-      metric: string,
-      help: string,
-      labels: string[],
-      counts: (s: RolloutSeries) => Map<string, number>,
-    ) =>
-      new Counter({
-        name: metric,
-        help,
-        labelNames: ["namespace", "name", ...labels],
-        registers,
-        collect() {
-          this.reset();
-          each((namespace, name, s) => {
-            for (const [key, n] of counts(s)) {
-              const values = key.split(SEP);
-              const extra = Object.fromEntries(labels.map((l, i) => [l, values[i]]));
-              this.inc({ namespace, name, ...extra }, n);
-            }
-          });
-        },
-      });
-    counter(
-      OPERATOR_METRICS.gateMeasurements,
-      "Gate measurements taken by this operator, by gate (analysis or steps[i].analysis), metric and phase.",
-      ["gate", "metric", "phase"],
-      s => s.measurements,
-    );
-    counter(
-      OPERATOR_METRICS.gateVerdicts,
-      "Gate runs that reached a verdict (Successful, Failed, Inconclusive, Error), by gate.",
-      ["gate", "verdict"],
-      s => s.verdicts,
-    );
-    counter(
-      OPERATOR_METRICS.reconcileErrors,
-      "Reconciles that failed (threw, or a target write the apiserver refused), by reason.",
-      ["reason"],
-      s => s.errors,
-    );
+    registerRolloutGauges(registers, each);
+    registerRolloutCounters(registers, each);
     this.duration = new Histogram({
       name: OPERATOR_METRICS.reconcileDuration,
       help: "Time one reconcile took (observe, decide, apply, write status), over all rollouts.",

@@ -134,6 +134,20 @@ describe("the never-promote rule: background analysis", () => {
     expect(weights(r)).toEqual([0]);
   });
 
+  it("steps that end on setWeight 0 do not complete a canary whose weight was never judged", () => {
+    const down: ModelRolloutSpec = { ...spec, steps: [{ setWeight: 10 }, { setWeight: 0 }] };
+    // Lowering the weight needs nothing; the canary taking all traffic at the end does.
+    let r = reconcileRollout(down, undefined, OBS, at(0));
+    expect(weights(r)).toEqual([10, 0]);
+    expect(r.status.phase).not.toBe("Succeeded");
+    expect(r.status.message).toContain("completing waits for a Successful measurement at 0%");
+    r = reconcileRollout(down, r.status, OBS, at(1));
+    expect(r.status.analysis?.phase).toBe("Running");
+    expect(r.status.phase).not.toBe("Succeeded");
+    r = reconcileRollout(down, measure(r.status, "analysis", "Successful", 2), OBS, at(3));
+    expect(r.status.phase).toBe("Succeeded");
+  });
+
   it("promote-full skips steps, not the evidence", () => {
     const st = start();
     const r = reconcileRollout(spec, st, { ...OBS, action: "promote-full" }, at(1));

@@ -101,7 +101,9 @@ export function followBackgroundSpec(c: Ctx) {
 }
 
 export function startBackgroundIfDue(c: Ctx) {
-  if (c.spec.analysis && !c.st.analysis && (c.st.canaryWeight ?? 0) > 0) {
+  // Also at 0 % when completing waits for evidence (steps that went 10 → 0 in one call).
+  const due = (c.st.canaryWeight ?? 0) > 0 || c.waiting?.kind === "Evidence";
+  if (c.spec.analysis && !c.st.analysis && due) {
     startBackgroundRun(c, `background analysis started (${metricNames(c.spec.analysis.metrics)})`);
   }
 }
@@ -199,7 +201,13 @@ export function missingEvidence(
 ): string | undefined {
   const st = c.st;
   const current = st.canaryWeight ?? 0;
-  if (!c.spec.analysis || current === 0 || (nextWeight <= current && !completing)) return undefined;
+  // At 0 % the canary has no traffic to judge, so the first weight needs nothing. Completing
+  // (the canary takes all traffic) from 0 % needs evidence once it had traffic: steps that go
+  // 10 → 0 → end must not promote a canary whose 10 % was never judged.
+  const hadTraffic =
+    st.analysis !== undefined || c.traffic.some(a => a.type === "setWeight" && a.canaryWeight > 0);
+  const unjudged = current === 0 && (!completing || !hadTraffic);
+  if (!c.spec.analysis || unjudged || (nextWeight <= current && !completing)) return undefined;
   const what = completing ? "completing" : `raising the canary to ${nextWeight}%`;
   const run = st.analysis;
   // A run that reached its verdict (every metric's count) and passed is evidence for good.
