@@ -25,7 +25,10 @@ export interface MetricSpec {
   /** Name of a built-in LLM gate (see builtins.ts); exactly one of query / template. */
   template?: string;
   args?: Record<string, string>;
-  /** Whose metrics a built-in reads (builtins.ts METRIC_SOURCES); the CRD defaults it to "auto". */
+  /**
+   * Whose metrics a built-in reads (builtins/metric-sources.ts METRIC_SOURCES); the CRD defaults
+   * it to "auto".
+   */
   metricsSource?: MetricsSourceName;
   /** Time between measurements, default "30s". */
   interval?: string;

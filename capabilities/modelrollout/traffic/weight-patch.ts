@@ -3,8 +3,9 @@
 // owns: `weight` members, and whole entries of the lists in WEIGHTED_LISTS (a backendRef or target
 // copied in next to its partner, an entry removed at the end). Everything else in the object —
 // fields the operator does not know, their order and formatting in Git — is not part of the
-// write, so GitOps tools see differences in weights only. targets.ts sends it behind a `test` of
-// metadata.resourceVersion: the indexes below are those of the object the adapter read.
+// write, so GitOps tools see differences in weights only. targets/modify-with-retry.ts sends it
+// behind a `test` of metadata.resourceVersion: the indexes below are those of the object the
+// adapter read.
 //
 // Array entries are matched by what they are without their weight (see diffArray), so a ref whose
 // weight changed is the same ref, and an inserted or removed ref is one `add` / `remove` instead

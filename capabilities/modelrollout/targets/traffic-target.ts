@@ -1,0 +1,232 @@
+// One rollout's traffic target, per kind (HTTPRoute, InferenceModel, InferenceModelRewrite): read
+// and inspect it (and the pools it names), and drive its weights through the pure adapters in
+// traffic/ and modifyWithRetry.
+import { InferenceGroup, type PoolGroup } from "../../api/constants";
+import {
+  HTTPRoute as HTTPRouteKind,
+  InferenceModel as InferenceModelKind,
+  inferenceModelRewriteClass,
+  inferencePoolClass,
+} from "../../api/kinds";
+import {
+  detectPoolGroup,
+  finalizeHTTPRoute,
+  type HTTPRoute,
+  inspectHTTPRoute,
+  type PoolSplit,
+  setHTTPRouteWeight,
+} from "../traffic/httproute";
+import {
+  finalizeInferenceModel,
+  type InferenceModel,
+  inspectInferenceModel,
+  setInferenceModelWeight,
+} from "../traffic/inferencemodel";
+import {
+  finalizeInferenceModelRewrite,
+  type InferenceModelRewrite,
+  inspectInferenceModelRewrite,
+  setInferenceModelRewriteWeight,
+} from "../traffic/inferencemodelrewrite";
+import type { ModelRolloutSpec, RolloutTarget } from "../types";
+import { getOrUndefined } from "./kube-objects";
+import { modifyWithRetry } from "./modify-with-retry";
+
+export interface TargetInspection {
+  /** Why the rollout cannot work on its target now (missing object, missing ref...). */
+  problem?: { reason: string; message: string };
+  /** Keys of what the rollout owns, for conflict detection. */
+  claims: string[];
+  /** Canary share in percent as found in the target. */
+  canaryWeight?: number;
+  /** Template variables for gates (model name, pool). */
+  modelName?: string;
+  pool?: string;
+  /** The inspected object, to inspect other rollouts' claims against it without another read. */
+  object?: unknown;
+}
+
+/** Reads and drives one rollout's traffic target. */
+export interface TrafficTarget {
+  inspect(): Promise<TargetInspection>;
+  /** Claims another rollout with `spec` would have on the object this target inspected. */
+  claimsOf(object: unknown, spec: ModelRolloutSpec): string[];
+  /** `known`: the object inspect() returned, to start from without another read. */
+  setWeight(canaryWeight: number, known?: unknown): Promise<boolean>;
+  finalize(outcome: "Promoted" | "RolledBack", known?: unknown): Promise<boolean>;
+}
+
+function notFound(kindName: string, namespace: string, name: string) {
+  return {
+    reason: `${kindName}NotFound`,
+    message: `${kindName} ${namespace}/${name} not found; create it or fix the name in the ModelRollout spec`,
+  };
+}
+
+function httpRouteTarget(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  target: RolloutTarget,
+): TrafficTarget {
+  const pools = spec.pools!;
+  let group: PoolGroup | undefined = pools.poolGroup;
+  const split = (): PoolSplit => ({
+    stable: target.stable,
+    canary: target.canary,
+    group,
+    rule: target.rule,
+  });
+  return {
+    async inspect() {
+      const route = await getOrUndefined(HTTPRouteKind, namespace, target.name);
+      if (!route) return { problem: notFound("HTTPRoute", namespace, target.name), claims: [] };
+      group ??= detectPoolGroup(route, split());
+      const inspection = inspectHTTPRoute(route, split());
+      if (inspection.problem) return { ...inspection, object: route };
+      const poolGroup = group ?? inspection.group;
+      const Pool = inferencePoolClass(poolGroup ?? InferenceGroup.xK8s);
+      const stablePool = await getOrUndefined(Pool, namespace, target.stable);
+      if (!stablePool)
+        return {
+          problem: notFound("InferencePool", namespace, target.stable),
+          claims: inspection.claims,
+          object: route,
+        };
+      if (!pools.canaryTemplate && !(await getOrUndefined(Pool, namespace, target.canary))) {
+        return {
+          problem: {
+            reason: "CanaryPoolNotFound",
+            message: `InferencePool ${namespace}/${target.canary} not found; create it or set spec.pools.canaryTemplate so the operator creates it`,
+          },
+          claims: inspection.claims,
+          object: route,
+        };
+      }
+      return {
+        claims: inspection.claims,
+        canaryWeight: inspection.canaryWeight,
+        pool: target.stable,
+        object: route,
+      };
+    },
+    claimsOf(object, other) {
+      const t = other.pools;
+      if (!t || t.httpRoute !== target.name) return [];
+      return inspectHTTPRoute(object as HTTPRoute, {
+        stable: t.stable,
+        canary: t.canary,
+        group,
+        rule: t.httpRouteRule,
+      }).claims;
+    },
+    setWeight: (w, known) =>
+      modifyWithRetry<HTTPRoute>(
+        HTTPRouteKind,
+        namespace,
+        target.name,
+        r => setHTTPRouteWeight(r, split(), w),
+        known,
+      ),
+    finalize: (outcome, known) =>
+      modifyWithRetry<HTTPRoute>(
+        HTTPRouteKind,
+        namespace,
+        target.name,
+        r => finalizeHTTPRoute(r, split(), outcome),
+        known,
+      ),
+  };
+}
+
+function inferenceModelTarget(namespace: string, target: RolloutTarget): TrafficTarget {
+  const split = { stable: target.stable, canary: target.canary };
+  return {
+    async inspect() {
+      const model = await getOrUndefined(InferenceModelKind, namespace, target.name);
+      if (!model)
+        return { problem: notFound("InferenceModel", namespace, target.name), claims: [] };
+      const inspection = inspectInferenceModel(model, split);
+      return {
+        ...inspection,
+        modelName: model.spec?.modelName,
+        pool: model.spec?.poolRef?.name,
+        object: model,
+      };
+    },
+    claimsOf(object, other) {
+      const a = other.adapters;
+      if (!a || a.inferenceModel !== target.name) return [];
+      return inspectInferenceModel(object as InferenceModel, { stable: a.stable, canary: a.canary })
+        .claims;
+    },
+    setWeight: (w, known) =>
+      modifyWithRetry<InferenceModel>(
+        InferenceModelKind,
+        namespace,
+        target.name,
+        m => setInferenceModelWeight(m, split, w),
+        known,
+      ),
+    finalize: (outcome, known) =>
+      modifyWithRetry<InferenceModel>(
+        InferenceModelKind,
+        namespace,
+        target.name,
+        m => finalizeInferenceModel(m, split, outcome),
+        known,
+      ),
+  };
+}
+
+function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): TrafficTarget {
+  const split = { stable: target.stable, canary: target.canary };
+  const Rewrite = inferenceModelRewriteClass(target.group ?? InferenceGroup.llmd);
+  return {
+    async inspect() {
+      const rewrite = await getOrUndefined(Rewrite, namespace, target.name);
+      if (!rewrite)
+        return { problem: notFound("InferenceModelRewrite", namespace, target.name), claims: [] };
+      const inspection = inspectInferenceModelRewrite(rewrite, split);
+      return { ...inspection, pool: rewrite.spec?.poolRef?.name, object: rewrite };
+    },
+    claimsOf(object, other) {
+      const a = other.adapters;
+      if (!a || a.inferenceModelRewrite?.name !== target.name) return [];
+      return inspectInferenceModelRewrite(object as InferenceModelRewrite, {
+        stable: a.stable,
+        canary: a.canary,
+      }).claims;
+    },
+    setWeight: (w, known) =>
+      modifyWithRetry<InferenceModelRewrite>(
+        Rewrite,
+        namespace,
+        target.name,
+        r => setInferenceModelRewriteWeight(r, split, w),
+        known,
+      ),
+    finalize: (outcome, known) =>
+      modifyWithRetry<InferenceModelRewrite>(
+        Rewrite,
+        namespace,
+        target.name,
+        r => finalizeInferenceModelRewrite(r, split, outcome),
+        known,
+      ),
+  };
+}
+
+export function trafficTargetFor(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  target: RolloutTarget,
+): TrafficTarget {
+  switch (target.kind) {
+    case "HTTPRoute":
+      return httpRouteTarget(namespace, spec, target);
+    case "InferenceModel":
+      return inferenceModelTarget(namespace, target);
+    default:
+      return inferenceModelRewriteTarget(namespace, target);
+  }
+}
