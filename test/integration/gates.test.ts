@@ -354,8 +354,10 @@ spec:
         template: "min-request-count",
         args: { window: "1m", namespaceLabel: "namespace" },
       });
+      // increase() extrapolates to the window's edges (slow scrapes on a loaded machine gave 200.1
+      // for 100 requests); the other namespace's 1,000 would put it far above 500.
       expect(value(scoped)).toBeGreaterThanOrEqual(100);
-      expect(value(scoped)).toBeLessThan(200);
+      expect(value(scoped)).toBeLessThan(500);
 
       // 100 of 400 mymodel requests went to the canary: 25 %, as configured.
       const split = await measure({
