@@ -1,8 +1,9 @@
 // `npm run demo` (npx tsx hack/demo.ts [--keep] [--plain] [--namespace NS]): a model release,
 // done safely, on the local environment. It deploys the seed document's setup as emulated model
 // servers, a picker per InferencePool, a local gateway, the operator and a traffic generator, then
-// plays the seed's two releases as ModelRollouts and a bad version that is rolled back. Exit status
-// 0 when every scenario ends as expected.
+// plays the seed's two releases as ModelRollouts and a bad version that is rolled back, and beside
+// them a release between two v1 InferencePools served by the upstream endpoint picker (GIE v1.5.0),
+// gated on that picker's own metrics. Exit status 0 when every scenario ends as expected.
 import * as path from "node:path";
 import {
   ClusterInfo,
@@ -15,11 +16,12 @@ import { repoRoot } from "./env/config";
 import { PrerequisitesError } from "./env/prerequisites";
 import { delay, tailOf } from "./env/procs";
 import { isFinished, RolloutJson } from "../plugin/format";
-import { SEED } from "./demo/manifests";
+import { SEED, UPSTREAM } from "./demo/manifests";
 import { formatElapsed, ObservedSplit, ProgressBoard, RolloutView } from "./demo/progress";
 import {
   demoUsage,
   failingEvidence,
+  gateMeasurements,
   loraModelProblems,
   parseDemoArgs,
   phaseProblems,
@@ -48,6 +50,8 @@ interface Result {
   rollout?: RolloutJson;
   problems: string[];
   evidence?: string;
+  /** The last measurement of each step gate of a rollout that succeeded. */
+  measured?: string;
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -110,6 +114,12 @@ async function verify(world: DemoWorld, r: Result): Promise<string[]> {
     case SCENARIOS[1].rollout:
       return loraModelProblems(
         (await getJson(world, "inferencemodel", SEED.loraInferenceModel)) ?? {},
+      );
+    case SCENARIOS[3].rollout:
+      return routeProblems(
+        (await getJson(world, "httproute", UPSTREAM.route)) ?? {},
+        UPSTREAM.canaryPool,
+        UPSTREAM.route,
       );
     default: {
       const route = routeProblems(
@@ -216,6 +226,7 @@ async function play(
         r.finishedAt = Date.now();
         r.problems.push(...(await verify(world, r)));
         r.evidence = failingEvidence(r.rollout);
+        if (r.rollout.status?.phase === "Succeeded") r.measured = gateMeasurements(r.rollout);
         const verdict = r.problems.length
           ? `NOT as expected: ${r.problems.join("; ")}`
           : `as expected (${s.expected})`;
@@ -283,6 +294,7 @@ function summary(
   for (const r of results) {
     for (const p of r.problems) lines.push(`        ${r.scenario.rollout}: ${p}`);
     if (r.evidence) lines.push(`        ${r.scenario.rollout}: rolled back because ${r.evidence}`);
+    if (r.measured) lines.push(`        ${r.scenario.rollout}: last step gates: ${r.measured}`);
   }
   lines.push("  traffic sent through the local gateway:");
   for (const [model, s] of Object.entries(stats)) {
@@ -319,10 +331,11 @@ function lookAround(world: DemoWorld, kept: boolean): string[] {
     `  kubectl modelrollout -n ${ns} get ${SCENARIOS[2].rollout}`,
     `  kubectl -n ${ns} get httproute ${SEED.route} -o yaml`,
     `  kubectl -n ${ns} get inferencemodel ${SEED.loraInferenceModel} -o yaml`,
+    `  kubectl -n ${ns} get inferencepools.inference.networking.k8s.io   # the v1 pools the upstream EPP serves`,
     `  curl -s ${world.gatewayUrl}/v1/chat/completions -H 'Content-Type: application/json' \\`,
     `       -d '{"model":"${SEED.loraModel}","messages":[{"role":"user","content":"I just arrived in Beijing. Can you recommend a tourist spot?"}]}'`,
     `  Prometheus: ${world.info.prometheusUrl}/graph?g0.expr=${encodeURIComponent(promQuery)}&g0.tab=0`,
-    `  logs: ${path.join(world.info.logDir, `demo.${ns}.*.log`)} (gateway, pickers, operator), model servers in model-server.${ns}.*.log`,
+    `  logs: ${path.join(world.info.logDir, `demo.${ns}.*.log`)} (gateway, pickers, operator), upstream EPPs in upstream-epp.${ns}.*.log, model servers in model-server.${ns}.*.log`,
   ];
 }
 
@@ -344,17 +357,21 @@ async function main(): Promise<number> {
   });
 
   say(
-    "ModelRollout demo: the seed's two releases as ModelRollouts, plus a bad version that is rolled back.",
+    "ModelRollout demo: the seed's two releases as ModelRollouts, plus a bad version that is rolled back, and a",
   );
   say(
-    `Everything runs on this machine: a real kube-apiserver, etcd and Prometheus, emulated model-server pods, a picker per`,
+    "release between two v1 InferencePools served by the upstream endpoint picker (GIE v1.5.0), gated on its metrics.",
   );
   say(
-    `InferencePool, the operator, and a local gateway. In a cluster your Gateway (with the Inference Extension) applies the`,
+    `Everything runs on this machine: a real kube-apiserver, etcd and Prometheus, emulated model-server pods, a picker`,
   );
   say(
-    `HTTPRoute's weights; here hack/demo/gateway.ts does that job so the weights the operator writes become real traffic.\n`,
+    `per InferencePool (ours, or the upstream EPP for the v1 pools), the operator, and a local gateway. In a cluster your`,
   );
+  say(
+    `Gateway (with the Inference Extension) applies the HTTPRoute's weights; here hack/demo/gateway.ts does that job so the`,
+  );
+  say(`weights the operator writes become real traffic.\n`);
 
   const envWasRunning = isClusterRunning();
   let info: ClusterInfo;
@@ -388,6 +405,9 @@ async function main(): Promise<number> {
     say(
       `[check] ${await smokeRequest(world.gatewayUrl, SEED.loraModel, "I just arrived in Beijing. Can you recommend a tourist spot?")}`,
     );
+    say(
+      `[check] ${await smokeRequest(world.gatewayUrl, UPSTREAM.model, "Review this change.")} (pod picked by the upstream EPP)`,
+    );
 
     traffic = new TrafficGenerator(world.gatewayUrl, [
       { model: SEED.model, ratePerSecond: RATE_PER_MODEL, prompt: "Who are you?" },
@@ -396,10 +416,11 @@ async function main(): Promise<number> {
         ratePerSecond: RATE_PER_MODEL,
         prompt: "I just arrived in Beijing. Can you recommend a tourist spot?",
       },
+      { model: UPSTREAM.model, ratePerSecond: RATE_PER_MODEL, prompt: "Review this change." },
     ]);
     traffic.start();
     say(
-      `[traffic] ${RATE_PER_MODEL} requests/s each for "${SEED.model}" and "${SEED.loraModel}" to ${world.gatewayUrl} (loopback only, stops with the demo)`,
+      `[traffic] ${RATE_PER_MODEL} requests/s each for "${SEED.model}", "${SEED.loraModel}" and "${UPSTREAM.model}" to ${world.gatewayUrl} (loopback only, stops with the demo)`,
     );
     await delay(3000);
 

@@ -27,7 +27,27 @@ export const ROLLOUTS = {
   pools: "qwen-to-deepseek",
   adapters: "travel-helper-v1-to-v2",
   bad: "deepseek-to-broken-build",
+  upstream: "upstream-epp-v1-to-v2",
 } as const;
+
+/**
+ * Scenario 4's world, beside the seed's: a v1 (`inference.networking.k8s.io`) InferencePool pair,
+ * each pool served by the upstream endpoint picker (GIE v1.5.0 `epp`, which watches v1 pools
+ * only), behind its own HTTPRoute that matches the model name. Prometheus scrapes each EPP with
+ * the target label `pool`; the rollout's built-in gates read the EPP's metrics.
+ */
+export const UPSTREAM = {
+  model: "reviewer",
+  route: "reviewer-route",
+  stablePool: "reviewer-pool-v1",
+  canaryPool: "reviewer-pool-v2",
+} as const;
+
+/** The Service each v1 pool's endpointPickerRef names: the upstream EPP behind it. */
+export const UPSTREAM_EPP_SERVICES: Record<string, string> = {
+  [UPSTREAM.stablePool]: `${UPSTREAM.stablePool}-epp`,
+  [UPSTREAM.canaryPool]: `${UPSTREAM.canaryPool}-epp`,
+};
 
 /**
  * Each pool's endpoint picker Service (the pool's extensionRef, port 9002 by the v1alpha2 default):
@@ -75,6 +95,24 @@ export const PODS: DemoPod[] = [
     model: "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
     failureInjectionRate: BAD_FAILURE_RATE,
     timeToFirstTokenMs: 25,
+    interTokenLatencyMs: 4,
+  },
+];
+
+/** Scenario 4's model servers: one per v1 pool, both answering as `reviewer` alike. */
+export const UPSTREAM_PODS: DemoPod[] = [
+  {
+    name: "reviewer-v1-0",
+    labels: { app: "reviewer-serving", pool: UPSTREAM.stablePool },
+    model: "Qwen/Qwen-2.5-7B-Instruct",
+    timeToFirstTokenMs: 20,
+    interTokenLatencyMs: 4,
+  },
+  {
+    name: "reviewer-v2-0",
+    labels: { app: "reviewer-serving", pool: UPSTREAM.canaryPool },
+    model: "Qwen/Qwen-2.5-7B-Instruct",
+    timeToFirstTokenMs: 20,
     interTokenLatencyMs: 4,
   },
 ];
@@ -165,6 +203,51 @@ export function seedObjects(): object[] {
       })),
     ),
   ];
+}
+
+/**
+ * Scenario 4's objects: the two v1 InferencePools (endpointPickerRef: the upstream EPP's Service)
+ * and HTTPRoute reviewer-route, which takes the requests for `reviewer` (the model-name header,
+ * more specific than inference-route's paths) to reviewer-pool-v1.
+ */
+export function upstreamObjects(): object[] {
+  const v1Pool = (name: string) => ({
+    apiVersion: apiVersionOf(gvk.inferencePoolV1),
+    kind: "InferencePool",
+    metadata: { name },
+    spec: {
+      selector: { matchLabels: { app: "reviewer-serving", pool: name } },
+      targetPorts: [{ number: 8000 }],
+      endpointPickerRef: { name: UPSTREAM_EPP_SERVICES[name], port: { number: 9002 } },
+    },
+  });
+  const route: HTTPRoute = {
+    apiVersion: apiVersionOf(gvk.httpRoute),
+    kind: "HTTPRoute",
+    metadata: { name: UPSTREAM.route },
+    spec: {
+      parentRefs: [
+        { group: GATEWAY_GROUP, kind: "Gateway", name: SEED.gateway, sectionName: "llm-gw" },
+      ],
+      rules: [
+        {
+          backendRefs: [
+            {
+              group: InferenceGroup.k8s,
+              kind: "InferencePool",
+              name: UPSTREAM.stablePool,
+              weight: 1,
+            },
+          ],
+          matches: ["/v1/completions", "/v1/chat/completions"].map(value => ({
+            path: { type: "PathPrefix", value },
+            headers: [{ type: "Exact", name: "X-Gateway-Model-Name", value: UPSTREAM.model }],
+          })),
+        },
+      ],
+    },
+  };
+  return [v1Pool(UPSTREAM.stablePool), v1Pool(UPSTREAM.canaryPool), route];
 }
 
 /** Canary error ratio below 5 %, checked every few seconds while the canary takes traffic. */
@@ -310,6 +393,52 @@ export function badRollout(prometheus: string) {
         { pause: { duration: "60s" } },
         { setWeight: 50 },
         { pause: { duration: "60s" } },
+        { setWeight: 100 },
+      ],
+    },
+  };
+}
+
+/**
+ * Scenario 4: reviewer-pool-v1 -> reviewer-pool-v2 (v1 pools, upstream EPP) on reviewer-route,
+ * 20 -> 50 -> 100, each step gated on the upstream EPP's own metrics (metricsSource upstream-epp,
+ * the pool from the scrape's target label): enough canary requests, and the canary's p95 request
+ * latency at most 3x the stable one's.
+ */
+export function upstreamRollout(prometheus: string, pause = "20s") {
+  const gate = { metricsSource: "upstream-epp", interval: "3s", count: 2, inconclusiveLimit: 3 };
+  const args = { minRequests: "20", window: "30s", namespaceLabel: "namespace" };
+  const stepGate = {
+    analysis: {
+      metrics: [
+        { name: "canary-traffic", template: "min-request-count", args, ...gate },
+        {
+          name: "latency",
+          template: "latency-p95-ratio",
+          args: { ...args, maxRatio: "3" },
+          ...gate,
+        },
+      ],
+    },
+  };
+  return {
+    apiVersion: "rollouts.inference.dev/v1alpha1",
+    kind: "ModelRollout",
+    metadata: { name: ROLLOUTS.upstream },
+    spec: {
+      prometheus: { address: prometheus },
+      pools: {
+        httpRoute: UPSTREAM.route,
+        stable: UPSTREAM.stablePool,
+        canary: UPSTREAM.canaryPool,
+      },
+      steps: [
+        { setWeight: 20 },
+        { pause: { duration: pause } },
+        stepGate,
+        { setWeight: 50 },
+        { pause: { duration: pause } },
+        stepGate,
         { setWeight: 100 },
       ],
     },

@@ -1,4 +1,13 @@
-import { adaptersRollout, badRollout, poolsRollout, SEED, seedObjects } from "./manifests";
+import {
+  adaptersRollout,
+  badRollout,
+  poolsRollout,
+  SEED,
+  seedObjects,
+  UPSTREAM,
+  upstreamObjects,
+  upstreamRollout,
+} from "./manifests";
 import {
   changeKey,
   describeObserved,
@@ -8,6 +17,7 @@ import {
 } from "./progress";
 import {
   failingEvidence,
+  gateMeasurements,
   loraModelProblems,
   parseDemoArgs,
   phaseProblems,
@@ -97,6 +107,44 @@ describe("scenario checks", () => {
     expect(failingEvidence({ metadata: { name: "x" } })).toBeUndefined();
   });
 
+  it("shows the last measurement of each step gate, rounded", () => {
+    const done = {
+      metadata: { name: "x" },
+      status: {
+        stepAnalysis: {
+          phase: "Successful",
+          metrics: [
+            {
+              name: "canary-traffic",
+              phase: "Successful",
+              measurements: [
+                { phase: "Inconclusive", value: "[3]" },
+                { phase: "Successful", value: "[277.2413793103448]" },
+              ],
+            },
+            {
+              name: "latency",
+              phase: "Successful",
+              measurements: [{ phase: "Successful", value: "[1.0240963855421716]" }],
+            },
+            { name: "empty", phase: "Running", measurements: [] },
+          ],
+        },
+      },
+    };
+    expect(gateMeasurements(done)).toBe(
+      "canary-traffic Successful 277.24, latency Successful 1.02",
+    );
+    expect(gateMeasurements({ metadata: { name: "x" } })).toBeUndefined();
+  });
+
+  it("checks the upstream-EPP route by its own name", () => {
+    const route = { spec: { rules: [{ backendRefs: [{ name: UPSTREAM.stablePool }] }] } };
+    expect(routeProblems(route, UPSTREAM.canaryPool, UPSTREAM.route)[0]).toMatch(
+      new RegExp(`^HTTPRoute ${UPSTREAM.route} should send everything to ${UPSTREAM.canaryPool}`),
+    );
+  });
+
   it("parses the demo's arguments and rejects bad ones", () => {
     expect(parseDemoArgs([])).toEqual({
       keep: false,
@@ -150,6 +198,34 @@ describe("manifests", () => {
       analysis: { metrics: [{ template: "min-request-count" }, { name: "observed-split" }] },
     });
     expect(JSON.stringify(poolsRollout(prom))).toContain('namespace=\\"{{namespace}}\\"');
+  });
+
+  it("serves scenario 4 with v1 pools, each behind its upstream EPP, gated on the EPP's metrics", () => {
+    const [stable, canary, route] = upstreamObjects() as {
+      apiVersion: string;
+      kind: string;
+      spec: Record<string, unknown>;
+    }[];
+    for (const pool of [stable, canary]) {
+      expect(pool.apiVersion).toBe("inference.networking.k8s.io/v1");
+      expect(pool.spec.endpointPickerRef).toMatchObject({ port: { number: 9002 } });
+    }
+    expect(JSON.stringify(route)).toContain(`"value":"${UPSTREAM.model}"`);
+    const r = upstreamRollout(prom);
+    expect(r.spec.pools).toEqual({
+      httpRoute: UPSTREAM.route,
+      stable: UPSTREAM.stablePool,
+      canary: UPSTREAM.canaryPool,
+    });
+    const gates = r.spec.steps.flatMap(s => ("analysis" in s ? s.analysis.metrics : []));
+    expect(gates.map(g => g.template)).toEqual([
+      "min-request-count",
+      "latency-p95-ratio",
+      "min-request-count",
+      "latency-p95-ratio",
+    ]);
+    expect(new Set(gates.map(g => g.metricsSource))).toEqual(new Set(["upstream-epp"]));
+    expect(SCENARIOS.find(s => s.rollout === r.metadata.name)?.expected).toBe("Succeeded");
   });
 });
 

@@ -10,6 +10,8 @@ import {
   poolsRollout,
   ROLLOUTS,
   SEED,
+  UPSTREAM,
+  upstreamRollout,
 } from "./manifests";
 
 export type Outcome = "Succeeded" | "Failed";
@@ -58,6 +60,19 @@ export const SCENARIOS: Scenario[] = [
     observe: { model: SEED.model, by: "pool", stable: SEED.canaryPool, canary: SEED.badPool },
     deadlineMs: 120_000,
   },
+  {
+    rollout: ROLLOUTS.upstream,
+    title: `scenario 4, pools served by the upstream EPP: ${UPSTREAM.model} from ${UPSTREAM.stablePool} to ${UPSTREAM.canaryPool} (v1 InferencePools) on HTTPRoute ${UPSTREAM.route}, 20 -> 50 -> 100, gated on the EPP's metrics`,
+    expected: "Succeeded",
+    manifest: p => upstreamRollout(p),
+    observe: {
+      model: UPSTREAM.model,
+      by: "pool",
+      stable: UPSTREAM.stablePool,
+      canary: UPSTREAM.canaryPool,
+    },
+    deadlineMs: 200_000,
+  },
 ];
 
 /** Canary share of a pair from request counts per label value; undefined without requests. */
@@ -77,12 +92,12 @@ export function splitOf(
 type RouteRefs = { spec?: { rules?: Pick<HTTPRouteRule, "backendRefs">[] } };
 type ModelTargets = { spec?: Pick<NonNullable<InferenceModel["spec"]>, "targetModels"> };
 
-/** Problems with the seed's HTTPRoute once traffic should be all on `pool` (empty when fine). */
-export function routeProblems(route: RouteRefs, pool: string): string[] {
+/** Problems with an HTTPRoute (the seed's by default) once traffic should be all on `pool`. */
+export function routeProblems(route: RouteRefs, pool: string, name: string = SEED.route): string[] {
   const refs = route.spec?.rules?.[0]?.backendRefs ?? [];
   const desc = refs.map(r => `${r.name}=${r.weight ?? 1}`).join(", ");
   if (refs.length === 1 && refs[0].name === pool && (refs[0].weight ?? 1) > 0) return [];
-  return [`HTTPRoute ${SEED.route} should send everything to ${pool}, has backendRefs [${desc}]`];
+  return [`HTTPRoute ${name} should send everything to ${pool}, has backendRefs [${desc}]`];
 }
 
 /** Problems with InferenceModel loramodel once travel-helper-v2 serves all requests. */
@@ -108,6 +123,28 @@ export function phaseProblems(s: Scenario, r: RolloutJson | undefined): string[]
   return [];
 }
 
+/** A measurement's value, numbers rounded: "[277.2413793103448]" -> "277.24". */
+function shortValue(value: string | undefined): string {
+  try {
+    const parsed = JSON.parse(value ?? "") as unknown;
+    const list = Array.isArray(parsed) ? parsed : [parsed];
+    if (list.length && list.every(v => typeof v === "number"))
+      return list.map(v => String(Math.round((v as number) * 100) / 100)).join(", ");
+  } catch {
+    /* not JSON: shown as is */
+  }
+  return value ?? "?";
+}
+
+/** The last measurement of each gate of the last step analysis: "latency Successful 1.02". */
+export function gateMeasurements(r: RolloutJson | undefined): string | undefined {
+  const parts = (r?.status?.stepAnalysis?.metrics ?? []).flatMap(m => {
+    const last = m.measurements?.[m.measurements.length - 1];
+    return last ? [`${m.name} ${last.phase} ${shortValue(last.value)}`] : [];
+  });
+  return parts.length ? parts.join(", ") : undefined;
+}
+
 /** The failing measurement of a failed rollout, for the summary: "canary-error-rate = 0.41". */
 export function failingEvidence(r: RolloutJson | undefined): string | undefined {
   for (const run of [r?.status?.analysis, r?.status?.stepAnalysis]) {
@@ -129,7 +166,9 @@ export interface DemoOptions {
 export const demoUsage = `usage: npx tsx hack/demo.ts [--keep] [--plain] [--namespace NS]
 
 Plays the seed document's two releases as ModelRollouts on the local environment, plus a bad
-version that is rolled back automatically. Exit status 0 when every scenario ends as expected.
+version that is rolled back automatically, and a release between two v1 InferencePools served by
+the upstream endpoint picker (GIE v1.5.0), gated on its metrics. Exit status 0 when every scenario
+ends as expected.
 
   --keep          leave everything running afterwards (stop it with \`npm run cluster:down\`)
   --plain         plain line output even on a terminal (the default when stdout is not a TTY)

@@ -1,7 +1,9 @@
 // The demo's world on the local environment: the seed's objects in one namespace, emulated
-// model-server pods, one picker per InferencePool, the local gateway and the operator. The
-// long-running parts are detached processes recorded like the environment's own (named
-// `demo.<namespace>.*`), so `--keep` can leave them running and `npm run cluster:down` stops them.
+// model-server pods, one picker per InferencePool (ours for the seed's v1alpha2 pools, the upstream
+// EPP for scenario 4's v1 pools), the local gateway and the operator. The long-running parts are
+// detached processes recorded like the environment's own (named `demo.<namespace>.*`, the EPPs
+// `upstream-epp.<namespace>.*`), so `--keep` can leave them running and `npm run cluster:down`
+// stops them.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
@@ -12,9 +14,19 @@ import { deployModelServer, removeModelServer } from "../env/model-servers";
 import { freePort, isAlive, listProcs, startProc, stopProc, tailOf, waitFor } from "../env/procs";
 import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prometheus";
 import { operatorKubeconfig } from "../env/rbac";
-import { publishPicker } from "../env/upstream-epp";
+import { deployUpstreamEpp, publishPicker, removeUpstreamEpp } from "../env/upstream-epp";
 import { operatorCommand, operatorEnv } from "../run-operator";
-import { PICKER_SERVICES, PODS, SEED, seedObjects } from "./manifests";
+import {
+  DemoPod,
+  PICKER_SERVICES,
+  PODS,
+  SEED,
+  seedObjects,
+  UPSTREAM,
+  UPSTREAM_EPP_SERVICES,
+  UPSTREAM_PODS,
+  upstreamObjects,
+} from "./manifests";
 import { pickerCommand, pickerLogPatterns } from "../../test/support/picker-process";
 
 export type Log = (message: string) => void;
@@ -42,6 +54,7 @@ const DEMO_KINDS = [
   "gateways.gateway.networking.k8s.io",
   "inferencemodels.inference.networking.x-k8s.io",
   "inferencepools.inference.networking.x-k8s.io",
+  "inferencepools.inference.networking.k8s.io",
 ];
 
 export const POOLS = [SEED.stablePool, SEED.canaryPool, SEED.badPool];
@@ -147,7 +160,11 @@ export async function removeDemo(info: ClusterInfo, namespace: string): Promise<
     for (const f of fs.readdirSync(targets))
       if (f.startsWith(procPrefix(namespace))) fs.rmSync(path.join(targets, f), { force: true });
   }
-  await Promise.all(PODS.map(p => removeModelServer(info, namespace, p.name)));
+  for (const service of Object.values(UPSTREAM_EPP_SERVICES))
+    await removeUpstreamEpp(info, namespace, service);
+  await Promise.all(
+    [...PODS, ...UPSTREAM_PODS].map(p => removeModelServer(info, namespace, p.name)),
+  );
   const existing = (await kubectlAsync(info, ["api-resources", "-o", "name"])).split("\n");
   const kinds = DEMO_KINDS.filter(k => existing.includes(k));
   const deleted = await kubectlAsync(info, [
@@ -185,8 +202,8 @@ function httpsOk(url: string): Promise<boolean> {
   });
 }
 
-async function promUp(info: ClusterInfo, namespace: string): Promise<number> {
-  const q = encodeURIComponent(`sum(up{namespace="${namespace}",component="picker"})`);
+async function promUp(info: ClusterInfo, namespace: string, component: string): Promise<number> {
+  const q = encodeURIComponent(`sum(up{namespace="${namespace}",component="${component}"})`);
   const res = await fetch(`${info.prometheusUrl}/api/v1/query?query=${q}`);
   const body = (await res.json()) as { data?: { result?: { value: [number, string] }[] } };
   return Number(body.data?.result?.[0]?.value[1] ?? 0);
@@ -213,28 +230,47 @@ export async function startWorld(
 
   // Model servers (llm-d-inference-sim, each behind a Node forwarder), pickers and the operator
   // start in parallel: the Node processes need a few seconds of compiling on first start.
-  const servers = Promise.all(
-    PODS.map(p =>
-      deployModelServer(info, {
+  const server = (p: DemoPod, served: string) =>
+    deployModelServer(info, {
+      namespace,
+      name: p.name,
+      labels: p.labels,
+      port: 8000,
+      model: p.model,
+      servedModelNames: [served],
+      loraAdapters: p.loraAdapters,
+      maxLoras: p.loraAdapters ? 2 : undefined,
+      maxNumSeqs: 16,
+      timeToFirstTokenMs: p.timeToFirstTokenMs,
+      interTokenLatencyMs: p.interTokenLatencyMs,
+      failureInjectionRate: p.failureInjectionRate,
+    }).then(s => {
+      log(
+        `model server pod ${p.name} (${p.model} as "${served}"${p.loraAdapters ? ` + LoRA ${p.loraAdapters.join(", ")}` : ""}${p.failureInjectionRate ? `, fails ${p.failureInjectionRate}% of requests` : ""}) ready at ${s.podIP}:8000`,
+      );
+      return s;
+    });
+  const servers = Promise.all(PODS.map(p => server(p, SEED.model)));
+
+  // Scenario 4: v1 InferencePools, each served by the upstream EPP (it watches v1 pools only and
+  // needs its pool's pod in its datastore before it is ready).
+  const upstream = (async () => {
+    await applyObjects(info, namespace, upstreamObjects());
+    log(
+      `applied v1 InferencePools ${UPSTREAM.stablePool} and ${UPSTREAM.canaryPool} (inference.networking.k8s.io) and HTTPRoute ${UPSTREAM.route} for model "${UPSTREAM.model}"`,
+    );
+    await Promise.all(UPSTREAM_PODS.map(p => server(p, UPSTREAM.model)));
+    for (const pool of [UPSTREAM.stablePool, UPSTREAM.canaryPool]) {
+      const epp = await deployUpstreamEpp(info, {
         namespace,
-        name: p.name,
-        labels: p.labels,
-        port: 8000,
-        model: p.model,
-        servedModelNames: [SEED.model],
-        loraAdapters: p.loraAdapters,
-        maxLoras: p.loraAdapters ? 2 : undefined,
-        maxNumSeqs: 16,
-        timeToFirstTokenMs: p.timeToFirstTokenMs,
-        interTokenLatencyMs: p.interTokenLatencyMs,
-        failureInjectionRate: p.failureInjectionRate,
-      }).then(s =>
-        log(
-          `model server pod ${p.name} (${p.model}${p.loraAdapters ? ` + LoRA ${p.loraAdapters.join(", ")}` : ""}${p.failureInjectionRate ? `, fails ${p.failureInjectionRate}% of requests` : ""}) ready at ${s.podIP}:8000`,
-        ),
-      ),
-    ),
-  );
+        pool,
+        service: UPSTREAM_EPP_SERVICES[pool],
+      });
+      log(
+        `upstream EPP v1.5.0 for v1 InferencePool ${pool}: ext_proc behind Service ${epp.service}:${epp.servicePort}, metrics ${epp.metricsUrl}/metrics (scraped by Prometheus with target label pool=${pool})`,
+      );
+    }
+  })();
 
   const pickers = Promise.all(
     POOLS.map(async pool => {
@@ -304,7 +340,12 @@ export async function startWorld(
     return started.log;
   })();
 
-  const [, pickerEndpoints, operatorLog] = await Promise.all([servers, pickers, operator]);
+  const [, pickerEndpoints, operatorLog] = await Promise.all([
+    servers,
+    pickers,
+    operator,
+    upstream,
+  ]);
 
   const { command, args } = nodeTsx("hack/demo/gateway.ts", [
     ...[
@@ -331,8 +372,10 @@ export async function startWorld(
   );
 
   await waitFor(
-    "Prometheus to scrape the pickers",
-    async () => (await promUp(info, namespace)) >= POOLS.length,
+    "Prometheus to scrape the pickers and the upstream EPPs",
+    async () =>
+      (await promUp(info, namespace, "picker")) >= POOLS.length &&
+      (await promUp(info, namespace, "upstream-epp")) >= UPSTREAM_PODS.length,
     30_000,
     `see ${info.prometheusUrl}/targets`,
     250,
