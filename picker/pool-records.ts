@@ -177,14 +177,25 @@ export function inferenceModelFromObject(o: unknown): InferenceModelRecord | und
   };
 }
 
-export function rewriteFromObject(o: unknown): RewriteRecord | undefined {
+/** The fields every pool-scoped object of a named API group has (rewrites, objectives). */
+function poolScoped(o: unknown) {
   const root = obj(o);
   const meta = obj(root?.metadata);
-  const spec = obj(root?.spec);
   const name = str(meta?.name);
+  const spec = obj(root?.spec);
   const poolName = str(obj(spec?.poolRef)?.name);
   if (!name || !poolName) return undefined;
   const group = groupOf(str(root?.apiVersion));
+  return {
+    spec,
+    common: { key: `${group}/${name}`, name, group, poolName, createdAtMs: createdAt(meta) },
+  };
+}
+
+export function rewriteFromObject(o: unknown): RewriteRecord | undefined {
+  const scoped = poolScoped(o);
+  if (!scoped) return undefined;
+  const { spec, common } = scoped;
   const rules: RewriteRule[] = (Array.isArray(spec?.rules) ? spec.rules : []).map(r => {
     const rule = obj(r);
     const matches = (Array.isArray(rule?.matches) ? rule.matches : [])
@@ -192,17 +203,12 @@ export function rewriteFromObject(o: unknown): RewriteRecord | undefined {
       .filter((v): v is string => v !== undefined && v !== "");
     return { matches, targets: weightedTargets(rule?.targets, "modelRewrite") };
   });
-  return { key: `${group}/${name}`, name, group, poolName, rules, createdAtMs: createdAt(meta) };
+  return { ...common, rules };
 }
 
 export function objectiveFromObject(o: unknown): ObjectiveRecord | undefined {
-  const root = obj(o);
-  const meta = obj(root?.metadata);
-  const spec = obj(root?.spec);
-  const name = str(meta?.name);
-  const poolName = str(obj(spec?.poolRef)?.name);
-  if (!name || !poolName) return undefined;
-  const group = groupOf(str(root?.apiVersion));
-  const priority = typeof spec?.priority === "number" ? spec.priority : 0;
-  return { key: `${group}/${name}`, name, group, poolName, priority, createdAtMs: createdAt(meta) };
+  const scoped = poolScoped(o);
+  if (!scoped) return undefined;
+  const priority = typeof scoped.spec?.priority === "number" ? scoped.spec.priority : 0;
+  return { ...scoped.common, priority };
 }

@@ -20,13 +20,10 @@ import type {
   Scope,
   TemplateContext,
 } from "./types";
+import { isRecord } from "../api/objects";
 
 // ---------------------------------------------------------------------------------------------
 // Validation and resolution
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function isWhole(value: unknown, min: number): boolean {
   return typeof value === "number" && Number.isInteger(value) && value >= min;

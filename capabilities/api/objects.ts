@@ -2,7 +2,8 @@
 // the classes generated from crds/upstream (generated/, see generate.sh) through ApiObject (wire.ts:
 // dates and enums as strings, unknown fields allowed through). Their parts are named by indexed
 // access on the generated types, never declared again, so a CRD update reaches every user.
-// Type-only: importing this module loads nothing (no kubernetes-fluent-client, no RegisterKind).
+// Its imports are type-only: importing it loads nothing else (no kubernetes-fluent-client, no
+// RegisterKind); isRecord is its one function.
 import type { GenericKind } from "kubernetes-fluent-client";
 import type { HTTPRoute as HTTPRouteKind } from "./generated/httproute-v1";
 import type { InferenceModel as InferenceModelKind } from "./generated/inferencemodel-v1alpha2";
@@ -51,3 +52,8 @@ export type InferenceObjective = ApiObject<InferenceObjectiveKind>;
 
 /** spec.poolRef of an InferenceModel, InferenceModelRewrite or InferenceObjective. */
 export type PoolRef = NonNullable<InferenceModel["spec"]>["poolRef"];
+
+/** A JSON object (not null, not an array): what a decoded object or map field must be. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

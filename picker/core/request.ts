@@ -2,6 +2,7 @@
 // Every malformed input ends in a PickerError with a precise 4xx; nothing here throws.
 
 import { PickerError, pickerError } from "./types";
+import { isRecord } from "../../capabilities/api/objects";
 
 /** Byte range of the top-level `model` value (with its quotes) in the original body. */
 export interface ByteSpan {
@@ -26,10 +27,6 @@ const bad = (message: string): ParseResult => ({
   error: pickerError("BadRequest", message),
 });
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 function own(obj: Record<string, unknown>, key: string): unknown {
   return Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined;
 }
@@ -47,7 +44,7 @@ export function parseInferenceRequest(body: Uint8Array): ParseResult {
     const detail = err instanceof Error ? err.message : String(err);
     return bad(`request body is not valid JSON: ${detail}`);
   }
-  if (!isPlainObject(parsed)) return bad("request body must be a JSON object");
+  if (!isRecord(parsed)) return bad("request body must be a JSON object");
 
   const model = own(parsed, "model");
   if (model === undefined) return bad("missing required field 'model'");

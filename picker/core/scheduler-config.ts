@@ -22,6 +22,7 @@ import { PluginConfigError, PluginParameters } from "./plugins/parameters";
 import { PREFIX_CACHE_SCORER } from "./plugins/prefix-cache-scorer";
 import { QUEUE_SCORER } from "./plugins/queue-scorer";
 import { PluginDeps, PluginRegistry, builtinPlugins } from "./plugins/registry";
+import { isRecord } from "../../capabilities/api/objects";
 
 export const ENDPOINT_PICKER_CONFIG_API_VERSION = "inference.networking.x-k8s.io/v1alpha1";
 export const ENDPOINT_PICKER_CONFIG_KIND = "EndpointPickerConfig";
@@ -180,9 +181,6 @@ export function describeSchedulerConfig(config: SchedulerConfig): string {
 
 // --- Checking a config file's contents ---------------------------------------------------
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
 function onlyKeys(where: string, value: Record<string, unknown>, known: readonly string[]): void {
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) {
@@ -204,7 +202,7 @@ function text(where: string, value: unknown): string {
  * the scheduler is built.
  */
 export function checkEndpointPickerConfig(raw: unknown): EndpointPickerConfig {
-  if (!isObject(raw)) throw new PluginConfigError("the file must hold one mapping");
+  if (!isRecord(raw)) throw new PluginConfigError("the file must hold one mapping");
   onlyKeys("the file", raw, ["apiVersion", "kind", "plugins", "schedulingProfiles"]);
   if (raw.apiVersion !== undefined && raw.apiVersion !== ENDPOINT_PICKER_CONFIG_API_VERSION) {
     throw new PluginConfigError(`apiVersion must be ${ENDPOINT_PICKER_CONFIG_API_VERSION}`);
@@ -217,9 +215,9 @@ export function checkEndpointPickerConfig(raw: unknown): EndpointPickerConfig {
   }
   const plugins = raw.plugins.map((p: unknown, i): PluginSpec => {
     const where = `plugins[${i}]`;
-    if (!isObject(p)) throw new PluginConfigError(`${where} must be a mapping`);
+    if (!isRecord(p)) throw new PluginConfigError(`${where} must be a mapping`);
     onlyKeys(where, p, ["type", "name", "parameters"]);
-    if (p.parameters !== undefined && !isObject(p.parameters)) {
+    if (p.parameters !== undefined && !isRecord(p.parameters)) {
       throw new PluginConfigError(`${where}.parameters must be a mapping`);
     }
     return {
@@ -241,14 +239,14 @@ export function checkEndpointPickerConfig(raw: unknown): EndpointPickerConfig {
     );
   }
   const p: unknown = raw.schedulingProfiles[0];
-  if (!isObject(p)) throw new PluginConfigError("schedulingProfiles[0] must be a mapping");
+  if (!isRecord(p)) throw new PluginConfigError("schedulingProfiles[0] must be a mapping");
   onlyKeys("schedulingProfiles[0]", p, ["name", "plugins"]);
   if (!Array.isArray(p.plugins) || p.plugins.length === 0) {
     throw new PluginConfigError("schedulingProfiles[0].plugins must be a non-empty list");
   }
   const refs = p.plugins.map((r: unknown, i): ProfilePluginRef => {
     const where = `schedulingProfiles[0].plugins[${i}]`;
-    if (!isObject(r)) throw new PluginConfigError(`${where} must be a mapping`);
+    if (!isRecord(r)) throw new PluginConfigError(`${where} must be a mapping`);
     onlyKeys(where, r, ["pluginRef", "weight"]);
     const w = r.weight;
     if (w !== undefined && (typeof w !== "number" || !Number.isFinite(w) || w < 0)) {

@@ -36,8 +36,8 @@ export interface Builtin {
 }
 
 /** `{label="{{who}}",...}` — values are substituted and escaped later by renderQuery. */
-function selector(m: SeriesMatch, who: "canary" | "stable"): string {
-  return `{${[`${m.label}="{{${who}}}"`, ...m.common].join(",")}}`;
+function selector(m: SeriesMatch, who: "canary" | "stable", extra?: string): string {
+  return `{${[`${m.label}="{{${who}}}"`, ...m.common, ...(extra ? [extra] : [])].join(",")}}`;
 }
 
 function increase(
@@ -47,8 +47,7 @@ function increase(
   window: string,
   extra?: string,
 ) {
-  const sel = extra ? selector(m, who).replace(/}$/, `,${extra}}`) : selector(m, who);
-  return `sum(increase(${metric}${sel}[${window}]))`;
+  return `sum(increase(${metric}${selector(m, who, extra)}[${window}]))`;
 }
 
 function p95(histogram: string, m: SeriesMatch, who: "canary" | "stable", window: string) {

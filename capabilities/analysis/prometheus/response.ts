@@ -4,6 +4,7 @@ import { STATUS_CODES } from "node:http";
 import { parsePrometheusFloat } from "../../api/prometheus-float";
 import type { QueryResult, Series } from "../types";
 import { PROMETHEUS_ERROR_TYPES, type QueryFailure } from "./errors";
+import { isRecord } from "../../api/objects";
 
 /** Sample values are strings: "1.5", "NaN", "+Inf", "-Inf". Errors never quote the reply. */
 export function parseSampleValue(text: unknown): number {
@@ -13,10 +14,6 @@ export function parseSampleValue(text: unknown): number {
     throw new Error(`sample value is not a number (expected e.g. "1.5", "NaN", "+Inf")`);
   }
   return value;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function sampleValue(pair: unknown, where: string): number {
