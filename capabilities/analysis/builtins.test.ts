@@ -43,13 +43,14 @@ function phaseOf(
 }
 
 describe("built-in gates", () => {
-  it("lists the five LLM gates", () => {
+  it("lists the six LLM gates", () => {
     expect(BUILTIN_TEMPLATES).toEqual([
       "error-rate",
       "latency-p95-ratio",
       "ttft-p95-ratio",
       "min-request-count",
       "traffic-split",
+      "paired-comparison",
     ]);
     expect(describeBuiltins().map(b => b.name)).toEqual(BUILTIN_TEMPLATES);
     expect(describeBuiltins()[0].args.maxRatio).toEqual({

@@ -19,7 +19,27 @@ export type ArgKind =
   | "percent"
   | "labelName"
   | "selector"
-  | "modelName";
+  | "modelName"
+  | "signals";
+
+/** What paired-comparison can compare, in the order its `signals` arg lists them. */
+export const PAIRED_SIGNALS = ["ttft", "itl", "errors"] as const;
+export type PairedSignal = (typeof PAIRED_SIGNALS)[number];
+
+/** The signals of a `signals` arg value ("ttft, errors"), or a readable error. */
+export function parseSignals(value: string): { signals: PairedSignal[] } | { error: string } {
+  const names = value.split(",").map(s => s.trim());
+  const wrong = names.find(n => !(PAIRED_SIGNALS as readonly string[]).includes(n));
+  if (wrong !== undefined) {
+    return {
+      error: `args.signals: ${JSON.stringify(wrong)} is not a signal (a comma list of ${PAIRED_SIGNALS.join(", ")})`,
+    };
+  }
+  if (new Set(names).size !== names.length) {
+    return { error: `args.signals names a signal twice: ${JSON.stringify(value)}` };
+  }
+  return { signals: PAIRED_SIGNALS.filter(s => names.includes(s)) };
+}
 
 export const NUMERIC_KINDS: readonly ArgKind[] = ["fraction", "positive", "count", "percent"];
 
@@ -135,5 +155,9 @@ export function checkArg(name: string, spec: ArgSpec, value: string): string | u
       return value === ""
         ? `args.${name} must not be empty (use "*" to count every model)`
         : undefined;
+    case "signals": {
+      const parsed = parseSignals(value);
+      return "error" in parsed ? parsed.error : undefined;
+    }
   }
 }

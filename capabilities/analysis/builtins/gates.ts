@@ -7,6 +7,7 @@
 
 import { type ArgSpec, MIN_REQUESTS, SCOPE_ARGS, WINDOW } from "./args";
 import type { SourceMetrics } from "./metric-sources";
+import { PAIRED_COMPARISON } from "./paired";
 
 /** Which series a built-in reads, as PromQL matcher text (placeholders are rendered later). */
 export interface SeriesMatch {
@@ -145,6 +146,7 @@ export const BUILTINS: Record<string, Builtin> = {
       };
     },
   },
+  "paired-comparison": PAIRED_COMPARISON,
 };
 
 /** 3 sigma of the share of n requests split at random with probability weight%, >= 2 points. */

@@ -10,6 +10,17 @@ export const PICKER_METRICS = {
   errors: "inference_objective_request_error_total",
   duration: "inference_objective_request_duration_seconds",
   ttft: "inference_objective_request_ttft_seconds",
+  inputTokens: "inference_objective_input_tokens",
+  outputTokens: "inference_objective_output_tokens",
+} as const;
+
+/**
+ * vLLM's prefix cache counters, in tokens (hits: prompt tokens found in the cache; queries: prompt
+ * tokens looked up). Only the model servers know them, whichever source the gate reads.
+ */
+export const VLLM_PREFIX_CACHE = {
+  hits: "vllm:prefix_cache_hits_total",
+  queries: "vllm:prefix_cache_queries_total",
 } as const;
 
 /** Metric names of one source; `errors` is a counter, or a filter on `requests` (vLLM). */
@@ -22,6 +33,12 @@ export interface SourceMetrics {
   duration: string;
   /** Absent: the source has no TTFT histogram (pre-v1 pickers). */
   ttft?: string;
+  /** A counter of prompt tokens (a histogram's `_sum` or a `_total`); absent: not known. */
+  promptTokens?: string;
+  /** A counter of generated tokens; with `ttft` and `duration` it gives the mean inter-token latency. */
+  outputTokens?: string;
+  /** An inter-token latency histogram of its own (vLLM); absent: derived from the above. */
+  itl?: string;
 }
 
 export type MetricsSource = "picker" | "upstream-epp" | "llm-d" | "vllm";
@@ -32,13 +49,25 @@ export const METRICS_SOURCES = ["auto", "picker", "upstream-epp", "llm-d", "vllm
  * pool label) and, when no v1 series exist, the pre-v1 `inference_model_*` names.
  */
 export const METRIC_SOURCES: Record<MetricsSource, SourceMetrics[]> = {
-  picker: [PICKER_METRICS],
+  picker: [
+    {
+      ...PICKER_METRICS,
+      promptTokens: `${PICKER_METRICS.inputTokens}_sum`,
+      outputTokens: `${PICKER_METRICS.outputTokens}_sum`,
+    },
+  ],
   "upstream-epp": [
-    PICKER_METRICS,
+    {
+      ...PICKER_METRICS,
+      promptTokens: `${PICKER_METRICS.inputTokens}_sum`,
+      outputTokens: `${PICKER_METRICS.outputTokens}_sum`,
+    },
     {
       requests: "inference_model_request_total",
       errors: "inference_model_request_error_total",
       duration: "inference_model_request_duration_seconds",
+      promptTokens: "inference_model_input_tokens_sum",
+      outputTokens: "inference_model_output_tokens_sum",
     },
   ],
   "llm-d": [
@@ -57,6 +86,10 @@ export const METRIC_SOURCES: Record<MetricsSource, SourceMetrics[]> = {
       errorMatcher: 'finished_reason="abort"',
       duration: "vllm:e2e_request_latency_seconds",
       ttft: "vllm:time_to_first_token_seconds",
+      promptTokens: "vllm:prompt_tokens_total",
+      outputTokens: "vllm:generation_tokens_total",
+      // vLLM >= 0.11; older servers only have vllm:time_per_output_token_seconds.
+      itl: "vllm:inter_token_latency_seconds",
     },
   ],
 };
