@@ -20,7 +20,8 @@
 //
 // The parts: builtins/metric-sources.ts (METRIC_SOURCES, whose metric names), builtins/args.ts (arg
 // kinds, shared args, the check of one value), builtins/gates.ts (each gate's query and conditions;
-// low traffic is never a success), builtins/expand.ts (validateBuiltin, expandBuiltin and the
+// low traffic is never a success), builtins/paired.ts (paired-comparison: canary against stable,
+// TTFT per uncached prompt token), builtins/expand.ts (validateBuiltin, expandBuiltin and the
 // "auto" chain of sources).
 
 export {
