@@ -13,8 +13,11 @@ import {
 import { addScrapeTarget, removeScrapeTarget } from "../../hack/env/prometheus";
 import { RunningSimulator, startSimulator } from "../../hack/env/simulator";
 import { createTestNamespace, env, promQuery, TestNamespace, waitFor } from "../support/env";
+import { RunningOperator, startOperator } from "../support/operator";
+import { rolloutHelpers } from "../support/rollouts";
 
 let ns: TestNamespace;
+let operator: RunningOperator | undefined;
 const running: Array<{ sim: RunningSimulator; target: string }> = [];
 
 beforeAll(() => {
@@ -22,12 +25,18 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
+  await operator?.stop();
   for (const { sim, target } of running.splice(0)) {
     removeScrapeTarget(env().info.stateDir, target);
     await sim.close();
   }
   await ns.cleanup();
 });
+
+const { apply, getJson, waitForRollout } = rolloutHelpers(
+  () => ns.name,
+  () => operator?.log ?? "",
+);
 
 /** A simulator for one pool: prefix cache on, TTFT = perTokenMs x uncached prompt tokens. */
 async function pool(name: string, perTokenMs: number): Promise<RunningSimulator> {
@@ -90,7 +99,8 @@ async function scraped(name: string, n: number): Promise<void> {
 
 /**
  * Runs traffic on both sides: one request first, scraped, so that every series exists before the
- * window's requests (increase() cannot count a series' first sample), then `n` per side.
+ * window's requests (the naive gate's rate() cannot count a series' first sample), then `n` per
+ * side.
  */
 async function traffic(
   stable: { name: string; sim: RunningSimulator; warm: boolean; n: number },
@@ -199,5 +209,83 @@ describe("paired-comparison (real Prometheus, real simulator)", () => {
       "few-v2",
     );
     expect(judged.phase).toBe("Failed");
+  });
+
+  it("in a rollout: the operator holds the weight while the canary's evidence is thin, then promotes on it", async () => {
+    const [stable, canary] = await Promise.all([pool("e2e-v1", 2), pool("e2e-v2", 2)]);
+    // Every series exists before the window's requests (see traffic()); the canary has 3 only.
+    await traffic(
+      { name: "e2e-v1", sim: stable, warm: true, n: 24 },
+      { name: "e2e-v2", sim: canary, warm: false, n: 3 },
+    );
+    operator = await startOperator({ namespaces: [ns.name], name: ns.name });
+    const seedPool = (name: string) => `
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: ${name}}
+spec:
+  extensionRef: {group: "", kind: Service, name: ${name}-epp}
+  selector: {app: vllm, release: ${name}}
+  targetPortNumber: 8000
+`;
+    apply(`${seedPool("e2e-v1")}---${seedPool("e2e-v2")}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: e2e-route}
+spec:
+  rules:
+  - backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: e2e-v1, weight: 1}]
+---
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: e2e}
+spec:
+  prometheus: {address: "${env().info.prometheusUrl}"}
+  pools: {httpRoute: e2e-route, stable: e2e-v1, canary: e2e-v2}
+  analysis:
+    metrics:
+    - name: paired
+      template: paired-comparison
+      metricsSource: vllm
+      args: {namespaceLabel: namespace, window: 1m, minRequests: "20"}
+      interval: 2s
+      inconclusiveLimit: 1000
+  steps:
+  - setWeight: 10
+  - setWeight: 100
+`);
+    const weights = () =>
+      getJson<{
+        spec: { rules: { backendRefs: { name: string; weight?: number }[] }[] };
+      }>("httproute", "e2e-route").spec.rules[0].backendRefs.map(r => `${r.name}=${r.weight}`);
+    const held = await waitForRollout(
+      "e2e",
+      "two Inconclusive measurements at 10 %",
+      r =>
+        (r.status?.analysis?.metrics[0]?.measurements ?? []).filter(m => m.phase === "Inconclusive")
+          .length >= 2,
+      60000,
+    );
+    expect(held.status?.canaryWeight).toBe(10);
+    expect(held.status?.conditions?.some(c => c.reason === "WaitingForEvidence")).toBe(true);
+    expect(held.status?.analysis?.metrics[0].measurements.map(m => m.phase)).not.toContain(
+      "Successful",
+    );
+    expect(weights()).toEqual(["e2e-v1=90", "e2e-v2=10"]);
+
+    // Enough cold-cache canary requests: as fast per uncached token, so the rollout completes.
+    await send(canary, 24, false, "e2e-more");
+    await scraped("e2e-v2", 28);
+    const done = await waitForRollout(
+      "e2e",
+      "Succeeded",
+      r => r.status?.phase === "Succeeded",
+      60000,
+    );
+    const last = done.status?.analysis?.metrics[0].measurements.at(-1);
+    expect(last?.phase).toBe("Successful");
+    expect(Number(JSON.parse(last?.value ?? "[]")[0])).toBeLessThanOrEqual(1);
+    // The operator removes the stable ref once the canary has it all.
+    expect(weights()).toEqual(["e2e-v2=100"]);
   });
 });

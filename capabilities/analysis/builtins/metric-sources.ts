@@ -33,9 +33,9 @@ export interface SourceMetrics {
   duration: string;
   /** Absent: the source has no TTFT histogram (pre-v1 pickers). */
   ttft?: string;
-  /** A counter of prompt tokens (a histogram's `_sum` or a `_total`); absent: not known. */
+  /** A histogram of prompt tokens per request; absent: not known. */
   promptTokens?: string;
-  /** A counter of generated tokens; with `ttft` and `duration` it gives the mean inter-token latency. */
+  /** A histogram of generated tokens per request; with `ttft` and `duration` it gives the mean inter-token latency. */
   outputTokens?: string;
   /** An inter-token latency histogram of its own (vLLM); absent: derived from the above. */
   itl?: string;
@@ -52,22 +52,22 @@ export const METRIC_SOURCES: Record<MetricsSource, SourceMetrics[]> = {
   picker: [
     {
       ...PICKER_METRICS,
-      promptTokens: `${PICKER_METRICS.inputTokens}_sum`,
-      outputTokens: `${PICKER_METRICS.outputTokens}_sum`,
+      promptTokens: PICKER_METRICS.inputTokens,
+      outputTokens: PICKER_METRICS.outputTokens,
     },
   ],
   "upstream-epp": [
     {
       ...PICKER_METRICS,
-      promptTokens: `${PICKER_METRICS.inputTokens}_sum`,
-      outputTokens: `${PICKER_METRICS.outputTokens}_sum`,
+      promptTokens: PICKER_METRICS.inputTokens,
+      outputTokens: PICKER_METRICS.outputTokens,
     },
     {
       requests: "inference_model_request_total",
       errors: "inference_model_request_error_total",
       duration: "inference_model_request_duration_seconds",
-      promptTokens: "inference_model_input_tokens_sum",
-      outputTokens: "inference_model_output_tokens_sum",
+      promptTokens: "inference_model_input_tokens",
+      outputTokens: "inference_model_output_tokens",
     },
   ],
   "llm-d": [
@@ -86,8 +86,8 @@ export const METRIC_SOURCES: Record<MetricsSource, SourceMetrics[]> = {
       errorMatcher: 'finished_reason="abort"',
       duration: "vllm:e2e_request_latency_seconds",
       ttft: "vllm:time_to_first_token_seconds",
-      promptTokens: "vllm:prompt_tokens_total",
-      outputTokens: "vllm:generation_tokens_total",
+      promptTokens: "vllm:request_prompt_tokens",
+      outputTokens: "vllm:request_generation_tokens",
       // vLLM >= 0.11; older servers only have vllm:time_per_output_token_seconds.
       itl: "vllm:inter_token_latency_seconds",
     },

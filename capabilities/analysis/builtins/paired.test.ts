@@ -19,6 +19,10 @@ const vector = (...values: number[]): QueryResult => ({
 const phase = (result: QueryResult) =>
   measurementFrom({ ...paired(), multipleSeries: false }, result, new Date(0)).phase;
 
+/** What a counter gained in the window (exact, no extrapolation; a young series counts whole). */
+const gained = (series: string, window: string) =>
+  `sum(clamp_min(${series} - ${series} offset ${window}, 0) or ${series})`;
+
 /** The signals a query compares (its label_replace names). */
 const signalsOf = (query: string) => [
   ...new Set([...query.matchAll(/"signal", "([a-z]+)"/g)].map(m => m[1])),
@@ -75,23 +79,26 @@ describe("paired-comparison", () => {
     const q = paired({ window: "1m", minRequests: "30" }).query;
     expect(signalsOf(q)).toEqual(["ttft", "itl", "errors"]);
     const side = (who: string) => ({
-      requests: `sum(increase(vllm:request_success_total{pool="{{${who}}}"}[1m]))`,
+      requests: `${gained(`vllm:request_success_total{pool="{{${who}}}"}`, "1m")}`,
       cached:
-        `((sum(increase(vllm:prefix_cache_hits_total{pool="{{${who}}}"}[1m]))` +
-        ` / (sum(increase(vllm:prefix_cache_queries_total{pool="{{${who}}}"}[1m])) > 0)) or on() vector(0))`,
+        `((${gained(`vllm:prefix_cache_hits_total{pool="{{${who}}}"}`, "1m")}` +
+        ` / (${gained(`vllm:prefix_cache_queries_total{pool="{{${who}}}"}`, "1m")} > 0)) or on() vector(0))`,
     });
     for (const who of ["canary", "stable"]) {
       const s = side(who);
+      const mean = (h: string) =>
+        `(${gained(`${h}_sum{pool="{{${who}}}"}`, "1m")} / ${gained(`${h}_count{pool="{{${who}}}"}`, "1m")})`;
+      // Mean TTFT over mean uncached prompt tokens (at least one) per request.
       expect(q).toContain(
-        `(sum(increase(vllm:time_to_first_token_seconds_sum{pool="{{${who}}}"}[1m]))` +
-          ` / clamp_min(sum(increase(vllm:prompt_tokens_total{pool="{{${who}}}"}[1m])) * (1 - ${s.cached}), scalar(${s.requests})))`,
+        `(${mean("vllm:time_to_first_token_seconds")}` +
+          ` / clamp_min(${mean("vllm:request_prompt_tokens")} * (1 - ${s.cached}), 1))`,
       );
       expect(q).toContain(
-        `(sum(increase(vllm:inter_token_latency_seconds_sum{pool="{{${who}}}"}[1m]))` +
-          ` / sum(increase(vllm:inter_token_latency_seconds_count{pool="{{${who}}}"}[1m])))`,
+        `(${gained(`vllm:inter_token_latency_seconds_sum{pool="{{${who}}}"}`, "1m")}` +
+          ` / ${gained(`vllm:inter_token_latency_seconds_count{pool="{{${who}}}"}`, "1m")})`,
       );
       expect(q).toContain(
-        `sum(increase(vllm:request_success_total{pool="{{${who}}}",finished_reason="abort"}[1m]))`,
+        `${gained(`vllm:request_success_total{pool="{{${who}}}",finished_reason="abort"}`, "1m")}`,
       );
       // Thin evidence on either side: the whole query is empty.
       expect(q).toContain(` and on() (${s.requests} >= 30)`);
@@ -108,13 +115,13 @@ describe("paired-comparison", () => {
       minRequests: "5",
     }).query;
     const rate = (who: string) =>
-      `((sum(increase(vllm:request_success_total{pool="{{${who}}}",finished_reason="abort"}[2m])) or on() vector(0))` +
-      ` / sum(increase(vllm:request_success_total{pool="{{${who}}}"}[2m])))`;
+      `((${gained(`vllm:request_success_total{pool="{{${who}}}",finished_reason="abort"}`, "2m")} or on() vector(0))` +
+      ` / ${gained(`vllm:request_success_total{pool="{{${who}}}"}`, "2m")})`;
     const all = `label_replace(((${rate("canary")} - ${rate("stable")}) / 0.02) >= -Inf, "signal", "errors", "", "")`;
     expect(q).toBe(
       `max(${all}) and on() (count(${all}) == 1)` +
-        ` and on() (sum(increase(vllm:request_success_total{pool="{{canary}}"}[2m])) >= 5)` +
-        ` and on() (sum(increase(vllm:request_success_total{pool="{{stable}}"}[2m])) >= 5)`,
+        ` and on() (${gained(`vllm:request_success_total{pool="{{canary}}"}`, "2m")} >= 5)` +
+        ` and on() (${gained(`vllm:request_success_total{pool="{{stable}}"}`, "2m")} >= 5)`,
     );
     expect(signalsOf(paired({ signals: "itl, ttft" }).query)).toEqual(["ttft", "itl"]);
     expect(paired({ signals: "ttft", maxTtftRatio: "1.5" }).query).toContain(") / 1.5) >= -Inf");
@@ -122,13 +129,14 @@ describe("paired-comparison", () => {
 
   it("picker: prompt tokens from its input-token histogram, inter-token latency derived", () => {
     const q = paired({}, "picker").query;
-    expect(q).toContain(`inference_objective_input_tokens_sum{pool="{{canary}}"}[5m]`);
-    // (duration - TTFT) over the gaps between tokens: output tokens minus one per request.
+    const mean = (h: string) =>
+      `(${gained(`inference_objective_${h}_sum{pool="{{canary}}"}`, "5m")}` +
+      ` / ${gained(`inference_objective_${h}_count{pool="{{canary}}"}`, "5m")})`;
+    expect(q).toContain(`clamp_min(${mean("input_tokens")} * (1 - `);
+    // Mean (duration - TTFT) over the mean gaps between tokens: output tokens minus one.
     expect(q).toContain(
-      `((sum(increase(inference_objective_request_duration_seconds_sum{pool="{{canary}}"}[5m]))` +
-        ` - sum(increase(inference_objective_request_ttft_seconds_sum{pool="{{canary}}"}[5m])))` +
-        ` / ((sum(increase(inference_objective_output_tokens_sum{pool="{{canary}}"}[5m]))` +
-        ` - sum(increase(inference_objective_request_duration_seconds_count{pool="{{canary}}"}[5m]))) > 0))`,
+      `((${mean("request_duration_seconds")} - ${mean("request_ttft_seconds")})` +
+        ` / ((${mean("output_tokens")} - 1) > 0))`,
     );
     // The cached share comes from the model servers' vLLM counters, whichever source.
     expect(q).toContain(`vllm:prefix_cache_hits_total{pool="{{canary}}"}`);
@@ -159,7 +167,7 @@ describe("paired-comparison", () => {
 
   it("scope args reach every series, the cache counters included", () => {
     const q = paired({ namespaceLabel: "namespace", selector: '{cluster="eu"}' }, "vllm").query;
-    const selectors = [...q.matchAll(/(vllm:[a-z_]+)\{(.*?)\}\[/g)];
+    const selectors = [...q.matchAll(/(vllm:[a-z_]+)\{(.*?")\}/g)];
     expect(selectors.length).toBeGreaterThan(20);
     for (const [, metric, matchers] of selectors) {
       expect(`${metric} ${matchers}`).toMatch(

@@ -13,36 +13,46 @@ import { type SourceMetrics, VLLM_PREFIX_CACHE } from "./metric-sources";
 
 type Side = "canary" | "stable";
 
-/** `sum(increase(metric{who's matchers}[window]))`: one label-less sample, or none. */
-function sumIncrease(metric: string, m: SeriesMatch, who: Side, window: string, extra?: string) {
+/**
+ * What a counter gained in the window, summed over who's series: one label-less sample, or none.
+ * Not increase(): it extrapolates each series by its own first value, so on series younger than
+ * the window (a new canary pool's) two counters' increases are off by different factors and
+ * their ratio (cache hits / queries) is biased. The value now minus the value a window ago, or
+ * the whole value for a series younger than the window, is exact and alike for every counter; a
+ * counter reset in the window (a restarted server) counts 0 for that series.
+ */
+function sumGained(metric: string, m: SeriesMatch, who: Side, window: string, extra?: string) {
   const matchers = [`${m.label}="{{${who}}}"`, ...m.common, ...(extra ? [extra] : [])];
-  return `sum(increase(${metric}{${matchers.join(",")}}[${window}]))`;
+  const series = `${metric}{${matchers.join(",")}}`;
+  return `sum(clamp_min(${series} - ${series} offset ${window}, 0) or ${series})`;
 }
 
 /** The PromQL of one side's quantities; undefined where the source lacks a metric. */
 function sideQuantities(metrics: SourceMetrics, m: SeriesMatch, who: Side, window: string) {
-  const inc = (metric: string, extra?: string) => sumIncrease(metric, m, who, window, extra);
+  const inc = (metric: string, extra?: string) => sumGained(metric, m, who, window, extra);
+  // Means over each histogram's own count: a server records TTFT, prompt length and duration at
+  // different moments of a request, so sums over one window can disagree while requests run.
+  const mean = (histogram: string) => `(${inc(`${histogram}_sum`)} / ${inc(`${histogram}_count`)})`;
   const requests = inc(metrics.requests);
   // Cached share of prompt tokens from vLLM's prefix cache counters; none (prefix caching off,
   // servers not scraped with this label, adapters) counts as 0: prompt length alone normalises.
   const cachedShare =
     `((${inc(VLLM_PREFIX_CACHE.hits)} / (${inc(VLLM_PREFIX_CACHE.queries)} > 0))` +
     ` or on() vector(0))`;
-  // At least one uncached token per request (vLLM always computes the last prompt token), so
-  // a fully cached window never divides by zero.
-  const uncachedTokens =
-    metrics.promptTokens &&
-    `clamp_min(${inc(metrics.promptTokens)} * (1 - ${cachedShare}), scalar(${requests}))`;
+  // At least one uncached token per request (vLLM always computes the last prompt token), so a
+  // fully cached window never divides by zero.
+  const uncachedPerRequest =
+    metrics.promptTokens && `clamp_min(${mean(metrics.promptTokens)} * (1 - ${cachedShare}), 1)`;
   const ttftPerToken =
-    metrics.ttft && uncachedTokens && `(${inc(`${metrics.ttft}_sum`)} / ${uncachedTokens})`;
+    metrics.ttft && uncachedPerRequest && `(${mean(metrics.ttft)} / ${uncachedPerRequest})`;
   let itl: string | undefined;
   if (metrics.itl) {
-    itl = `(${inc(`${metrics.itl}_sum`)} / ${inc(`${metrics.itl}_count`)})`;
+    itl = mean(metrics.itl);
   } else if (metrics.ttft && metrics.outputTokens) {
-    // Mean gap between tokens: time after the first token over the gaps (n - 1 per request).
+    // Mean time after the first token over the mean gaps between tokens (n - 1 per request).
     itl =
-      `((${inc(`${metrics.duration}_sum`)} - ${inc(`${metrics.ttft}_sum`)})` +
-      ` / ((${inc(metrics.outputTokens)} - ${inc(`${metrics.duration}_count`)}) > 0))`;
+      `((${mean(metrics.duration)} - ${mean(metrics.ttft)})` +
+      ` / ((${mean(metrics.outputTokens)} - 1) > 0))`;
   }
   // No error series at all means no errors.
   const errorRate = `((${inc(metrics.errors, metrics.errorMatcher)} or on() vector(0)) / ${requests})`;
