@@ -211,6 +211,23 @@ describe("paired-comparison (real Prometheus, real simulator)", () => {
     expect(judged.phase).toBe("Failed");
   });
 
+  it("Prometheus accepts the query of every source and scope (empty without their metrics)", async () => {
+    const sources = ["auto", "picker", "upstream-epp", "vllm"] as const;
+    for (const scope of ["pools", "adapters"] as const) {
+      for (const metricsSource of sources) {
+        if (scope === "adapters" && metricsSource === "vllm") continue; // refused, unit-tested
+        const resolved = resolveMetric(
+          { name: "m", template: "paired-comparison", metricsSource, args: scoped },
+          { scope, namespace: `${ns.name}-none`, rollout: "r", canary: "c", stable: "s" },
+        );
+        const result = await queryPrometheus({ address: env().info.prometheusUrl }, resolved.query);
+        expect(`${scope} ${metricsSource} ${JSON.stringify(result)}`).toBe(
+          `${scope} ${metricsSource} {"kind":"vector","series":[]}`,
+        );
+      }
+    }
+  });
+
   it("in a rollout: the operator holds the weight while the canary's evidence is thin, then promotes on it", async () => {
     const [stable, canary] = await Promise.all([pool("e2e-v1", 2), pool("e2e-v2", 2)]);
     // Every series exists before the window's requests (see traffic()); the canary has 3 only.
