@@ -120,7 +120,7 @@ describe("setHeaderRoute", () => {
       ],
       filters: before.spec!.rules![1].filters,
       timeouts: { request: "30s" },
-      backendRefs: [{ group: X, kind: "InferencePool", name: "pool-v2", port: 8000 }],
+      backendRefs: [{ group: X, kind: "InferencePool", name: "pool-v2", port: 8000, weight: 1 }],
     });
     expect(before).toEqual(route()); // input untouched
   });
@@ -144,7 +144,7 @@ describe("setHeaderRoute", () => {
     const weighted = setHTTPRouteWeight(route(), SPLIT, 20)!;
     const next = setHeaderRoute(weighted, SPLIT, RULE, TESTERS)!;
     expect(next.spec!.rules![2].backendRefs).toEqual([
-      { group: X, kind: "InferencePool", name: "pool-v2", port: 8000 },
+      { group: X, kind: "InferencePool", name: "pool-v2", port: 8000, weight: 1 },
     ]);
     expect(inspectHTTPRoute(next, { ...SPLIT, rule: RULE }).problem?.reason).toBe(
       "HTTPRouteRuleNotFound",

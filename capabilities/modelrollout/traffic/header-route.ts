@@ -62,7 +62,9 @@ export function headerRule(
       return stable && { ...stable, name: split.canary };
     })();
   if (!ref) throw new Error(`no backendRef to copy for canary ${split.canary}`);
-  delete ref.weight; // the only backend of the rule
+  // The only backend of the rule; 1 is what the apiserver would default it to, so the rule read
+  // back equals the rule written and a re-assertion writes nothing.
+  ref.weight = 1;
   const headers = match.map(toHeaderMatch);
   const names = new Set(headers.map(h => h.name.toLowerCase()));
   const base: HTTPRouteMatch[] = managed.matches?.length
