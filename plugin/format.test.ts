@@ -67,6 +67,18 @@ describe("format", () => {
   it("describes steps, progress and weights", () => {
     expect(describeStep({ setWeight: 10 })).toBe("setWeight 10");
     expect(describeStep({ pause: {} })).toBe("pause (until promoted)");
+    expect(
+      describeStep({
+        setHeaderRoute: {
+          match: [
+            { headerName: "x-canary", headerValue: { exact: "yes" } },
+            { headerName: "x-team", headerValue: { prefix: "qa-" } },
+            { headerName: "x-id", headerValue: { regex: "t[0-9]+" } },
+          ],
+        },
+      }),
+    ).toBe("setHeaderRoute x-canary=yes x-team=qa-* x-id~t[0-9]+");
+    expect(describeStep({ setHeaderRoute: { match: [] } })).toBe("setHeaderRoute (remove)");
     expect(describeStep({ pause: { duration: "5m" } })).toBe("pause 5m");
     expect(describeStep({ analysis: { metrics: [{ name: "a" }, { name: "b" }] } })).toBe(
       "analysis: a, b",
@@ -145,5 +157,21 @@ describe("format", () => {
     );
     expect(done).not.toContain("[>]");
     expect(done).toContain("  [ ] 2  analysis");
+  });
+
+  it("shows the header route while status records one", () => {
+    expect(formatDetail(rollout, [], new Date())).not.toContain("Headers:");
+    const withHeader = formatDetail(
+      {
+        ...rollout,
+        status: {
+          ...rollout.status,
+          headerRoute: { match: [{ headerName: "x-canary", headerValue: { exact: "yes" } }] },
+        },
+      },
+      [],
+      new Date(),
+    );
+    expect(withHeader).toContain("Headers:     x-canary=yes -> canary mymodel-pool-v2");
   });
 });

@@ -37,6 +37,12 @@ export interface StepJson {
   setWeight?: number;
   pause?: { duration?: string };
   analysis?: { metrics?: MetricSpecJson[] };
+  setHeaderRoute?: {
+    match?: {
+      headerName: string;
+      headerValue: { exact?: string; prefix?: string; regex?: string };
+    }[];
+  };
 }
 
 export interface ConditionJson {
@@ -79,6 +85,7 @@ export interface RolloutJson {
     analysis?: GateRunJson;
     stepAnalysis?: GateRunJson;
     lastAction?: { action: string; at: string; result: string; message?: string };
+    headerRoute?: { match: NonNullable<NonNullable<StepJson["setHeaderRoute"]>["match"]> };
   };
 }
 
@@ -97,12 +104,24 @@ export function isFinished(r: RolloutJson): boolean {
   return isTerminalPhase(r.status?.phase);
 }
 
-/** "setWeight 10", "pause 20s", "pause (until promoted)", "analysis: a, b". */
+/**
+ * "setWeight 10", "pause 20s", "pause (until promoted)", "analysis: a, b",
+ * "setHeaderRoute x-canary=yes", "setHeaderRoute (remove)".
+ */
 export function describeStep(step: StepJson | undefined): string {
   if (!step) return "-";
   if (step.setWeight !== undefined) return `setWeight ${step.setWeight}`;
   if (step.pause)
     return step.pause.duration ? `pause ${step.pause.duration}` : "pause (until promoted)";
+  if (step.setHeaderRoute) {
+    const match = (step.setHeaderRoute.match ?? []).map(m => {
+      const v = m.headerValue ?? {};
+      if (v.exact !== undefined) return `${m.headerName}=${v.exact}`;
+      if (v.prefix !== undefined) return `${m.headerName}=${v.prefix}*`;
+      return `${m.headerName}~${v.regex ?? ""}`;
+    });
+    return `setHeaderRoute ${match.join(" ") || "(remove)"}`;
+  }
   if (step.analysis) {
     const names = (step.analysis.metrics ?? []).map(m => m.name);
     return `analysis: ${names.join(", ") || "-"}`;
@@ -283,6 +302,11 @@ export function formatDetail(r: RolloutJson, events: EventJson[], now: Date): st
   if (st.message) field("Message", st.message);
   field("Weights", `${weightBar(st.canaryWeight)}  ${describeWeights(r)}`);
   field("Progress", describeProgress(r));
+  if (st.headerRoute)
+    field(
+      "Headers",
+      `${describeStep({ setHeaderRoute: st.headerRoute }).replace("setHeaderRoute ", "")} -> canary ${t?.canary ?? "-"}`,
+    );
 
   lines.push("Steps:");
   const steps = r.spec?.steps ?? [];

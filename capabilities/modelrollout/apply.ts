@@ -1,10 +1,11 @@
 // Apply: carries out the engine's traffic actions in order (create the canary pool, set a weight,
-// finalize, delete a pool) and logs what changed. Decides nothing: a failure is thrown as an
+// finalize, write or remove the header route, delete a pool) and logs what changed. Decides nothing: a failure is thrown as an
 // ActionError naming the action, for the engine to judge (refusedWrite).
 import { Log } from "pepr";
 import type { Action } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import { deletePool, ensureCanaryPool, trafficTargetFor, type TargetInspection } from "./targets";
+import { headerRuleName } from "./traffic/header-rule-name";
 import { wireOf, type RolloutTarget } from "./types";
 
 export class ActionError extends Error {
@@ -32,12 +33,13 @@ export async function applyActions(
   // The object inspect() just read is the base of the first write to the same target (a second
   // GET would only cost time); later writes in this reconcile read afresh, since the first one
   // changed it. The resourceVersion precondition catches any other change.
+  // An action that wrote nothing leaves it fresh for the next one.
   let unwritten = inspection.object;
-  const known = (t: RolloutTarget) => {
-    if (!target || t.kind !== target.kind || t.name !== target.name) return undefined;
-    const object = unwritten;
-    unwritten = undefined;
-    return object;
+  const same = (t: RolloutTarget) => !!target && t.kind === target.kind && t.name === target.name;
+  const known = (t: RolloutTarget) => (same(t) ? unwritten : undefined);
+  const wrote = (t: RolloutTarget, written: boolean) => {
+    if (written && same(t)) unwritten = undefined;
+    return written;
   };
   for (const action of actions) {
     try {
@@ -49,7 +51,7 @@ export async function applyActions(
         }
         case "setWeight": {
           const t = trafficTargetFor(namespace, spec, action.target);
-          if (await t.setWeight(action.canaryWeight, known(action.target)))
+          if (wrote(action.target, await t.setWeight(action.canaryWeight, known(action.target))))
             say(
               { canaryWeight: action.canaryWeight, target: action.target.name },
               `canary weight ${action.canaryWeight}%`,
@@ -58,8 +60,23 @@ export async function applyActions(
         }
         case "finalize": {
           const t = trafficTargetFor(namespace, spec, action.target);
-          if (await t.finalize(action.outcome, known(action.target)))
+          if (wrote(action.target, await t.finalize(action.outcome, known(action.target))))
             say({ outcome: action.outcome }, `finalized (${action.outcome})`);
+          break;
+        }
+        case "setHeaderRoute":
+        case "removeHeaderRoute": {
+          const t = trafficTargetFor(namespace, spec, action.target);
+          if (!t.setHeaderRoute) throw new Error("a header route needs an HTTPRoute target");
+          const match = action.type === "setHeaderRoute" ? action.match : [];
+          const ruleName = headerRuleName(name);
+          if (wrote(action.target, await t.setHeaderRoute(ruleName, match, known(action.target))))
+            say(
+              { headerRoute: ruleName, match },
+              match.length
+                ? `header route ${ruleName} written`
+                : `header route ${ruleName} removed`,
+            );
           break;
         }
         case "deletePool":

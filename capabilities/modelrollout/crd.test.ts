@@ -126,6 +126,48 @@ describe("crds/modelrollout.yaml", () => {
     });
   });
 
+  it("declares the setHeaderRoute step with the HTTPRoute's header limits, for pools only", () => {
+    const step = spec.properties!.steps.items!;
+    expect(rules(step)[0]).toContain("(has(self.setHeaderRoute) ? 1 : 0) == 1");
+    expect(rules(spec)).toContain(
+      "!has(self.adapters) || self.steps.all(s, !has(s.setHeaderRoute))",
+    );
+    const match = step.properties!.setHeaderRoute.properties!.match;
+    expect(step.properties!.setHeaderRoute.required).toEqual(["match"]);
+    expect(match.maxItems).toBeLessThanOrEqual(16);
+    const upstream = parse(
+      readFileSync(
+        join(
+          root,
+          "crds",
+          "upstream",
+          "gateway-api-v1.6.1_standard_gateway.networking.k8s.io_httproutes.yaml",
+        ),
+        "utf8",
+      ),
+    );
+    const v1 = upstream.spec.versions.find((v: { name: string }) => v.name === "v1");
+    const header =
+      v1.schema.openAPIV3Schema.properties.spec.properties.rules.items.properties.matches.items
+        .properties.headers;
+    const name = match.items!.properties!.headerName;
+    expect([name.pattern, name.maxLength]).toEqual([
+      header.items.properties.name.pattern,
+      header.items.properties.name.maxLength,
+    ]);
+    const value = match.items!.properties!.headerValue;
+    expect(rules(value)[0]).toMatch(
+      /has\(self.exact\).*has\(self.prefix\).*has\(self.regex\).*== 1/,
+    );
+    for (const kind of ["exact", "prefix", "regex"]) {
+      // a prefix becomes an escaped regular expression, at most twice as long plus ".*"
+      expect((value.properties![kind].maxLength as number) * 2 + 2).toBeLessThanOrEqual(
+        header.items.properties.value.maxLength,
+      );
+    }
+    expect(Object.keys(status.properties!.headerRoute.properties!)).toEqual(["match", "step"]);
+  });
+
   it("checks every duration field with the same pattern and a bound, which agree with the engine's parser", () => {
     const patterns = new Set<string>();
     const bounds = new Map<string, string>();

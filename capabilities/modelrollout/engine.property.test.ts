@@ -13,9 +13,19 @@ import {
   type HTTPRoute,
   setHTTPRouteWeight,
 } from "./traffic/httproute";
+import { removeHeaderRoute, setHeaderRoute } from "./traffic/header-route";
 import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
 
 const SPLIT = { stable: "pool-v1", canary: "pool-v2" };
+const HEADER_RULE = "modelrollout-r-header";
+/** The events that say a step was entered. */
+const STEP_EVENTS = [
+  "WeightSet",
+  "PauseStarted",
+  "AnalysisStarted",
+  "HeaderRouteSet",
+  "HeaderRouteRemoved",
+];
 const GATE = { metrics: [{ name: "m", query: "vector(0)" }] };
 const DURATIONS: Record<string, number> = {
   "0s": 0,
@@ -42,6 +52,12 @@ const stepArb: fc.Arbitrary<RolloutStep> = fc.oneof(
     weight: 30,
   },
   { arbitrary: fc.constant({ analysis: GATE }), weight: 25 },
+  {
+    arbitrary: fc.constantFrom("a", "b", "").map(v => ({
+      setHeaderRoute: { match: v ? [{ headerName: "x-tester", headerValue: { exact: v } }] : [] },
+    })),
+    weight: 12,
+  },
 );
 
 const specArb: fc.Arbitrary<ModelRolloutSpec> = fc
@@ -167,6 +183,10 @@ function applyTraffic(world: World, actions: Action[]) {
       world.route = setHTTPRouteWeight(world.route, SPLIT, a.canaryWeight) ?? world.route;
     if (a.type === "finalize")
       world.route = finalizeHTTPRoute(world.route, SPLIT, a.outcome) ?? world.route;
+    if (a.type === "setHeaderRoute")
+      world.route = setHeaderRoute(world.route, SPLIT, HEADER_RULE, a.match) ?? world.route;
+    if (a.type === "removeHeaderRoute")
+      world.route = removeHeaderRoute(world.route, HEADER_RULE) ?? world.route;
   }
 }
 
@@ -239,6 +259,7 @@ function reconcileOnce(world: World, crash: Crash, verdicts: Verdicts) {
   expect(again.status).toEqual(out);
   for (const a of again.actions) {
     if (a.type === "setWeight") expect(a).toMatchObject({ canaryWeight: out.canaryWeight });
+    else if (a.type === "setHeaderRoute") expect(a.match).toEqual(out.headerRoute?.match);
     else expect(["ensureCanaryPool", "clearActionAnnotation"]).toContain(a.type);
     if (a.type === "setWeight") expect(a.step).toBeUndefined();
   }
@@ -313,10 +334,7 @@ function reconcileOnce(world: World, crash: Crash, verdicts: Verdicts) {
       world.promotedToEnd = false;
     }
     if (a.reason === "Promoted" && a.message.includes("to the end")) world.promotedToEnd = true;
-    if (
-      ["WeightSet", "PauseStarted", "AnalysisStarted"].includes(a.reason) &&
-      a.step !== undefined
-    ) {
+    if (STEP_EVENTS.includes(a.reason) && a.step !== undefined) {
       // No step applied twice or skipped: entries run 0, 1, 2, … within one attempt.
       expect(world.promotedToEnd).toBe(false);
       expect(a.step).toBe(world.entered.length);
@@ -327,9 +345,19 @@ function reconcileOnce(world: World, crash: Crash, verdicts: Verdicts) {
     expect(world.entered).toEqual(world.spec.steps.map((_, i) => i));
   }
 
-  // The route matches the status; the unrelated rule never changes.
+  // The route matches the status; the unrelated rule never changes; the header rule exists
+  // exactly while status records it (never once the rollout has finished), always last.
   const seen = inspectHTTPRoute(world.route, SPLIT);
   expect(world.route.spec?.rules?.[1]).toEqual(seedRoute().spec?.rules?.[1]);
+  const headerRules = (world.route.spec?.rules ?? []).filter(r => r.name === HEADER_RULE);
+  expect(headerRules).toHaveLength(out.headerRoute ? 1 : 0);
+  if (out.headerRoute) {
+    expect(world.route.spec?.rules).toHaveLength(3);
+    expect(headerRules[0].matches?.[0].headers?.[0].value).toBe(
+      out.headerRoute.match[0].headerValue.exact,
+    );
+  }
+  if (isTerminal(out)) expect(out.headerRoute).toBeUndefined();
   if (out.phase === "Succeeded") {
     expect(seen).toMatchObject({ stableRef: false, canaryRef: true, canaryWeight: 100 });
   } else if (out.phase === "Failed" || out.phase === "Aborted") {

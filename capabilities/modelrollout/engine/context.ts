@@ -2,7 +2,13 @@
 
 import { isTerminalPhase, type ManualAction } from "../../api/constants";
 import type { ObservedOutcome, QueryCheck, TemplateContext } from "../../analysis";
-import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep, RolloutTarget } from "../types";
+import type {
+  HeaderMatch,
+  ModelRolloutSpec,
+  ModelRolloutStatus,
+  RolloutStep,
+  RolloutTarget,
+} from "../types";
 
 export { ACTION_ANNOTATION, MANUAL_ACTIONS, type ManualAction } from "../../api/constants";
 
@@ -46,6 +52,10 @@ export type Action =
   | { type: "setWeight"; canaryWeight: number; target: RolloutTarget; step?: number }
   /** Promoted: remove the stable reference; RolledBack: remove the canary reference (idempotent). */
   | { type: "finalize"; outcome: "Promoted" | "RolledBack"; target: RolloutTarget }
+  /** Make the header route (the rule a setHeaderRoute step adds to the HTTPRoute) send `match` to the canary (idempotent). */
+  | { type: "setHeaderRoute"; match: HeaderMatch[]; target: RolloutTarget }
+  /** Remove the header route from the HTTPRoute (idempotent). */
+  | { type: "removeHeaderRoute"; target: RolloutTarget }
   /** postRollout.unusedPool=Delete: delete the pool (and the models this operator cloned for it); onlyIfManaged: only if this operator created it. */
   | { type: "deletePool"; pool: string; onlyIfManaged: boolean }
   | {
@@ -98,6 +108,8 @@ export interface Ctx {
   requeueAfterMs?: number;
   /** A setWeight for the current target was emitted in this call. */
   weightEmitted: boolean;
+  /** A setHeaderRoute for the current target was emitted in this call. */
+  headerRouteEmitted: boolean;
   /** The engine (re)started these runs in this call: verdicts passed in belong to older runs. */
   stepRunStarted: boolean;
   backgroundRunStarted: boolean;
@@ -130,6 +142,7 @@ export function newCtx(
     events: [],
     annotation: [],
     weightEmitted: false,
+    headerRouteEmitted: false,
     stepRunStarted: false,
     backgroundRunStarted: false,
     blocked: false,

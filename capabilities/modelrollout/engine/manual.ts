@@ -95,7 +95,12 @@ function promote(c: Ctx, record: RecordAction, ignore: (message: string) => void
   }
   const cur = c.st.currentStep ?? 0;
   const step = steps(c)[cur];
-  if (!step || c.st.stepStartedAt === undefined || step.setWeight !== undefined) {
+  if (
+    !step ||
+    c.st.stepStartedAt === undefined ||
+    step.setWeight !== undefined ||
+    step.setHeaderRoute
+  ) {
     return ignore(`nothing to promote: no pause or analysis step is in progress`);
   }
   const what = `promoted past steps[${cur}] (${step.pause ? "pause" : "analysis"})${stillPaused(c)}`;

@@ -87,6 +87,10 @@ export function reconcileRollout(
     if (!c.weightEmitted && st.canaryWeight !== undefined) {
       c.traffic.push({ type: "setWeight", canaryWeight: st.canaryWeight, target });
     }
+    // Level-triggered like the weight: a crash between status and route write heals here.
+    if (!c.headerRouteEmitted && st.headerRoute) {
+      c.traffic.push({ type: "setHeaderRoute", match: st.headerRoute.match, target });
+    }
     requeueForMeasurements(c);
   }
   concludeBackground(c);

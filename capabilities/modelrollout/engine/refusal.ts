@@ -11,6 +11,10 @@ function describeAction(action: Action, namespace: string): string {
       return `set canary weight ${action.canaryWeight}% on ${action.target.kind} ${namespace}/${action.target.name}`;
     case "finalize":
       return `finalize (${action.outcome}) ${action.target.kind} ${namespace}/${action.target.name}`;
+    case "setHeaderRoute":
+      return `write the header route into ${action.target.kind} ${namespace}/${action.target.name}`;
+    case "removeHeaderRoute":
+      return `remove the header route from ${action.target.kind} ${namespace}/${action.target.name}`;
     case "ensureCanaryPool":
       return `create the canary InferencePool in ${namespace}`;
     case "deletePool":

@@ -3,7 +3,7 @@ import { validateAnalysis } from "../../analysis";
 import { MAX_WAIT, MAX_WAIT_MS, durationProblem } from "../../duration";
 import { generate as generateMergePatch } from "json-merge-patch";
 import { ACTION_ANNOTATION, MANUAL_ACTIONS, ManualAction, Observations } from "./context";
-import type { ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "../types";
+import type { HeaderMatch, ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "../types";
 
 /** Splits the action annotation's value into a known action or an invalid one. */
 export function readActionAnnotation(
@@ -95,10 +95,15 @@ export function validateSpec(
       step.setWeight !== undefined,
       step.pause !== undefined,
       step.analysis !== undefined,
+      step.setHeaderRoute !== undefined,
     ];
     if (kinds.filter(Boolean).length !== 1) {
-      return bad(`steps[${i}] must have exactly one of setWeight, pause or analysis`);
+      return bad(
+        `steps[${i}] must have exactly one of setWeight, pause, analysis or setHeaderRoute`,
+      );
     }
+    const headerProblem = step.setHeaderRoute && headerRouteProblem(spec, i, step.setHeaderRoute);
+    if (headerProblem) return bad(headerProblem);
     if (step.setWeight !== undefined) {
       const w = step.setWeight;
       if (!Number.isInteger(w) || w < 0 || w > 100) {
@@ -118,6 +123,35 @@ export function validateSpec(
   }
   const gateProblems = gateErrors(spec);
   if (gateProblems) return { reason: "InvalidAnalysis", message: gateProblems };
+  return undefined;
+}
+
+/** Gateway API header names (RFC 7230 tokens). */
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
+
+/** What is wrong with a setHeaderRoute step (the CRD's rules, checked again). */
+function headerRouteProblem(
+  spec: ModelRolloutSpec,
+  i: number,
+  { match }: { match: HeaderMatch[] },
+): string | undefined {
+  const at = `steps[${i}].setHeaderRoute`;
+  if (!spec.pools)
+    return `${at} needs spec.pools (an HTTPRoute to add the header rule to); a LoRA adapter rollout (spec.adapters) has no route of its own`;
+  if (!Array.isArray(match)) return `${at}.match must be a list`;
+  const seen = new Set<string>();
+  for (const [k, m] of match.entries()) {
+    const name = m?.headerName;
+    if (typeof name !== "string" || name.length > 256 || !HEADER_NAME.test(name))
+      return `${at}.match[${k}].headerName must be an HTTP header name`;
+    if (seen.has(name.toLowerCase())) return `${at}.match names header ${name} twice`;
+    seen.add(name.toLowerCase());
+    const values = [m.headerValue?.exact, m.headerValue?.prefix, m.headerValue?.regex].filter(
+      v => v !== undefined,
+    );
+    if (values.length !== 1 || typeof values[0] !== "string" || values[0] === "")
+      return `${at}.match[${k}].headerValue needs exactly one non-empty exact, prefix or regex`;
+  }
   return undefined;
 }
 

@@ -3,7 +3,7 @@ import { parseDuration } from "../../duration";
 import { startRun } from "../../analysis";
 import { fingerprint } from "../fingerprint";
 import { describeTarget } from "./conditions";
-import { Ctx, event, requeue, steps } from "./context";
+import { type Action, Ctx, event, requeue, steps } from "./context";
 import {
   backgroundVerdict,
   holdOnInconclusive,
@@ -11,7 +11,7 @@ import {
   missingEvidence,
   stepVerdict,
 } from "./gates";
-import type { RolloutStep } from "../types";
+import type { HeaderMatch, RolloutStep, RolloutTarget } from "../types";
 
 // --- generation, target and spec changes --------------------------------------------------------
 
@@ -31,6 +31,7 @@ export function startRollout(c: Ctx, wasTerminal: boolean) {
       { type: "finalize", outcome: "RolledBack", target: old },
     );
   }
+  if (old) dropHeaderRoute(c, old, c.oldTargetActions);
   if (old) {
     event(
       c,
@@ -61,6 +62,7 @@ export function releaseOldTarget(c: Ctx) {
       { type: "finalize", outcome: "RolledBack", target: old },
     );
   }
+  dropHeaderRoute(c, old, c.oldTargetActions);
   event(
     c,
     "Normal",
@@ -142,7 +144,7 @@ export function progress(c: Ctx) {
       return;
     }
     if (st.stepStartedAt === undefined) enterStep(c, i, step);
-    if (step.setWeight !== undefined) {
+    if (step.setWeight !== undefined || step.setHeaderRoute) {
       advance(c);
       continue;
     }
@@ -205,6 +207,8 @@ export function enterStep(c: Ctx, i: number, step: RolloutStep) {
       `steps[${i}] of ${n}: canary ${c.target.canary} ${w}%, stable ${c.target.stable} ${100 - w}%`,
       i,
     );
+  } else if (step.setHeaderRoute) {
+    enterHeaderRouteStep(c, i, step.setHeaderRoute.match);
   } else if (step.pause) {
     const until = step.pause.duration ? `for ${step.pause.duration}` : "until promoted";
     event(c, "Normal", "PauseStarted", `steps[${i}] of ${n}: pause ${until}`, i);
@@ -219,6 +223,44 @@ export function enterStep(c: Ctx, i: number, step: RolloutStep) {
       i,
     );
   }
+}
+
+/** A setHeaderRoute step: (re)write the header route, or remove it for an empty match list. */
+function enterHeaderRouteStep(c: Ctx, i: number, match: HeaderMatch[]) {
+  const n = steps(c).length;
+  if (match.length === 0) {
+    dropHeaderRoute(c, c.target, c.traffic);
+    event(c, "Normal", "HeaderRouteRemoved", `steps[${i}] of ${n}: header route removed`, i);
+    return;
+  }
+  c.st.headerRoute = { match, step: i };
+  c.traffic.push({ type: "setHeaderRoute", match, target: c.target });
+  c.headerRouteEmitted = true;
+  event(
+    c,
+    "Normal",
+    "HeaderRouteSet",
+    `steps[${i}] of ${n}: requests with ${describeHeaderMatch(match)} go to canary ${c.target.canary}`,
+    i,
+  );
+}
+
+export function describeHeaderMatch(match: HeaderMatch[]): string {
+  return match
+    .map(m => {
+      const v = m.headerValue;
+      if (v.exact !== undefined) return `${m.headerName}: ${v.exact}`;
+      if (v.prefix !== undefined) return `${m.headerName}: ${v.prefix}*`;
+      return `${m.headerName} ~ /${v.regex ?? ""}/`;
+    })
+    .join(" and ");
+}
+
+/** The header route recorded in status is removed from `target` (once: status forgets it). */
+function dropHeaderRoute(c: Ctx, target: RolloutTarget, into: Action[]) {
+  if (!c.st.headerRoute) return;
+  into.push({ type: "removeHeaderRoute", target });
+  delete c.st.headerRoute;
 }
 
 // --- end states -----------------------------------------------------------------------------------
@@ -237,6 +279,7 @@ export function complete(c: Ctx) {
     c.traffic.push({ type: "setWeight", canaryWeight: 100, target });
   }
   c.traffic.push({ type: "finalize", outcome: "Promoted", target });
+  dropHeaderRoute(c, target, c.traffic);
   c.weightEmitted = true;
   if (c.spec.pools && c.spec.postRollout?.unusedPool === "Delete") {
     c.traffic.push({ type: "deletePool", pool: target.stable, onlyIfManaged: false });
@@ -262,6 +305,7 @@ export function rollback(c: Ctx, phase: "Failed" | "Aborted", reason: string, me
     { type: "setWeight", canaryWeight: 0, target },
     { type: "finalize", outcome: "RolledBack", target },
   );
+  dropHeaderRoute(c, target, c.traffic);
   c.weightEmitted = true;
   if (c.spec.pools && c.spec.postRollout?.unusedPool === "Delete") {
     c.traffic.push({ type: "deletePool", pool: target.canary, onlyIfManaged: true });

@@ -66,8 +66,9 @@ export interface Spec {
   prometheus?: SpecPrometheus;
   /**
    * The rollout plan, executed in order. Each step has exactly one action: setWeight (canary
-   * percent), pause (timed, or until promoted) or analysis (a gate that must pass). After the
-   * last step the canary receives 100 % and the stable reference is removed.
+   * percent), pause (timed, or until promoted), analysis (a gate that must pass) or
+   * setHeaderRoute (testers' requests to the canary pool, scope pools). After the last step
+   * the canary receives 100 % and the stable reference is removed.
    */
   steps: Step[];
 }
@@ -431,6 +432,17 @@ export interface Step {
    */
   pause?: Pause;
   /**
+   * Scope pools only. Sends the requests that carry the given headers to the canary
+   * InferencePool alone, whatever the weights (for testers, typically before the first
+   * setWeight). The operator appends one rule named modelrollout-<rollout name>-header at the
+   * end of the HTTPRoute: the managed rule's matches, filters and timeouts, each match with
+   * these headers added (all must match), and a single backendRef to the canary pool. Gateway
+   * API precedence prefers it over the managed rule (more header matches); no other rule is
+   * touched. A later setHeaderRoute replaces it; an empty match list removes it; it is
+   * removed when the rollout succeeds, fails or is aborted.
+   */
+  setHeaderRoute?: SetHeaderRoute;
+  /**
    * Percent of traffic (0-100) for the canary; the stable gets the rest.
    */
   setWeight?: number;
@@ -594,6 +606,56 @@ export interface Pause {
 }
 
 /**
+ * Scope pools only. Sends the requests that carry the given headers to the canary
+ * InferencePool alone, whatever the weights (for testers, typically before the first
+ * setWeight). The operator appends one rule named modelrollout-<rollout name>-header at the
+ * end of the HTTPRoute: the managed rule's matches, filters and timeouts, each match with
+ * these headers added (all must match), and a single backendRef to the canary pool. Gateway
+ * API precedence prefers it over the managed rule (more header matches); no other rule is
+ * touched. A later setHeaderRoute replaces it; an empty match list removes it; it is
+ * removed when the rollout succeeds, fails or is aborted.
+ */
+export interface SetHeaderRoute {
+  /**
+   * Header conditions a request must all meet (ANDed). Empty removes the header route.
+   */
+  match: SetHeaderRouteMatch[];
+}
+
+export interface SetHeaderRouteMatch {
+  /**
+   * HTTP header name, e.g. x-canary (case-insensitive).
+   */
+  headerName: string;
+  /**
+   * Exactly one of exact, prefix or regex. prefix is written to the HTTPRoute as a
+   * RegularExpression match (the escaped prefix followed by .*); regex support and dialect
+   * depend on the gateway (Gateway API: implementation-specific).
+   */
+  headerValue: PurpleHeaderValue;
+}
+
+/**
+ * Exactly one of exact, prefix or regex. prefix is written to the HTTPRoute as a
+ * RegularExpression match (the escaped prefix followed by .*); regex support and dialect
+ * depend on the gateway (Gateway API: implementation-specific).
+ */
+export interface PurpleHeaderValue {
+  /**
+   * The header value, compared exactly.
+   */
+  exact?: string;
+  /**
+   * The header value starts with this.
+   */
+  prefix?: string;
+  /**
+   * A regular expression the whole header value matches.
+   */
+  regex?: string;
+}
+
+/**
  * Observed state; all progress lives here so the operator can restart at any moment.
  */
 export interface StatusObject {
@@ -633,6 +695,13 @@ export interface StatusObject {
    * When the rollout reached Succeeded, Failed or Aborted.
    */
   finishedAt?: Date;
+  /**
+   * The header route this rollout has added to its HTTPRoute (rule modelrollout-<rollout
+   * name>-header) by a setHeaderRoute step; unset when there is none. A restarted operator
+   * re-asserts it while the rollout runs and removes it (once) when the rollout ends or its
+   * target changes.
+   */
+  headerRoute?: HeaderRoute;
   /**
    * The last one-off action given through the annotation rollouts.inference.dev/action.
    */
@@ -710,6 +779,52 @@ export enum StatusEnum {
   False = "False",
   True = "True",
   Unknown = "Unknown",
+}
+
+/**
+ * The header route this rollout has added to its HTTPRoute (rule modelrollout-<rollout
+ * name>-header) by a setHeaderRoute step; unset when there is none. A restarted operator
+ * re-asserts it while the rollout runs and removes it (once) when the rollout ends or its
+ * target changes.
+ */
+export interface HeaderRoute {
+  /**
+   * The setHeaderRoute step's match list the rule was written from.
+   */
+  match: HeaderRouteMatch[];
+  /**
+   * Index of the setHeaderRoute step that added it.
+   */
+  step?: number;
+}
+
+export interface HeaderRouteMatch {
+  /**
+   * HTTP header name.
+   */
+  headerName: string;
+  /**
+   * One of exact, prefix or regex.
+   */
+  headerValue: FluffyHeaderValue;
+}
+
+/**
+ * One of exact, prefix or regex.
+ */
+export interface FluffyHeaderValue {
+  /**
+   * The header value, compared exactly.
+   */
+  exact?: string;
+  /**
+   * The header value starts with this.
+   */
+  prefix?: string;
+  /**
+   * A regular expression the whole header value matches.
+   */
+  regex?: string;
 }
 
 /**

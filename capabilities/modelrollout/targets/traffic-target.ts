@@ -28,7 +28,8 @@ import {
   inspectInferenceModelRewrite,
   setInferenceModelRewriteWeight,
 } from "../traffic/inferencemodelrewrite";
-import type { ModelRolloutSpec, RolloutTarget } from "../types";
+import { setHeaderRoute } from "../traffic/header-route";
+import type { HeaderMatch, ModelRolloutSpec, RolloutTarget } from "../types";
 import { getOrUndefined } from "./kube-objects";
 import { modifyWithRetry } from "./modify-with-retry";
 
@@ -54,6 +55,8 @@ export interface TrafficTarget {
   /** `known`: the object inspect() returned, to start from without another read. */
   setWeight(canaryWeight: number, known?: unknown): Promise<boolean>;
   finalize(outcome: "Promoted" | "RolledBack", known?: unknown): Promise<boolean>;
+  /** HTTPRoute only: write (empty `match`: remove) the header rule `ruleName`. */
+  setHeaderRoute?(ruleName: string, match: HeaderMatch[], known?: unknown): Promise<boolean>;
 }
 
 function notFound(kindName: string, namespace: string, name: string) {
@@ -76,6 +79,8 @@ function httpRouteTarget(
     group,
     rule: target.rule,
   });
+  const write = (edit: (route: HTTPRoute) => HTTPRoute | null, known: unknown) =>
+    modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, edit, known);
   return {
     async inspect() {
       const route = await getOrUndefined(HTTPRouteKind, namespace, target.name);
@@ -119,22 +124,10 @@ function httpRouteTarget(
         rule: t.httpRouteRule,
       }).claims;
     },
-    setWeight: (w, known) =>
-      modifyWithRetry<HTTPRoute>(
-        HTTPRouteKind,
-        namespace,
-        target.name,
-        r => setHTTPRouteWeight(r, split(), w),
-        known,
-      ),
-    finalize: (outcome, known) =>
-      modifyWithRetry<HTTPRoute>(
-        HTTPRouteKind,
-        namespace,
-        target.name,
-        r => finalizeHTTPRoute(r, split(), outcome),
-        known,
-      ),
+    setWeight: (w, known) => write(r => setHTTPRouteWeight(r, split(), w), known),
+    finalize: (outcome, known) => write(r => finalizeHTTPRoute(r, split(), outcome), known),
+    setHeaderRoute: (ruleName, match, known) =>
+      write(r => setHeaderRoute(r, split(), ruleName, match), known),
   };
 }
 

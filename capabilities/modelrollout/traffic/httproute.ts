@@ -6,10 +6,12 @@
 // Only the backendRefs of kind InferencePool named stable / canary in the selected rule(s) are
 // touched; every other rule, match, filter, ref and unknown field is kept as is (deep copy, same
 // order). A rule is selected by spec.pools.httpRouteRule (index or name) or, by default, because it
-// references the stable or canary pool.
+// references the stable or canary pool; the rules setHeaderRoute steps add (header-route.ts) are
+// never selected.
 import { INFERENCE_POOL_GROUPS, type PoolGroup } from "../../api/constants";
 import type { HTTPBackendRef, HTTPRoute, HTTPRouteRule } from "../../api/objects";
 import { jsonEqual } from "../fingerprint";
+import { isHeaderRuleName } from "./header-rule-name";
 import type { RuleSelector } from "../types";
 
 export type { HTTPRoute } from "../../api/objects";
@@ -51,7 +53,7 @@ function routeNamespace(route: HTTPRoute): string | undefined {
   return route.metadata?.namespace;
 }
 
-function isPoolRef(
+export function isPoolRef(
   ref: PoolRefFields,
   name: string,
   group: string | undefined,
@@ -80,7 +82,7 @@ function describeRoute(route: HTTPRoute): string {
   return `HTTPRoute ${route.metadata?.name ?? "?"}`;
 }
 
-function selectRules(
+export function selectRules(
   route: HTTPRoute,
   split: PoolSplit,
 ): { rules: number[] } | { problem: RouteInspection["problem"] } {
@@ -100,6 +102,14 @@ function selectRules(
         },
       };
     }
+    if (isHeaderRuleName(rules[index].name)) {
+      return {
+        problem: {
+          reason: "HTTPRouteRuleNotFound",
+          message: `rule ${JSON.stringify(split.rule)} of ${describeRoute(route)} is the header route a ModelRollout's setHeaderRoute step added; select the rule that splits the pools`,
+        },
+      };
+    }
     if (!refersTo(rules[index], split, ns)) {
       return {
         problem: {
@@ -110,7 +120,9 @@ function selectRules(
     }
     return { rules: [index] };
   }
-  const selected = rules.flatMap((rule, i) => (refersTo(rule, split, ns) ? [i] : []));
+  const selected = rules.flatMap((rule, i) =>
+    !isHeaderRuleName(rule.name) && refersTo(rule, split, ns) ? [i] : [],
+  );
   if (selected.length === 0) {
     return {
       problem: {

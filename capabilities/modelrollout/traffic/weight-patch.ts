@@ -10,8 +10,12 @@
 // Array entries are matched by what they are without their weight (see diffArray), so a ref whose
 // weight changed is the same ref, and an inserted or removed ref is one `add` / `remove` instead
 // of a shift of every later entry.
+//
+// HTTPRoute rules: the rule a setHeaderRoute step adds (header-route.ts, recognised by its name) is
+// added and removed whole; any other rule is paired with itself and may differ in weights only.
 import type { Operation } from "kubernetes-fluent-client";
 import { canonicalJson, jsonEqual } from "../fingerprint";
+import { isHeaderRuleName } from "./header-rule-name";
 
 /** The only member of an entry the operator sets; any other change is refused. */
 const WEIGHT = "weight";
@@ -94,6 +98,13 @@ function diff(before: Json, after: Json, path: string, member: string, out: Chan
 function diffArray(before: Json[], after: Json[], path: string, member: string, out: Change[]) {
   const anchors = commonEntries(before.map(identity), after.map(identity));
   const weighted = WEIGHTED_LISTS.has(member);
+  // In spec.rules only a header route may be added or removed whole.
+  const rules = path === "/spec/rules";
+  const whole = (entry: Json) =>
+    weighted || (rules && isObject(entry) && isHeaderRuleName(entry.name));
+  // Paired in order only when what differs inside is allowed, or (outside whole entries) always.
+  const pairable = (i: number, j: number, changes: Change[]) =>
+    (!whole(before[i]) && !whole(after[j])) || changes.every(c => c.allowed);
   const pairs: { i: number; j: number; changes: Change[] }[] = [];
   const inside = (i: number, j: number) => {
     const changes: Change[] = [];
@@ -106,8 +117,7 @@ function diffArray(before: Json[], after: Json[], path: string, member: string, 
     if (ai - i0 === aj - j0)
       for (let k = 0; k < ai - i0; k++) {
         const changes = inside(i0 + k, j0 + k);
-        if (!weighted || changes.every(c => c.allowed))
-          pairs.push({ i: i0 + k, j: j0 + k, changes });
+        if (pairable(i0 + k, j0 + k, changes)) pairs.push({ i: i0 + k, j: j0 + k, changes });
       }
     if (ai < before.length) pairs.push({ i: ai, j: aj, changes: inside(ai, aj) });
     i0 = ai + 1;
@@ -119,10 +129,10 @@ function diffArray(before: Json[], after: Json[], path: string, member: string, 
   // ascending order land at their final index; then the paired entries, at their final index.
   for (let i = before.length - 1; i >= 0; i--)
     if (!kept.has(i))
-      out.push({ operation: { op: "remove", path: pointer(path, i) }, allowed: weighted });
+      out.push({ operation: { op: "remove", path: pointer(path, i) }, allowed: whole(before[i]) });
   after.forEach((value, j) => {
     if (!placed.has(j))
-      out.push({ operation: { op: "add", path: pointer(path, j), value }, allowed: weighted });
+      out.push({ operation: { op: "add", path: pointer(path, j), value }, allowed: whole(value) });
   });
   for (const p of pairs.sort((a, b) => a.j - b.j)) out.push(...p.changes);
 }
