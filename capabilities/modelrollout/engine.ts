@@ -50,16 +50,23 @@
 //     the next setWeight. A finished rollout ignores step changes.
 //   - spec.analysis changed: a running background gate restarts; removed: its run is dropped.
 
-export { ACTION_ANNOTATION, ConditionTypes, MANUAL_ACTIONS } from "./engine/context";
+export {
+  ACTION_ANNOTATION,
+  ConditionTypes,
+  MANUAL_ACTIONS,
+  NOTIFICATION_TRANSITIONS,
+} from "./engine/context";
 export type {
   Action,
   GateField,
   GateVerdict,
   ManualAction,
+  NotificationTransition,
   Observations,
   ReconcileResult,
 } from "./engine/context";
 export { readActionAnnotation, statusMergePatch, targetOf, validateSpec } from "./engine/spec";
 export { needsQueryCheck, reconcileFailed, reconcileRollout } from "./engine/reconcile";
 export { queriesDue } from "./engine/gates";
+export { needsNotificationCheck, subscribers } from "./engine/notify";
 export { refusedWrite } from "./engine/refusal";

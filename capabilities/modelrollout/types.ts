@@ -7,6 +7,7 @@ import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import type {
   Condition,
   LastAction,
+  Notification,
   Pause,
   Pools,
   Spec,
@@ -27,6 +28,8 @@ export type PauseSpec = Wire<Pause>;
 /** Gate spec (background spec.analysis and analysis steps share one schema). */
 export type AnalysisSpec = Wire<SpecAnalysis>;
 export type ProviderSpec = Wire<SpecPrometheus>;
+/** spec.notifications[]: a webhook told about the rollout's transitions. */
+export type NotificationSpec = Wire<Notification>;
 
 /** The traffic target a rollout operates on (status.target). */
 export type RolloutTarget = Omit<Wire<Target>, "rule"> & { rule?: RuleSelector };
