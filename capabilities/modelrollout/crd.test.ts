@@ -236,9 +236,16 @@ describe("crds/modelrollout.yaml", () => {
     });
     const item = notifications.items!;
     expect(item.required).toEqual(["name", "urlSecretRef"]);
-    expect(item.properties!.on.items!.enum).toEqual([...NOTIFICATION_TRANSITIONS]);
-    expect(item.properties!.on).toMatchObject({ maxItems: 6, "x-kubernetes-list-type": "set" });
+    expect(item.properties!.transitions.items!.enum).toEqual([...NOTIFICATION_TRANSITIONS]);
+    expect(item.properties!.transitions).toMatchObject({
+      maxItems: 6,
+      "x-kubernetes-list-type": "set",
+    });
     expect(item.properties!.format).toMatchObject({ default: "json", enum: ["json", "slack"] });
+    // kubectl reads YAML 1.1, where an unquoted key `on` (or yes/no/off/y/n) becomes `true`.
+    walk(schema, "", (_node, path) =>
+      expect([path, /\.(on|off|yes|no|y|n)$/i.test(path)]).toEqual([path, false]),
+    );
     // The Secret ref has the same shape and checks as the gates' bearerTokenSecretRef.
     expect(item.properties!.urlSecretRef).toEqual({
       ...spec.properties!.prometheus.properties!.bearerTokenSecretRef,

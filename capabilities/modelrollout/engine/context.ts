@@ -74,7 +74,7 @@ export type Action =
     }
   | { type: "clearActionAnnotation" }
   /**
-   * Tell spec.notifications `notifications` (the ones whose `on` selects it) about a transition,
+   * Tell spec.notifications `notifications` (the ones whose `transitions` select it) about a transition,
    * after the status is stored. Phase, step and weight are those of the moment of the transition.
    */
   | {

@@ -119,10 +119,10 @@ describe("notifications from the step engine", () => {
     expect(notifies(aborted)[0].message).toMatch(/aborted by rollouts.inference.dev\/action=abort/);
   });
 
-  it("tells a notification only the transitions its `on` selects", () => {
+  it("tells a notification only the transitions its `transitions` selects", () => {
     const only: NotificationSpec[] = [
-      { ...HOOK, name: "ends", on: ["Succeeded", "RolledBack"] },
-      { ...HOOK, name: "steps", on: ["StepReached"] },
+      { ...HOOK, name: "ends", transitions: ["Succeeded", "RolledBack"] },
+      { ...HOOK, name: "steps", transitions: ["StepReached"] },
     ];
     expect(subscribers(only, "Succeeded")).toEqual(["ends"]);
     expect(subscribers(only, "Paused")).toEqual([]);

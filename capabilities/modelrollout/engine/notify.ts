@@ -15,13 +15,13 @@ import {
 import { targetOf } from "./spec";
 import type { ModelRolloutSpec, ModelRolloutStatus, NotificationSpec } from "../types";
 
-/** Names of the notifications whose `on` selects `transition` (no `on`: every transition). */
+/** Names of the notifications whose `transitions` select `transition` (none: every one). */
 export function subscribers(
   notifications: readonly NotificationSpec[] | undefined,
   transition: NotificationTransition,
 ): string[] {
   return (notifications ?? [])
-    .filter(n => (n.on ?? NOTIFICATION_TRANSITIONS).includes(transition))
+    .filter(n => (n.transitions ?? NOTIFICATION_TRANSITIONS).includes(transition))
     .map(n => n.name);
 }
 

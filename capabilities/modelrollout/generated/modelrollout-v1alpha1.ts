@@ -305,13 +305,14 @@ export interface Notification {
    */
   name: string;
   /**
-   * Transitions to send (default all): StepReached (a step of spec.steps starts), Paused (the
-   * rollout holds: pause step, spec.paused, inconclusive gate), Promoted (a person promoted
-   * with the annotation rollouts.inference.dev/action=promote or promote-full), Failed (a
-   * gate failed), RolledBack (all traffic sent back to stable: after Failed or an abort),
+   * Transitions to send (default all; the field is not called `on`, which YAML 1.1 and so
+   * kubectl read as `true`): StepReached (a step of spec.steps starts), Paused (the rollout
+   * holds: pause step, spec.paused, inconclusive gate), Promoted (a person promoted with the
+   * annotation rollouts.inference.dev/action=promote or promote-full), Failed (a gate
+   * failed), RolledBack (all traffic sent back to stable: after Failed or an abort),
    * Succeeded (the canary receives 100%).
    */
-  on?: On[];
+  transitions?: Transition[];
   /**
    * The webhook URL (http or https), from a key of a Secret in the rollout's namespace; the
    * Secret must carry the label rollouts.inference.dev/notification-webhook=true. The URL
@@ -331,7 +332,7 @@ export enum Format {
   Slack = "slack",
 }
 
-export enum On {
+export enum Transition {
   Failed = "Failed",
   Paused = "Paused",
   Promoted = "Promoted",
