@@ -12,7 +12,9 @@
 //      recorder does: a crash right after the status write can lose a step's Event (status,
 //      which holds the progress, is never lost); a crash before it can repeat one.
 //   5. Write the status if it changed (statusMergePatch gives the merge patch, null = no write),
-//      then remove the action annotation if asked (clearActionAnnotation).
+//      then hand the notify actions to the background delivery (notifications/: sent only once
+//      their transition is stored, never awaited), then remove the action annotation if asked
+//      (clearActionAnnotation).
 //   6. Call again after requeueAfterMs (timed pause, blocked targets); a status write re-triggers
 //      the reconcile by itself.
 //
