@@ -18,6 +18,7 @@ export const OPERATOR_METRICS = {
   gateVerdicts: "modelrollout_gate_verdicts_total",
   reconcileDuration: "modelrollout_reconcile_duration_seconds",
   reconcileErrors: "modelrollout_reconcile_errors_total",
+  notifications: "modelrollout_notifications_total",
 } as const;
 
 /** Seconds: a reconcile reads, maybe queries Prometheus and writes; 5 ms to a minute. */
@@ -143,6 +144,7 @@ interface RolloutSeries {
   measurements: Map<string, number>;
   verdicts: Map<string, number>;
   errors: Map<string, number>;
+  notifications: Map<string, number>;
 }
 
 const SEP = "\u0000";
@@ -241,6 +243,12 @@ function registerRolloutCounters(registers: Registry[], each: EachRollout): void
     ["reason"],
     s => s.errors,
   );
+  counter(
+    OPERATOR_METRICS.notifications,
+    "Notifications (spec.notifications) that ended, by notification and result (Delivered, Failed after retries, Dropped: queue full).",
+    ["notification", "result"],
+    s => s.notifications,
+  );
 }
 
 export class OperatorMetrics {
@@ -271,7 +279,12 @@ export class OperatorMetrics {
     const key = `${namespace}${SEP}${name}`;
     let s = this.rollouts.get(key);
     if (!s) {
-      s = { measurements: new Map(), verdicts: new Map(), errors: new Map() };
+      s = {
+        measurements: new Map(),
+        verdicts: new Map(),
+        errors: new Map(),
+        notifications: new Map(),
+      };
       this.rollouts.set(key, s);
     }
     return s;
@@ -295,6 +308,10 @@ export class OperatorMetrics {
 
   recordReconcileError(namespace: string, name: string, reason: string): void {
     add(this.series(namespace, name).errors, reason, 1);
+  }
+
+  recordNotification(namespace: string, name: string, notification: string, result: string): void {
+    add(this.series(namespace, name).notifications, [notification, result].join(SEP), 1);
   }
 
   observeReconcileDuration(seconds: number): void {

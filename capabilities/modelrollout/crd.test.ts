@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { MAX_TIMEOUT, MAX_WAIT, parseDuration } from "../duration";
 import { METRICS_SOURCES } from "../analysis/builtins";
+import { NOTIFICATION_TRANSITIONS } from "./engine";
+import { NOTIFICATION_WEBHOOK_LABEL } from "./notifications/webhooks";
 
 interface Schema {
   type?: string;
@@ -264,6 +266,36 @@ describe("crds/modelrollout.yaml", () => {
       "Failed",
       "Aborted",
     ]);
+  });
+
+  it("declares spec.notifications: a bounded list by name, the engine's transitions, a labelled Secret ref", () => {
+    const notifications = spec.properties!.notifications;
+    expect(notifications).toMatchObject({
+      type: "array",
+      maxItems: 10,
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["name"],
+    });
+    const item = notifications.items!;
+    expect(item.required).toEqual(["name", "urlSecretRef"]);
+    expect(item.properties!.transitions.items!.enum).toEqual([...NOTIFICATION_TRANSITIONS]);
+    expect(item.properties!.transitions).toMatchObject({
+      maxItems: 6,
+      "x-kubernetes-list-type": "set",
+    });
+    expect(item.properties!.format).toMatchObject({ default: "json", enum: ["json", "slack"] });
+    // kubectl reads YAML 1.1, where an unquoted key `on` (or yes/no/off/y/n) becomes `true`.
+    walk(schema, "", (_node, path) =>
+      expect([path, /\.(on|off|yes|no|y|n)$/i.test(path)]).toEqual([path, false]),
+    );
+    // The Secret ref has the same shape and checks as the gates' bearerTokenSecretRef.
+    expect(item.properties!.urlSecretRef).toEqual({
+      ...spec.properties!.prometheus.properties!.bearerTokenSecretRef,
+      description: item.properties!.urlSecretRef.description,
+    });
+    expect(item.properties!.urlSecretRef.description).toContain(
+      `${NOTIFICATION_WEBHOOK_LABEL}=true`,
+    );
   });
 
   it("declares conditions as a map list by type and the gate runs as free-form objects", () => {

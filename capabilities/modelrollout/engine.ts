@@ -12,7 +12,9 @@
 //      recorder does: a crash right after the status write can lose a step's Event (status,
 //      which holds the progress, is never lost); a crash before it can repeat one.
 //   5. Write the status if it changed (statusMergePatch gives the merge patch, null = no write),
-//      then remove the action annotation if asked (clearActionAnnotation).
+//      then hand the notify actions to the background delivery (notifications/: sent only once
+//      their transition is stored, never awaited), then remove the action annotation if asked
+//      (clearActionAnnotation).
 //   6. Call again after requeueAfterMs (timed pause, blocked targets); a status write re-triggers
 //      the reconcile by itself.
 //
@@ -50,16 +52,23 @@
 //     the next setWeight. A finished rollout ignores step changes.
 //   - spec.analysis changed: a running background gate restarts; removed: its run is dropped.
 
-export { ACTION_ANNOTATION, ConditionTypes, MANUAL_ACTIONS } from "./engine/context";
+export {
+  ACTION_ANNOTATION,
+  ConditionTypes,
+  MANUAL_ACTIONS,
+  NOTIFICATION_TRANSITIONS,
+} from "./engine/context";
 export type {
   Action,
   GateField,
   GateVerdict,
   ManualAction,
+  NotificationTransition,
   Observations,
   ReconcileResult,
 } from "./engine/context";
 export { readActionAnnotation, statusMergePatch, targetOf, validateSpec } from "./engine/spec";
 export { needsQueryCheck, reconcileFailed, reconcileRollout } from "./engine/reconcile";
 export { queriesDue } from "./engine/gates";
+export { needsNotificationCheck, subscribers } from "./engine/notify";
 export { refusedWrite } from "./engine/refusal";

@@ -16,6 +16,7 @@ import {
 import { isTerminalPhase } from "../api/constants";
 import { conflictingOwner, type Claimant } from "./conflict";
 import {
+  needsNotificationCheck,
   needsQueryCheck,
   queriesDue,
   readActionAnnotation,
@@ -30,6 +31,7 @@ import {
   type TargetInspection,
   type TrafficTarget,
 } from "./targets";
+import { resolveWebhooks, type Webhook } from "./notifications/webhooks";
 import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
 
 export interface Observed {
@@ -37,6 +39,8 @@ export interface Observed {
   target?: RolloutTarget;
   /** The object inspect() read: the base of the first write to the same target. */
   inspection: TargetInspection;
+  /** The usable webhooks of spec.notifications, by name (when checked: needsNotificationCheck). */
+  webhooks?: Map<string, Webhook>;
 }
 
 /** Queries Prometheus for the gates of a rollout in `namespace` (Secrets read once per call). */
@@ -129,7 +133,13 @@ export async function observe(
         : undefined,
     specError: refusedAddresses(spec),
   };
-  if (!target || obs.specError) return { obs, target, inspection };
+  let webhooks: Map<string, Webhook> | undefined;
+  if (needsNotificationCheck(spec, status, obs)) {
+    const resolved = await resolveWebhooks(namespace, spec.notifications ?? []);
+    webhooks = resolved.usable;
+    obs.notificationProblems = resolved.problems;
+  }
+  if (!target || obs.specError) return { obs, target, inspection, webhooks };
 
   const templateContext = {
     scope: spec.pools ? ("pools" as const) : ("adapters" as const),
@@ -156,5 +166,5 @@ export async function observe(
     const outcomes = await Promise.all(fields.map(f => runDueQueries(due[f]!, query, now)));
     obs.measurements = Object.fromEntries(fields.map((f, i) => [f, outcomes[i]]));
   }
-  return { obs, target, inspection };
+  return { obs, target, inspection, webhooks };
 }

@@ -15,6 +15,8 @@ import { ActionError, applyActions } from "./apply";
 import { reconcileFailed, reconcileRollout, refusedWrite, statusMergePatch } from "./engine";
 import { EventRecorder } from "./event-recorder";
 import { ModelRollout } from "./generated/modelrollout-v1alpha1";
+import { NotificationDelivery } from "./notifications/delivery";
+import { Notifier } from "./notifications/notifier";
 import { observe } from "./observe";
 import { RolloutIndex } from "./rollout-index";
 import { apiFailure } from "./targets";
@@ -133,6 +135,14 @@ export function reconcileKey(namespace: string, name: string): Promise<void> {
  */
 const rolloutIndex = new RolloutIndex();
 const events = new EventRecorder({ reconcilesIdle });
+const notifier = new Notifier({
+  delivery: new NotificationDelivery(),
+  events,
+  count: (namespace, name, notification, result) => {
+    if (rolloutIndex.get(namespace, name))
+      operatorMetrics.recordNotification(namespace, name, notification, result);
+  },
+});
 const listedNamespaces = new Map<string, Promise<void>>();
 
 /** Records a ModelRollout from the watch (an older copy never replaces a newer one). */
@@ -299,7 +309,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
   const prev = wireOf(mro).status;
   const log = { rollout: keyOf(namespace, name), generation: mro.metadata?.generation };
 
-  const { obs, target, inspection } = await observe(mro, rolloutsIn, now);
+  const { obs, target, inspection, webhooks } = await observe(mro, rolloutsIn, now);
   let result = reconcileRollout(spec, prev, obs, now);
   try {
     await applyActions(mro, target, inspection, result.actions);
@@ -342,6 +352,8 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     }
     remember(written);
     if (reflectsOnlyUs(written)) handled = written.metadata?.resourceVersion;
+    // Only transitions that are stored are told (see notifications/delivery.ts).
+    notifier.send(mro, result.status, result.actions, webhooks);
   }
   if (result.actions.some(a => a.type === "clearActionAnnotation")) {
     // Its watch event is NOT skipped: the engine records in the next reconcile that the annotation

@@ -7,6 +7,7 @@ import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import type {
   Condition,
   LastAction,
+  Notification,
   Pause,
   Pools,
   SetHeaderRouteMatch,
@@ -30,6 +31,8 @@ export type HeaderMatch = Wire<SetHeaderRouteMatch>;
 /** Gate spec (background spec.analysis and analysis steps share one schema). */
 export type AnalysisSpec = Wire<SpecAnalysis>;
 export type ProviderSpec = Wire<SpecPrometheus>;
+/** spec.notifications[]: a webhook told about the rollout's transitions. */
+export type NotificationSpec = Wire<Notification>;
 
 /** The traffic target a rollout operates on (status.target). */
 export type RolloutTarget = Omit<Wire<Target>, "rule"> & { rule?: RuleSelector };

@@ -4,7 +4,10 @@
 // dashboard (deploy/monitoring/grafana-dashboard.json) checked against that Prometheus: every
 // panel's query parses (Prometheus answers 400 bad_data otherwise) and every metric it names has
 // series.
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { NOTIFICATION_WEBHOOK_LABEL } from "../../capabilities/modelrollout/notifications/webhooks";
 import { repoRoot } from "../../hack/env/config";
 import {
   deployModelServer,
@@ -137,6 +140,14 @@ spec:
   });
   cleanups.push(() => removeScrapeTarget(info.stateDir, pickerTarget));
 
+  // A webhook receiver for the rollout's notification (modelrollout_notifications_total).
+  const receiver = http.createServer((req, res) => req.resume().on("end", () => res.end()));
+  await new Promise<void>(resolve => receiver.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => new Promise<void>(resolve => receiver.close(() => resolve())));
+  const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+  kubectl(["create", "secret", "generic", "observed-hook", `--from-literal=url=${hookUrl}`]);
+  kubectl(["label", "secret", "observed-hook", `${NOTIFICATION_WEBHOOK_LABEL}=true`]);
+
   const healthPort = await freePort();
   operator = await startOperator({
     namespaces: [ns.name],
@@ -187,6 +198,7 @@ metadata: {name: observed}
 spec:
   prometheus: {address: "${prometheus()}"}
   adapters: {inferenceModel: travel-helper, stable: ${V1}, canary: ${V2}}
+  notifications: [{name: ops, transitions: [Succeeded], urlSecretRef: {name: observed-hook, key: url}}]
   analysis:
     metrics:
     - name: picker-requests
@@ -236,6 +248,12 @@ spec:
       at(OPERATOR_METRICS.gateVerdicts, `${me},gate="steps[1].analysis",verdict="Successful"`),
     ).toBe(1);
     expect(sample(page, `${OPERATOR_METRICS.reconcileDuration}_count`)).toBeGreaterThan(0);
+    const delivered = `${OPERATOR_METRICS.notifications}{${me},notification="ops",result="Delivered"}`;
+    await waitFor(
+      `the Succeeded notification counted: ${delivered}`,
+      async () => sample(await operatorPage(), delivered) === 1,
+      15_000,
+    );
     report(
       `/metrics after Succeeded: ${page.split("\n").filter(l => l.startsWith("modelrollout_") && l.includes('name="observed"')).length} series of rollout observed`,
     );
@@ -244,6 +262,12 @@ spec:
     await waitFor(
       `Prometheus to scrape the operator: ${query} == 1`,
       async () => (await promQuery(prometheus(), `${query} == 1`)).length === 1,
+      30_000,
+    );
+    const notified = `${OPERATOR_METRICS.notifications}{namespace="${ns.name}",name="observed"}`;
+    await waitFor(
+      `Prometheus to scrape the notification counter: ${notified}`,
+      async () => (await promQuery(prometheus(), notified)).length === 1,
       30_000,
     );
   }, 180_000);

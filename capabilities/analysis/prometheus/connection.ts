@@ -69,7 +69,8 @@ export function dispatcherFor(policy: AddressPolicy, caPem: string | undefined):
 let envPolicy:
   | { text: string; policy?: AddressPolicy; error?: AddressPolicyConfigError }
   | undefined;
-function operatorPolicy(): AddressPolicy {
+/** The operator's address policy (throws AddressPolicyConfigError when its variables are bad). */
+export function operatorPolicy(): AddressPolicy {
   const text = JSON.stringify([process.env[ALLOWED_HOSTS_ENV], process.env[DENIED_ENV]]);
   if (envPolicy?.text !== text) {
     try {

@@ -13,6 +13,7 @@ import {
   steps,
 } from "./context";
 import { backgroundVerdict, holdOnInconclusive, runVerdict } from "./gates";
+import { notify } from "./notify";
 import { followGeneration } from "./steps";
 import type { ModelRolloutStatus, RolloutCondition, RolloutTarget } from "../types";
 
@@ -127,6 +128,7 @@ function activeConditions(c: Ctx) {
     c.prev.phase === "Paused" && prevReason === reason && (c.prev.currentStep ?? 0) === cur;
   if (!reason) delete st.pauseStartedAt;
   else if (!samePause || st.pauseStartedAt === undefined) st.pauseStartedAt = c.nowIso;
+  if (reason && !samePause) notify(c, "Paused", `${message} (${reason})`);
 
   const progressing = reason
     ? "RolloutPaused"

@@ -40,7 +40,23 @@ export interface Observations {
   measurements?: Partial<Record<GateField, ObservedOutcome[]>>;
   /** Before the first weight (needsQueryCheck): what Prometheus said of every query. */
   queryCheck?: QueryCheck;
+  /**
+   * spec.notifications whose Secret or URL cannot be used, by name (reason, message naming the
+   * Secret and the fix). Undefined: not checked in this call (the condition stays as it was).
+   */
+  notificationProblems?: Record<string, { reason: string; message: string }>;
 }
+
+/** The transitions spec.notifications[].on can select. */
+export const NOTIFICATION_TRANSITIONS = [
+  "StepReached",
+  "Paused",
+  "Promoted",
+  "Failed",
+  "RolledBack",
+  "Succeeded",
+] as const;
+export type NotificationTransition = (typeof NOTIFICATION_TRANSITIONS)[number];
 
 /** The two gate runs in status. */
 export type GateField = "analysis" | "stepAnalysis";
@@ -66,7 +82,22 @@ export type Action =
       /** Index of the step the event is about, if any. */
       step?: number;
     }
-  | { type: "clearActionAnnotation" };
+  | { type: "clearActionAnnotation" }
+  /**
+   * Tell spec.notifications `notifications` (the ones whose `transitions` select it) about a transition,
+   * after the status is stored. Phase, step and weight are those of the moment of the transition.
+   */
+  | {
+      type: "notify";
+      transition: NotificationTransition;
+      notifications: string[];
+      phase: string;
+      step: number;
+      canaryWeight: number;
+      message: string;
+      /** Time of the transition (the status timestamps of this call); part of its key. */
+      at: string;
+    };
 
 export interface ReconcileResult {
   status: ModelRolloutStatus;
@@ -77,6 +108,7 @@ export interface ReconcileResult {
 
 export const ConditionTypes = {
   Ready: "Ready",
+  NotificationsReady: "NotificationsReady",
   Progressing: "Progressing",
   Paused: "Paused",
   Completed: "Completed",
@@ -104,6 +136,7 @@ export interface Ctx {
   oldTargetActions: Action[];
   traffic: Action[];
   events: Action[];
+  notifications: Action[];
   annotation: Action[];
   requeueAfterMs?: number;
   /** A setWeight for the current target was emitted in this call. */
@@ -140,6 +173,7 @@ export function newCtx(
     oldTargetActions: [],
     traffic: [],
     events: [],
+    notifications: [],
     annotation: [],
     weightEmitted: false,
     headerRouteEmitted: false,
@@ -160,7 +194,7 @@ export function finish(c: Ctx): ReconcileResult {
   if (c.spec.pools?.canaryTemplate && canaryNeeded && !c.blocked) {
     actions.push({ type: "ensureCanaryPool" });
   }
-  actions.push(...c.traffic, ...c.events, ...c.annotation);
+  actions.push(...c.traffic, ...c.events, ...c.notifications, ...c.annotation);
   const result: ReconcileResult = { status: pruneUndefined(st), actions };
   if (c.requeueAfterMs !== undefined) result.requeueAfterMs = Math.max(0, c.requeueAfterMs);
   return result;

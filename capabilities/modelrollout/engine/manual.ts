@@ -9,6 +9,7 @@ import {
   steps,
 } from "./context";
 import { backgroundVerdict, startBackgroundRun } from "./gates";
+import { notify } from "./notify";
 import { advance, goToStep, resetProgress, rollback } from "./steps";
 
 // --- manual actions -------------------------------------------------------------------------------
@@ -91,6 +92,7 @@ function promote(c: Ctx, record: RecordAction, ignore: (message: string) => void
     const what = `continued past the inconclusive background analysis${stillPaused(c)}`;
     record("Applied", what);
     event(c, "Normal", "Promoted", what.replace("continued", "continuing"));
+    notify(c, "Promoted", what);
     return;
   }
   const cur = c.st.currentStep ?? 0;
@@ -107,6 +109,7 @@ function promote(c: Ctx, record: RecordAction, ignore: (message: string) => void
   advance(c);
   record("Applied", what);
   event(c, "Normal", "Promoted", what, cur);
+  notify(c, "Promoted", what);
 }
 
 /** To the end of the steps (the evidence the background analysis owes still applies). */
@@ -117,10 +120,7 @@ function promoteFull(c: Ctx, record: RecordAction) {
   const from = c.st.currentStep ?? 0;
   goToStep(c, steps(c).length);
   record("Applied", `promoted from steps[${from}] to the end${stillPaused(c)}`);
-  event(
-    c,
-    "Normal",
-    "Promoted",
-    `promoted from steps[${from}] to the end: canary goes to 100%${stillPaused(c)}`,
-  );
+  const message = `promoted from steps[${from}] to the end: canary goes to 100%${stillPaused(c)}`;
+  event(c, "Normal", "Promoted", message);
+  notify(c, "Promoted", message);
 }

@@ -28,6 +28,7 @@ import {
   startBackgroundIfDue,
 } from "./gates";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
+import { notificationCondition } from "./notify";
 import { targetOf, validateSpec } from "./spec";
 import {
   followGeneration,
@@ -66,6 +67,7 @@ export function reconcileRollout(
 
   if (terminal && !identityChanged && !retrying) return finishedRollout(c, pending);
   if (!terminal && !identityChanged) recordMeasurements(c);
+  notificationCondition(c);
   if (blockedByTargets(c, identityChanged, terminal)) return finish(c);
   setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
@@ -101,6 +103,7 @@ export function reconcileRollout(
 /** Finished and nothing asks for a new run: only acknowledge actions and follow the generation. */
 function finishedRollout(c: Ctx, pending: PendingAction | undefined): ReconcileResult {
   if (pending) handleManualAction(c, pending);
+  notificationCondition(c);
   // Targets are no longer watched, so an earlier Ready=False (e.g. a fixed invalid spec) clears.
   if (findCondition(c.st, ConditionTypes.Ready)?.status === "False") {
     setCondition(

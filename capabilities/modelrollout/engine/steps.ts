@@ -4,6 +4,7 @@ import { startRun } from "../../analysis";
 import { fingerprint } from "../fingerprint";
 import { describeTarget } from "./conditions";
 import { type Action, Ctx, event, requeue, steps } from "./context";
+import { notify } from "./notify";
 import {
   backgroundVerdict,
   holdOnInconclusive,
@@ -193,6 +194,7 @@ export function enterStep(c: Ctx, i: number, step: RolloutStep) {
   const n = steps(c).length;
   st.stepStartedAt = c.nowIso;
   st.stepHash = fingerprint(step);
+  const eventsBefore = c.events.length;
   if (step.setWeight !== undefined) {
     const w = step.setWeight;
     if (st.canaryWeight !== w) st.canaryWeightSetAt = c.nowIso;
@@ -223,6 +225,8 @@ export function enterStep(c: Ctx, i: number, step: RolloutStep) {
       i,
     );
   }
+  const entered = c.events[eventsBefore];
+  if (entered?.type === "event") notify(c, "StepReached", entered.message, "Progressing");
 }
 
 /** A setHeaderRoute step: (re)write the header route, or remove it for an empty match list. */
@@ -285,12 +289,9 @@ export function complete(c: Ctx) {
     c.traffic.push({ type: "deletePool", pool: target.stable, onlyIfManaged: false });
   }
   c.terminalReason = "RolloutSucceeded";
-  event(
-    c,
-    "Normal",
-    "Succeeded",
-    `rollout succeeded: canary ${target.canary} receives 100%, stable ${target.stable} removed`,
-  );
+  const message = `rollout succeeded: canary ${target.canary} receives 100%, stable ${target.stable} removed`;
+  event(c, "Normal", "Succeeded", message);
+  notify(c, "Succeeded", message);
 }
 
 export function rollback(c: Ctx, phase: "Failed" | "Aborted", reason: string, message: string) {
@@ -314,4 +315,6 @@ export function rollback(c: Ctx, phase: "Failed" | "Aborted", reason: string, me
   const full = `${message}; all traffic back on stable ${target.stable}`;
   st.message = full;
   event(c, "Warning", phase, full);
+  if (phase === "Failed") notify(c, "Failed", message);
+  notify(c, "RolledBack", full);
 }

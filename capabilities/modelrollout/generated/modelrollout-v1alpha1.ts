@@ -42,6 +42,15 @@ export interface Spec {
    */
   analysis?: SpecAnalysis;
   /**
+   * Webhooks told about the rollout's transitions (step reached, paused, promoted, failed,
+   * rolled back, succeeded). Delivery is in the background and never blocks or fails the
+   * rollout: each transition is sent once after its status is stored, with up to 3 attempts
+   * (5s timeout each, backoff 2s then 10s; 5xx, 429 and network errors are retried), at most
+   * once across operator restarts. A notification whose Secret or URL cannot be used sets the
+   * condition NotificationsReady=False naming it and the fix, and sends nothing.
+   */
+  notifications?: Notification[];
+  /**
    * What an Inconclusive gate does: Hold (default) pauses the rollout until a promote
    * (annotation rollouts.inference.dev/action=promote); Rollback fails it and sends all
    * traffic back to stable.
@@ -275,6 +284,71 @@ export interface PurpleBearerTokenSecretRef {
  * rollouts.inference.dev/gate-credentials=true.
  */
 export interface PurpleCASecretRef {
+  /**
+   * Key in the Secret's data.
+   */
+  key: string;
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+export interface Notification {
+  /**
+   * json (default): the rollout's transition as a JSON object (id, transition, rollout,
+   * phase, step, canaryWeight, message, time, target); slack: a Slack incoming-webhook
+   * payload ({text, blocks}), also taken by Mattermost and Rocket.Chat.
+   */
+  format?: Format;
+  /**
+   * Name of this notification (unique in the list), used in Events, conditions and metrics.
+   */
+  name: string;
+  /**
+   * Transitions to send (default all; the field is not called `on`, which YAML 1.1 and so
+   * kubectl read as `true`): StepReached (a step of spec.steps starts), Paused (the rollout
+   * holds: pause step, spec.paused, inconclusive gate), Promoted (a person promoted with the
+   * annotation rollouts.inference.dev/action=promote or promote-full), Failed (a gate
+   * failed), RolledBack (all traffic sent back to stable: after Failed or an abort),
+   * Succeeded (the canary receives 100%).
+   */
+  transitions?: Transition[];
+  /**
+   * The webhook URL (http or https), from a key of a Secret in the rollout's namespace; the
+   * Secret must carry the label rollouts.inference.dev/notification-webhook=true. The URL
+   * must pass the operator's address policy (link-local and cloud metadata addresses are
+   * refused; MODELROLLOUT_PROMETHEUS_ALLOWED_HOSTS / _DENIED apply).
+   */
+  urlSecretRef: URLSecretRef;
+}
+
+/**
+ * json (default): the rollout's transition as a JSON object (id, transition, rollout,
+ * phase, step, canaryWeight, message, time, target); slack: a Slack incoming-webhook
+ * payload ({text, blocks}), also taken by Mattermost and Rocket.Chat.
+ */
+export enum Format {
+  JSON = "json",
+  Slack = "slack",
+}
+
+export enum Transition {
+  Failed = "Failed",
+  Paused = "Paused",
+  Promoted = "Promoted",
+  RolledBack = "RolledBack",
+  StepReached = "StepReached",
+  Succeeded = "Succeeded",
+}
+
+/**
+ * The webhook URL (http or https), from a key of a Secret in the rollout's namespace; the
+ * Secret must carry the label rollouts.inference.dev/notification-webhook=true. The URL
+ * must pass the operator's address policy (link-local and cloud metadata addresses are
+ * refused; MODELROLLOUT_PROMETHEUS_ALLOWED_HOSTS / _DENIED apply).
+ */
+export interface URLSecretRef {
   /**
    * Key in the Secret's data.
    */
