@@ -246,6 +246,62 @@ spec:
     expect(rollout("bad").status?.message).toMatch(/too-idle-waiting/);
   });
 
+  it("a template edited while its gate runs restarts that gate; deleted, it holds the rollout where it is", async () => {
+    apply(queueTemplate("live"));
+    apply(model("edited-model"));
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: edited}
+spec:
+  prometheus: {address: "${prometheus()}"}
+  adapters: {inferenceModel: edited-model, stable: ${V1}, canary: ${V2}}
+  analysis:
+    templates: [{templateName: live}]
+    args: [{name: pod, value: vllm-0}]
+  steps:
+  - setWeight: 10
+  - pause: {}
+`);
+    const before = await waitForRollout(
+      "edited",
+      "Paused at 10% with a background measurement",
+      r => r.status?.phase === "Paused" && !!r.status.analysis?.metrics[0]?.measurements.length,
+    );
+    expect(before.status!.analysis!.metrics.map(m => m.name)).toEqual(["live-waiting"]);
+    kubectl([
+      "patch",
+      "analysistemplate",
+      "live",
+      "--type=json",
+      "-p",
+      '[{"op":"replace","path":"/spec/metrics/0/name","value":"live-waiting-v2"}]',
+    ]);
+    const after = await waitForRollout(
+      "edited",
+      "the background gate restarted",
+      r => r.status?.analysis?.metrics.some(m => m.name === "live-waiting-v2") ?? false,
+    );
+    expect(after.status!.analysis!.metrics.map(m => m.name)).toEqual(["live-waiting-v2"]);
+    expect(Date.parse(after.status!.analysis!.startedAt!)).toBeGreaterThan(
+      Date.parse(before.status!.analysis!.startedAt!),
+    );
+    expect(after.status?.canaryWeight).toBe(10);
+    expect(kubectl(["get", "events", "--field-selector", "involvedObject.name=edited"])).toMatch(
+      /a template it uses changed; background analysis restarted/,
+    );
+    kubectl(["delete", "analysistemplate", "live"]);
+    const held = await waitForRollout("edited", "Ready=False AnalysisTemplateNotFound", r => {
+      const c = ready(r);
+      return c?.status === "False" && c.reason === "AnalysisTemplateNotFound";
+    });
+    expect(held.status?.canaryWeight).toBe(10);
+    expect(targetModels("edited-model")).toEqual([
+      { name: V1, weight: 90 },
+      { name: V2, weight: 10 },
+    ]);
+  });
+
   it("the apiserver refuses an analysis with neither metrics nor templates", () => {
     apply(model("empty-model"));
     expect(() =>
