@@ -302,6 +302,18 @@ spec:
     ]);
   });
 
+  it("kubectl explain documents the templates, their args and the references", () => {
+    const explain = (field: string) => env().kubectl(["explain", field]);
+    expect(explain("analysistemplate.spec.args")).toMatch(/An arg without a value is required/);
+    expect(explain("clusteranalysistemplate.spec.metrics.successCondition")).toMatch(/DESCRIPTION/);
+    expect(explain("modelrollout.spec.steps.analysis.templates")).toMatch(
+      /restarts that gate, like an edit of the inline metrics/,
+    );
+    expect(explain("modelrollout.spec.analysis.templates.clusterScope")).toMatch(
+      /ClusterAnalysisTemplate/,
+    );
+  });
+
   it("the apiserver refuses an analysis with neither metrics nor templates", () => {
     apply(model("empty-model"));
     expect(() =>
