@@ -302,6 +302,37 @@ spec:
     ]);
   });
 
+  it("a template query that errors at run time fails the gate past its error limit and rolls back", async () => {
+    // Two series (the real one and a labelled copy) without multipleSeries: every measurement is
+    // an Error, which Prometheus' check before the first weight cannot see (the query is valid).
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: two-series}
+spec:
+  args: [{name: pod}]
+  metrics:
+  - name: two-series
+    query: 'vllm:num_requests_waiting{namespace="{{namespace}}",pod="{{args.pod}}"} or label_replace(vllm:num_requests_waiting{namespace="{{namespace}}",pod="{{args.pod}}"}, "copy", "1", "", "")'
+    interval: 1s
+    consecutiveErrorLimit: 1
+    successCondition: result[0] < 5
+`);
+    apply(model("erring-model"));
+    apply(rolloutWithStepTemplate("erring", "two-series", "[{name: pod, value: vllm-0}]"));
+    const failed = await waitForRollout(
+      "erring",
+      "Failed",
+      r => r.status?.phase === "Failed",
+      60000,
+    );
+    expect(failed.status?.canaryWeight).toBe(0);
+    expect(targetModels("erring-model")).toEqual([{ name: V1, weight: 100 }]);
+    const metric = failed.status!.stepAnalysis!.metrics[0];
+    expect(metric.name).toBe("two-series");
+    expect(metric.measurements.map(m => m.phase)).toEqual(["Error", "Error"]);
+  });
+
   it("kubectl explain documents the templates, their args and the references", () => {
     const explain = (field: string) => env().kubectl(["explain", field]);
     expect(explain("analysistemplate.spec.args")).toMatch(/An arg without a value is required/);
