@@ -3,12 +3,15 @@
 import "./kubeconfig-cache";
 import { Capability, Log } from "pepr";
 import "./api/kinds";
+import { AnalysisTemplate } from "./modelrollout/generated/analysistemplate-v1alpha1";
+import { ClusterAnalysisTemplate } from "./modelrollout/generated/clusteranalysistemplate-v1alpha1";
 import { ModelRollout } from "./modelrollout/generated/modelrollout-v1alpha1";
 import {
   alreadyReconciled,
   dropFromIndex,
   forget,
   reconcileKey,
+  reconcileTemplateUsers,
   remember,
 } from "./modelrollout/reconciler";
 
@@ -53,3 +56,17 @@ When(ModelRollout)
       `ModelRollout ${namespace}/${name} deleted; targets are left as they are`,
     );
   });
+
+// Templates referenced by gates: a rollout waiting for one goes on once it exists, and a change
+// restarts the gates that use it (the reconciler reads the templates afresh each time).
+for (const [model, clusterScope] of [
+  [AnalysisTemplate, false],
+  [ClusterAnalysisTemplate, true],
+] as const) {
+  const onChange = (t: AnalysisTemplate | ClusterAnalysisTemplate) => {
+    const { namespace, name } = t.metadata ?? {};
+    if (name) reconcileTemplateUsers({ templateName: name, clusterScope }, namespace);
+  };
+  When(model).IsCreatedOrUpdated().Watch(onChange);
+  When(model).IsDeleted().Watch(onChange);
+}

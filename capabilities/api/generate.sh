@@ -4,6 +4,7 @@
 # crds/upstream/ (see crds/upstream/SOURCES.md): `capabilities/api/generate.sh`.
 #
 #   crds/modelrollout.yaml  -> capabilities/modelrollout/generated/modelrollout-v1alpha1.ts
+#   crds/analysistemplate.yaml, crds/clusteranalysistemplate.yaml -> the same folder, <kind>-v1alpha1.ts
 #   crds/upstream/*.yaml    -> capabilities/api/generated/<kind>-<version>[-llmd].ts
 #
 # Each generated file declares a class and registers it with the fluent client (RegisterKind).
@@ -79,6 +80,13 @@ written=()
 d=$(generate "$root/crds/modelrollout.yaml" ModelRollout)
 emit "$d/modelrollout-v1alpha1.ts" "$root/capabilities/modelrollout/generated/modelrollout-v1alpha1.ts" \
   crds/modelrollout.yaml
+
+for kind in AnalysisTemplate ClusterAnalysisTemplate; do
+  lower=$(echo "$kind" | tr '[:upper:]' '[:lower:]')
+  d=$(generate "$root/crds/$lower.yaml" "$kind")
+  emit "$d/$lower-v1alpha1.ts" "$root/capabilities/modelrollout/generated/$lower-v1alpha1.ts" \
+    "crds/$lower.yaml"
+done
 
 d=$(generate "$upstream/gateway-api-v1.6.1_standard_gateway.networking.k8s.io_httproutes.yaml" HTTPRoute)
 emit "$d/httproute-v1.ts" "$out/httproute-v1.ts" "the Gateway API v1.6.1 HTTPRoute CRD"

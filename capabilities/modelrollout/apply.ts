@@ -6,7 +6,7 @@ import type { Action } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import { deletePool, ensureCanaryPool, trafficTargetFor, type TargetInspection } from "./targets";
 import { headerRuleName } from "./traffic/header-rule-name";
-import { wireOf, type RolloutTarget } from "./types";
+import type { ModelRolloutSpec, RolloutTarget } from "./types";
 
 export class ActionError extends Error {
   constructor(
@@ -19,13 +19,13 @@ export class ActionError extends Error {
 
 export async function applyActions(
   mro: ModelRollout,
+  spec: ModelRolloutSpec,
   target: RolloutTarget | undefined,
   inspection: TargetInspection,
   actions: readonly Action[],
 ): Promise<void> {
   const namespace = mro.metadata!.namespace!;
   const name = mro.metadata!.name!;
-  const spec = wireOf(mro).spec;
   const rollout = { name, namespace };
   const log = { rollout: `${namespace}/${name}`, generation: mro.metadata?.generation };
   const say = (fields: Record<string, unknown>, what: string) =>

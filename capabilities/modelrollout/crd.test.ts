@@ -337,3 +337,80 @@ describe("crds/modelrollout.yaml", () => {
     }
   });
 });
+
+describe("crds/analysistemplate.yaml and crds/clusteranalysistemplate.yaml", () => {
+  const load = (file: string) => parse(readFileSync(join(root, "crds", file), "utf8"));
+  const kinds: Array<[string, string, string, string]> = [
+    ["analysistemplate.yaml", "AnalysisTemplate", "analysistemplates", "Namespaced"],
+    [
+      "clusteranalysistemplate.yaml",
+      "ClusterAnalysisTemplate",
+      "clusteranalysistemplates",
+      "Cluster",
+    ],
+  ];
+  const gateMetrics = spec.properties!.analysis.properties!.metrics;
+
+  it.each(kinds)(
+    "%s: names, scope, the metric schema of ModelRollout, args by name",
+    (file, kind, plural, scope) => {
+      const templateCrd = load(file);
+      expect(templateCrd.metadata.name).toBe(`${plural}.rollouts.inference.dev`);
+      expect(templateCrd.spec).toMatchObject({
+        group: "rollouts.inference.dev",
+        scope,
+        names: { kind, plural },
+      });
+      expect(templateCrd.spec.versions.map((v: { name: string }) => v.name)).toEqual(["v1alpha1"]);
+      const templateSpec: Schema =
+        templateCrd.spec.versions[0].schema.openAPIV3Schema.properties.spec;
+      expect(templateSpec.required).toEqual(["metrics"]);
+      const { description: _a, ...metrics } = templateSpec.properties!.metrics;
+      const { description: _b, ...fromRollout } = gateMetrics;
+      expect(metrics).toEqual(fromRollout);
+      expect(templateSpec.properties!.args).toMatchObject({
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        items: { required: ["name"] },
+      });
+      walk(templateSpec, "spec", (node, path) => {
+        if (path.endsWith("[]") || path.endsWith("{}")) return;
+        expect([path, (node.description ?? "").length > 10]).toEqual([path, true]);
+      });
+      const generated = readFileSync(
+        join(__dirname, "generated", `${kind.toLowerCase()}-v1alpha1.ts`),
+        "utf8",
+      );
+      walk(templateSpec, "", (_node, path) => {
+        const last = path
+          .split(".")
+          .pop()!
+          .replace(/[[\]{}]/g, "");
+        if (last)
+          expect([last, new RegExp(`\\b${last}\\??:`).test(generated)]).toEqual([last, true]);
+      });
+    },
+  );
+
+  it("a rollout's gates take templates and args besides or instead of metrics", () => {
+    for (const gate of [
+      spec.properties!.analysis,
+      spec.properties!.steps.items!.properties!.analysis,
+    ]) {
+      expect(gate.required).toBeUndefined();
+      expect(rules(gate)).toEqual(["has(self.metrics) || has(self.templates)"]);
+      const templates = gate.properties!.templates;
+      expect(templates.items!.required).toEqual(["templateName"]);
+      expect(Object.keys(templates.items!.properties!).sort()).toEqual([
+        "clusterScope",
+        "templateName",
+      ]);
+      expect(rules(templates)[0]).toMatch(/exists_one/);
+      expect(gate.properties!.args).toMatchObject({
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        items: { required: ["name", "value"] },
+      });
+    }
+  });
+});

@@ -51,6 +51,8 @@
 //     reset); steps before currentStep are not re-run; the canary weight stays as it is until
 //     the next setWeight. A finished rollout ignores step changes.
 //   - spec.analysis changed: a running background gate restarts; removed: its run is dropped.
+//   - The engine sees gates with their AnalysisTemplates merged in (analysis-templates.ts), so a
+//     template edited while its gate runs restarts that gate like an edit of its inline metrics.
 
 export {
   ACTION_ANNOTATION,

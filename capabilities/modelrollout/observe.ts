@@ -14,6 +14,13 @@ import {
   type GateToCheck,
 } from "../analysis";
 import { isTerminalPhase } from "../api/constants";
+import {
+  describeTemplateRef,
+  inlineSpecOf,
+  resolveAnalysisTemplates,
+  templateRefsOf,
+  type Resolution,
+} from "./analysis-templates";
 import { conflictingOwner, type Claimant } from "./conflict";
 import {
   needsNotificationCheck,
@@ -26,6 +33,7 @@ import {
 } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import {
+  readAnalysisTemplates,
   readSecretKey,
   trafficTargetFor,
   type TargetInspection,
@@ -36,6 +44,8 @@ import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
 
 export interface Observed {
   obs: Observations;
+  /** The spec the engine runs: the gates' templates read and merged in. */
+  spec: ModelRolloutSpec;
   target?: RolloutTarget;
   /** The object inspect() read: the base of the first write to the same target. */
   inspection: TargetInspection;
@@ -106,9 +116,20 @@ function conflictOf(
   });
   const rivals = others
     .filter(r => r.metadata?.name !== mro.metadata?.name && r.spec)
-    .map(r => claimant(r, traffic.claimsOf(inspection.object, wireOf(r).spec)));
+    .map(r => claimant(r, traffic.claimsOf(inspection.object, inlineSpecOf(wireOf(r).spec))));
   const owner = conflictingOwner(claimant(mro, inspection.claims), rivals);
   return owner ? { owner } : undefined;
+}
+
+/** The rollout's spec with the templates its gates reference read and merged in. */
+async function resolvedSpecOf(mro: ModelRollout): Promise<Resolution> {
+  const namespace = mro.metadata!.namespace!;
+  const written = wireOf(mro).spec;
+  const refs = templateRefsOf(written);
+  const templates = refs.length ? await readAnalysisTemplates(namespace, refs) : new Map();
+  const lookup = (ref: Parameters<typeof describeTemplateRef>[0]) =>
+    templates.get(describeTemplateRef(ref, namespace));
+  return resolveAnalysisTemplates(written, lookup, namespace);
 }
 
 /** Reads the world for one reconcile of `mro`. `othersIn` lists the rollouts of a namespace. */
@@ -118,7 +139,8 @@ export async function observe(
   now: Date,
 ): Promise<Observed> {
   const namespace = mro.metadata!.namespace!;
-  const spec = wireOf(mro).spec;
+  const resolution = await resolvedSpecOf(mro);
+  const spec = resolution.spec;
   const status = wireOf(mro).status;
   const target = targetOf(spec);
   const traffic = target ? trafficTargetFor(namespace, spec, target) : undefined;
@@ -131,7 +153,7 @@ export async function observe(
       traffic && inspection.object
         ? conflictOf(mro, inspection, traffic, await othersIn(namespace))
         : undefined,
-    specError: refusedAddresses(spec),
+    specError: resolution.problem ?? refusedAddresses(spec),
   };
   let webhooks: Map<string, Webhook> | undefined;
   if (needsNotificationCheck(spec, status, obs)) {
@@ -139,7 +161,7 @@ export async function observe(
     webhooks = resolved.usable;
     obs.notificationProblems = resolved.problems;
   }
-  if (!target || obs.specError) return { obs, target, inspection, webhooks };
+  if (!target || obs.specError) return { obs, spec, target, inspection, webhooks };
 
   const templateContext = {
     scope: spec.pools ? ("pools" as const) : ("adapters" as const),
@@ -166,5 +188,5 @@ export async function observe(
     const outcomes = await Promise.all(fields.map(f => runDueQueries(due[f]!, query, now)));
     obs.measurements = Object.fromEntries(fields.map((f, i) => [f, outcomes[i]]));
   }
-  return { obs, target, inspection, webhooks };
+  return { obs, spec, target, inspection, webhooks };
 }

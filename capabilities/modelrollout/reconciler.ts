@@ -9,8 +9,9 @@
 import { K8s } from "kubernetes-fluent-client";
 import pLimit from "p-limit";
 import { Log } from "pepr";
-import { ACTION_ANNOTATION } from "../api/constants";
+import { ACTION_ANNOTATION, isTerminalPhase } from "../api/constants";
 import { operatorMetrics, reconcileErrorReason } from "../operator-metrics";
+import { inlineSpecOf, referencesTemplate, type TemplateRef } from "./analysis-templates";
 import { ActionError, applyActions } from "./apply";
 import { reconcileFailed, reconcileRollout, refusedWrite, statusMergePatch } from "./engine";
 import { EventRecorder } from "./event-recorder";
@@ -168,6 +169,19 @@ export function dropFromIndex(namespace: string, name: string, uid?: string): bo
   return dropped;
 }
 
+/**
+ * A template was created, changed or deleted (`namespace`: an AnalysisTemplate's): the active
+ * rollouts that reference it reconcile now — one waiting for a missing template goes on.
+ */
+export function reconcileTemplateUsers(ref: TemplateRef, namespace?: string): void {
+  for (const mro of rolloutIndex.all()) {
+    const { namespace: ns, name } = mro.metadata ?? {};
+    if (!ns || !name || !mro.spec || (!ref.clusterScope && ns !== namespace)) continue;
+    if (isTerminalPhase(mro.status?.phase)) continue;
+    if (referencesTemplate(wireOf(mro).spec, ref)) void reconcileKey(ns, name);
+  }
+}
+
 async function rolloutsIn(namespace: string): Promise<ModelRollout[]> {
   let listed = listedNamespaces.get(namespace);
   if (!listed) {
@@ -230,7 +244,7 @@ async function reportFailure(namespace: string, name: string, message: string): 
   const now = new Date();
   const prev = wireOf(mro).status;
   const result = reconcileFailed(
-    wireOf(mro).spec,
+    inlineSpecOf(wireOf(mro).spec),
     prev,
     mro.metadata?.generation ?? 0,
     message,
@@ -305,14 +319,13 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     return forget(namespace, name);
   }
   const now = new Date();
-  const spec = wireOf(mro).spec;
   const prev = wireOf(mro).status;
   const log = { rollout: keyOf(namespace, name), generation: mro.metadata?.generation };
 
-  const { obs, target, inspection, webhooks } = await observe(mro, rolloutsIn, now);
+  const { obs, spec, target, inspection, webhooks } = await observe(mro, rolloutsIn, now);
   let result = reconcileRollout(spec, prev, obs, now);
   try {
-    await applyActions(mro, target, inspection, result.actions);
+    await applyActions(mro, spec, target, inspection, result.actions);
   } catch (err) {
     if (!(err instanceof ActionError)) throw err;
     const refused = refusedWrite(spec, prev, obs, { ...err, err: err.cause, namespace }, now);

@@ -8,7 +8,7 @@
 // targets/modify-with-retry.ts (the write: JSON Patch behind the resourceVersion test, retried),
 // targets/pools.ts (create the canary pool and its clones, delete the unused pool),
 // targets/gate-secret.ts (gate credentials from a Secret), targets/kube-objects.ts (get, list and
-// create with 404 / 409 read as answers).
+// create with 404 / 409 read as answers), targets/analysis-templates.ts (the gates' templates).
 export { apiFailure, type ApiFailure } from "../api-failure";
 export { modifyWithRetry, TargetContendedError } from "./targets/modify-with-retry";
 export {
@@ -18,3 +18,4 @@ export {
 } from "./targets/traffic-target";
 export { deletePool, ensureCanaryPool } from "./targets/pools";
 export { readSecretKey } from "./targets/gate-secret";
+export { readAnalysisTemplates } from "./targets/analysis-templates";

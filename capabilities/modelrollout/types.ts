@@ -23,13 +23,26 @@ import type {
 export type RuleSelector = number | string;
 
 export type PoolsSpec = Omit<Wire<Pools>, "httpRouteRule"> & { httpRouteRule?: RuleSelector };
-export type ModelRolloutSpec = Omit<Wire<Spec>, "pools"> & { pools?: PoolsSpec };
-export type RolloutStep = Wire<Step>;
+/**
+ * A gate as written (background spec.analysis and analysis steps share one schema): inline
+ * metrics and/or references to AnalysisTemplates / ClusterAnalysisTemplates with args.
+ */
+export type WrittenAnalysisSpec = Wire<SpecAnalysis>;
+/** A gate as the engine runs it: the templates' metrics merged in (analysis-templates.ts). */
+export type AnalysisSpec = Omit<WrittenAnalysisSpec, "templates" | "args" | "metrics"> & {
+  metrics: NonNullable<WrittenAnalysisSpec["metrics"]>;
+};
+export type RolloutStep = Omit<Wire<Step>, "analysis"> & { analysis?: AnalysisSpec };
+/** The spec as written by the user (gates may reference templates). */
+export type WrittenSpec = Omit<Wire<Spec>, "pools"> & { pools?: PoolsSpec };
+/** The spec the engine runs: every gate resolved (resolveAnalysisTemplates). */
+export type ModelRolloutSpec = Omit<WrittenSpec, "analysis" | "steps"> & {
+  analysis?: AnalysisSpec;
+  steps: RolloutStep[];
+};
 export type PauseSpec = Wire<Pause>;
 /** One header condition of a setHeaderRoute step (status.headerRoute.match has the same shape). */
 export type HeaderMatch = Wire<SetHeaderRouteMatch>;
-/** Gate spec (background spec.analysis and analysis steps share one schema). */
-export type AnalysisSpec = Wire<SpecAnalysis>;
 export type ProviderSpec = Wire<SpecPrometheus>;
 /** spec.notifications[]: a webhook told about the rollout's transitions. */
 export type NotificationSpec = Wire<Notification>;
@@ -56,9 +69,9 @@ export type ModelRolloutStatus = Omit<
  * A ModelRollout's spec and status as they are on the wire (the generated class types dates and
  * enums the way the generator does): the one place where the two views meet.
  */
-export function wireOf(mro: ModelRollout): { spec: ModelRolloutSpec; status?: ModelRolloutStatus } {
+export function wireOf(mro: ModelRollout): { spec: WrittenSpec; status?: ModelRolloutStatus } {
   return {
-    spec: mro.spec as unknown as ModelRolloutSpec,
+    spec: mro.spec as unknown as WrittenSpec,
     status: (mro.status ?? undefined) as unknown as ModelRolloutStatus | undefined,
   };
 }

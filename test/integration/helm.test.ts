@@ -259,6 +259,12 @@ describe("helm lint and helm template", () => {
     expect(grants(clusterRole.rules)).toEqual(
       [
         "/namespaces get",
+        "rollouts.inference.dev/analysistemplates get",
+        "rollouts.inference.dev/analysistemplates list",
+        "rollouts.inference.dev/analysistemplates watch",
+        "rollouts.inference.dev/clusteranalysistemplates get",
+        "rollouts.inference.dev/clusteranalysistemplates list",
+        "rollouts.inference.dev/clusteranalysistemplates watch",
         "rollouts.inference.dev/modelrollouts get",
         "rollouts.inference.dev/modelrollouts list",
         "rollouts.inference.dev/modelrollouts watch",
@@ -355,7 +361,12 @@ describe("helm lint and helm template", () => {
     const crds = parseAllDocuments(withCrds)
       .map(d => d.toJS() as K8sObject | null)
       .filter(o => o?.kind === "CustomResourceDefinition");
-    const fromRepo = ["modelrollout.yaml", "pepr-store.yaml"].map(f =>
+    const fromRepo = [
+      "analysistemplate.yaml",
+      "clusteranalysistemplate.yaml",
+      "modelrollout.yaml",
+      "pepr-store.yaml",
+    ].map(f =>
       parseAllDocuments(fs.readFileSync(path.join(repoRoot, "crds", f), "utf8"))[0].toJS(),
     );
     expect(crds).toEqual(fromRepo);

@@ -681,7 +681,61 @@ add("analysis schema", [
   {
     name: "analysis without metrics",
     spec: c => ({ ...stepGate(c, metric()), analysis: {} }),
-    expect: { refused: /spec\.analysis\.metrics: Required value/ },
+    expect: {
+      refused: /spec\.analysis: Invalid value.*an analysis needs inline metrics, templates/,
+    },
+  },
+  {
+    name: "analysis with args but neither metrics nor templates",
+    spec: c => ({ ...stepGate(c, metric()), analysis: { args: [{ name: "a", value: "1" }] } }),
+    expect: { refused: /an analysis needs inline metrics, templates/ },
+  },
+  {
+    name: "template name with a path (../victim/x)",
+    spec: c => ({
+      ...stepGate(c, metric()),
+      analysis: { templates: [{ templateName: `../${c.victim}/x` }] },
+    }),
+    expect: { refused: /spec\.analysis\.templates\[0\]\.templateName/ },
+  },
+  {
+    name: "the same template referenced twice",
+    spec: c => ({
+      ...stepGate(c, metric()),
+      analysis: { templates: [{ templateName: "t" }, { templateName: "t", clusterScope: false }] },
+    }),
+    expect: { refused: /each template may be referenced once per analysis/ },
+  },
+  {
+    name: "an arg given twice",
+    spec: c => ({
+      ...stepGate(c, metric()),
+      analysis: {
+        templates: [{ templateName: "t" }],
+        args: [
+          { name: "a", value: "1" },
+          { name: "a", value: "2" },
+        ],
+      },
+    }),
+    expect: { refused: /spec\.analysis\.args\[1\]: Duplicate value/ },
+  },
+  {
+    name: "a template that does not exist (namespaced and cluster-scoped)",
+    spec: c => ({
+      ...stepGate(c, metric()),
+      analysis: {
+        templates: [
+          { templateName: `missing-${c.id}` },
+          { templateName: `missing-${c.id}`, clusterScope: true },
+        ],
+      },
+    }),
+    expect: {
+      reasons: ["AnalysisTemplateNotFound"],
+      message:
+        /AnalysisTemplate \S+\/missing-\S+ not found.*ClusterAnalysisTemplate missing-\S+ not found/,
+    },
   },
   {
     name: "empty metrics list",

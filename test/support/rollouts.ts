@@ -9,6 +9,7 @@ export interface Measurement {
 
 export interface GateRun {
   phase: string;
+  startedAt?: string;
   message?: string;
   metrics: { name: string; phase: string; measurements: Measurement[] }[];
 }

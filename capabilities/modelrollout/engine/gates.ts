@@ -96,7 +96,10 @@ export function followBackgroundSpec(c: Ctx) {
     return;
   }
   if (isActive(c) && st.analysis && st.analysisHash !== fingerprint(c.spec.analysis)) {
-    startBackgroundRun(c, "spec.analysis changed; background analysis restarted");
+    startBackgroundRun(
+      c,
+      "spec.analysis or a template it uses changed; background analysis restarted",
+    );
   }
 }
 

@@ -115,7 +115,13 @@ export function followStepChanges(c: Ctx) {
   if (st.stepStartedAt !== undefined && cur < n && fingerprint(steps(c)[cur]) !== st.stepHash) {
     goToStep(c, cur);
     if (st.stepAnalysis?.stepIndex === cur) delete st.stepAnalysis;
-    event(c, "Normal", "StepsChanged", `steps[${cur}] changed; restarting it`, cur);
+    event(
+      c,
+      "Normal",
+      "StepsChanged",
+      `steps[${cur}] (or a template it uses) changed; restarting it`,
+      cur,
+    );
   }
 }
 

@@ -135,13 +135,38 @@ export enum Group {
  */
 export interface SpecAnalysis {
   /**
+   * Values for the templates' args ({{args.NAME}} in their metrics); they override a
+   * template's default value. An arg a template declares without a value must be given here.
+   */
+  args?: PurpleArg[];
+  /**
    * Measurements kept in status per metric (default 5).
    */
   measurementsToKeep?: number;
   /**
-   * Metrics that decide the gate. All must pass.
+   * Inline metrics that decide the gate, merged with the templates' metrics (names must be
+   * unique). All must pass.
    */
-  metrics: PurpleMetric[];
+  metrics?: PurpleMetric[];
+  /**
+   * AnalysisTemplates (namespaced, in the rollout's namespace) or ClusterAnalysisTemplates
+   * whose metrics join the inline ones, as in Argo Rollouts. The operator reads them before
+   * any traffic moves: a missing template or arg keeps the rollout Pending (Ready=False). A
+   * template edited while its gate runs restarts that gate, like an edit of the inline
+   * metrics.
+   */
+  templates?: PurpleTemplate[];
+}
+
+export interface PurpleArg {
+  /**
+   * Name of the template arg.
+   */
+  name: string;
+  /**
+   * Value of the arg (a string; numbers are written as strings, e.g. "0.05").
+   */
+  value: string;
 }
 
 export interface PurpleMetric {
@@ -292,6 +317,18 @@ export interface PurpleCASecretRef {
    * Name of the Secret.
    */
   name: string;
+}
+
+export interface PurpleTemplate {
+  /**
+   * true for a ClusterAnalysisTemplate; false (default) for an AnalysisTemplate in the
+   * rollout's namespace.
+   */
+  clusterScope?: boolean;
+  /**
+   * Name of the AnalysisTemplate (or, with clusterScope, of the ClusterAnalysisTemplate).
+   */
+  templateName: string;
 }
 
 export interface Notification {
@@ -527,13 +564,38 @@ export interface Step {
  */
 export interface StepAnalysis {
   /**
+   * Values for the templates' args ({{args.NAME}} in their metrics); they override a
+   * template's default value. An arg a template declares without a value must be given here.
+   */
+  args?: FluffyArg[];
+  /**
    * Measurements kept in status per metric (default 5).
    */
   measurementsToKeep?: number;
   /**
-   * Metrics that decide the gate. All must pass.
+   * Inline metrics that decide the gate, merged with the templates' metrics (names must be
+   * unique). All must pass.
    */
-  metrics: FluffyMetric[];
+  metrics?: FluffyMetric[];
+  /**
+   * AnalysisTemplates (namespaced, in the rollout's namespace) or ClusterAnalysisTemplates
+   * whose metrics join the inline ones, as in Argo Rollouts. The operator reads them before
+   * any traffic moves: a missing template or arg keeps the rollout Pending (Ready=False). A
+   * template edited while its gate runs restarts that gate, like an edit of the inline
+   * metrics.
+   */
+  templates?: FluffyTemplate[];
+}
+
+export interface FluffyArg {
+  /**
+   * Name of the template arg.
+   */
+  name: string;
+  /**
+   * Value of the arg (a string; numbers are written as strings, e.g. "0.05").
+   */
+  value: string;
 }
 
 export interface FluffyMetric {
@@ -666,6 +728,18 @@ export interface TentacledCASecretRef {
    * Name of the Secret.
    */
   name: string;
+}
+
+export interface FluffyTemplate {
+  /**
+   * true for a ClusterAnalysisTemplate; false (default) for an AnalysisTemplate in the
+   * rollout's namespace.
+   */
+  clusterScope?: boolean;
+  /**
+   * Name of the AnalysisTemplate (or, with clusterScope, of the ClusterAnalysisTemplate).
+   */
+  templateName: string;
 }
 
 /**

@@ -80,6 +80,11 @@ test/integration/helm.test.ts checks that together they are exactly the declared
 {{- end -}}
 
 {{- define "modelrollout.clusterRules" -}}
+# Gate templates: ClusterAnalysisTemplates are cluster-scoped, and Pepr watches both kinds
+# cluster-wide, so these are cluster-wide in both modes (read-only).
+- apiGroups: [rollouts.inference.dev]
+  resources: [analysistemplates, clusteranalysistemplates]
+  verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get]
