@@ -65,11 +65,11 @@ export function dispatcherFor(policy: AddressPolicy, caPem: string | undefined):
   return agent;
 }
 
-// The operator's policy, read again when its variables change.
+// The operator's policy, read again when its variables change (also the probe gate's).
 let envPolicy:
   | { text: string; policy?: AddressPolicy; error?: AddressPolicyConfigError }
   | undefined;
-function operatorPolicy(): AddressPolicy {
+export function operatorPolicy(): AddressPolicy {
   const text = JSON.stringify([process.env[ALLOWED_HOSTS_ENV], process.env[DENIED_ENV]]);
   if (envPolicy?.text !== text) {
     try {

@@ -1,7 +1,7 @@
 // The engine's shared vocabulary: observations in, actions out, and the per-call context.
 
 import { isTerminalPhase, type ManualAction } from "../../api/constants";
-import type { ObservedOutcome, QueryCheck, TemplateContext } from "../../analysis";
+import type { ObservedOutcome, ProbeCheck, QueryCheck, TemplateContext } from "../../analysis";
 import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep, RolloutTarget } from "../types";
 
 export { ACTION_ANNOTATION, MANUAL_ACTIONS, type ManualAction } from "../../api/constants";
@@ -34,6 +34,8 @@ export interface Observations {
   measurements?: Partial<Record<GateField, ObservedOutcome[]>>;
   /** Before the first weight (needsQueryCheck): what Prometheus said of every query. */
   queryCheck?: QueryCheck;
+  /** Before the first weight (needsQueryCheck): every deciding probe sent once, to be judged. */
+  probeCheck?: ProbeCheck[];
 }
 
 /** The two gate runs in status. */
