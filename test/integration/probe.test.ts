@@ -129,7 +129,7 @@ describe("probe gate (real llm-d-inference-sim)", () => {
       /analysis\.metrics\[0\] \(answers\) Failed, 0 \(canary 0\/4, stable 4\/4 passed\)/,
     );
     expect(failed.status?.message).toMatch(/status 404 \(expected 200\) \[HTTP 404/);
-    expect(failed.status?.message).toMatch(/tr-v3. does not exist/);
+    expect(failed.status?.message).toMatch(/error type NotFoundError/);
     const events = JSON.parse(
       kubectl(["get", "events", "--field-selector", "involvedObject.name=missing", "-o", "json"]),
     ).items as { type: string; message: string }[];

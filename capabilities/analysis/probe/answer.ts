@@ -7,6 +7,7 @@ export interface ReadAnswer {
   model?: string;
   content: string;
   ttftMs?: number;
+  errorType?: string;
   error?: string;
 }
 
@@ -29,6 +30,20 @@ function modelOf(json: unknown): string | undefined {
 }
 
 const bounded = (text: string) => text.slice(0, PROBE_LIMITS.maxContentChars);
+
+/** An OpenAI error body's `error.type` (or `code`) when it is a short token, e.g. NotFoundError. */
+function errorTypeOf(json: unknown): string | undefined {
+  const error = (json as { error?: { type?: unknown; code?: unknown } })?.error;
+  for (const value of [error?.type, error?.code]) {
+    const text = typeof value === "number" ? String(value) : value;
+    if (typeof text === "string" && /^[A-Za-z0-9_.-]{1,64}$/.test(text)) return text;
+  }
+  return undefined;
+}
+
+const notAnAnswer = (bytes: number) => ({
+  error: `not an OpenAI answer (${bytes} bytes, not recorded)`,
+});
 
 /** Parses the `data:` lines of server-sent events as they arrive. */
 class EventStream {
@@ -65,8 +80,10 @@ class EventStream {
 
 /**
  * Reads `body` (at most PROBE_LIMITS.maxBodyBytes; the rest is discarded). Streamed: the events'
- * model, joined content and TTFT. Otherwise the JSON answer's model and content; a body that is
- * not JSON (e.g. an error page) is kept as the content, so status shows what came back.
+ * model, joined content and TTFT. Otherwise the JSON answer's model and content. Only an OpenAI
+ * answer's content is kept (it goes into status): any other body — an error page, or whatever a
+ * URL pointing elsewhere returns — is not, so a probe cannot be used to read other services; of
+ * an OpenAI error body only its short `error.type` token is kept.
  */
 export async function readAnswer(
   body: Dispatcher.ResponseData["body"],
@@ -95,17 +112,17 @@ export async function readAnswer(
       : events.error;
     return { model, content, ttftMs, ...(error ? { error } : {}) };
   }
-  const text = Buffer.concat(chunks).toString("utf8");
   if (truncated)
-    return {
-      content: bounded(text),
-      error: `answer larger than ${PROBE_LIMITS.maxBodyBytes} bytes`,
-    };
+    return { content: "", error: `answer larger than ${PROBE_LIMITS.maxBodyBytes} bytes` };
+  const text = Buffer.concat(chunks).toString("utf8");
+  let json: unknown;
   try {
-    const json = JSON.parse(text) as unknown;
-    const isAnswer = Array.isArray((json as { choices?: unknown })?.choices);
-    return { model: modelOf(json), content: bounded(isAnswer ? contentOf(json) : text) };
+    json = JSON.parse(text);
   } catch {
-    return { content: bounded(text) };
+    return { content: "", ...notAnAnswer(size) };
   }
+  if (Array.isArray((json as { choices?: unknown })?.choices))
+    return { model: modelOf(json), content: bounded(contentOf(json)) };
+  const errorType = errorTypeOf(json);
+  return { content: "", ...(errorType ? { errorType } : notAnAnswer(size)) };
 }

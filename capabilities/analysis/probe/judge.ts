@@ -94,6 +94,7 @@ export function describeFailure(v: SideVerdict): string {
   const seen = [
     a.status !== undefined ? `HTTP ${a.status}` : undefined,
     a.model !== undefined ? `model ${JSON.stringify(a.model)}` : undefined,
+    a.errorType !== undefined ? `error type ${a.errorType}` : undefined,
     `${a.latencyMs} ms`,
     a.ttftMs !== undefined ? `TTFT ${a.ttftMs} ms` : undefined,
   ].filter(Boolean);
@@ -102,7 +103,7 @@ export function describeFailure(v: SideVerdict): string {
   return (
     `${v.side} answer ${f.index + 1}/${v.total} (prompt ${a.prompt + 1}) failed ${f.check} ` +
     `[${seen.join(", ")}]` +
-    (a.error === undefined ? ` content ${JSON.stringify(content + more)}` : "")
+    (a.content !== "" ? ` content ${JSON.stringify(content + more)}` : "")
   );
 }
 

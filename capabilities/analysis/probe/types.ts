@@ -81,6 +81,8 @@ export interface ProbeAnswer {
   latencyMs: number;
   /** Time to the first streamed content chunk (stream only). */
   ttftMs?: number;
+  /** An OpenAI error body's `error.type` (a short token), e.g. NotFoundError. */
+  errorType?: string;
   /** No usable answer: network error, timeout, a body that is not an OpenAI answer. */
   error?: string;
 }
