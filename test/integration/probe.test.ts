@@ -179,4 +179,16 @@ expect: {contains: [Rome]}
     expect(refused.status?.message).toMatch(/answers.*169\.254\.169\.254.*refused by default/);
     expect(targetModels("hostile")).toEqual([{ name: "tr-v1", weight: 100 }]);
   });
+
+  it("the apiserver refuses a probe beside a query, and maxTTFT without stream (CEL)", () => {
+    const url = `url: "${sim.url}/v1/chat/completions"\nprompts: [hi]`;
+    expect(() =>
+      apply(
+        probeRollout("both", "tr-v2", url).replace("      probe:", "      query: up\n      probe:"),
+      ),
+    ).toThrow(/exactly one of query \(PromQL\), template \(a built-in gate\) or probe/);
+    expect(() => apply(probeRollout("ttft", "tr-v2", `${url}\nexpect: {maxTTFT: 1s}`))).toThrow(
+      /maxTTFT needs stream true/,
+    );
+  });
 });

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "@jest/globals";
 import { parseAddressPolicy } from "../address-policy";
 import { validateAnalysis } from "../validate";
+import { checkProbes, judgeProbeChecks } from "../probe-check";
 import type { TemplateContext } from "../types";
 import { failedCheck, probeMeasurement } from "./judge";
 import { ProbeTemplateError, resolveProbe } from "./render";
@@ -254,5 +255,62 @@ describe("runProbe address policy", () => {
         /refused by default/,
       );
     }
+  });
+});
+
+describe("checkProbes (before the first weight)", () => {
+  it("sends each deciding probe once, naming where it is; judges them into failed / pending / invalid", async () => {
+    const gates = [
+      {
+        where: "analysis",
+        spec: {
+          metrics: [
+            { name: "q", query: "up" },
+            { name: "dry", probe: PROBE, dryRun: true },
+            { name: "answers", probe: { ...PROBE, expect: { contains: ["Paris"] } } },
+          ],
+        },
+      },
+      { where: "steps[1].analysis", spec: { metrics: [{ name: "far", probe: PROBE }] } },
+    ];
+    const sent: string[] = [];
+    const checks = await checkProbes(
+      gates,
+      ADAPTERS,
+      async probe => {
+        sent.push(probe.sides[0].url);
+        if (probe.sides[0].url.includes("169.254")) throw new ProbeRefusedError("refused");
+        return { canary: [ok("travel-v2", "Rome")], stable: [ok("travel-v1", "Paris")] };
+      },
+      NOW,
+    );
+    expect(checks.map(c => c.where)).toEqual([
+      "analysis.metrics[2] (answers)",
+      "steps[1].analysis.metrics[0] (far)",
+    ]);
+    expect(sent).toHaveLength(2);
+    const verdicts = judgeProbeChecks(checks, ADAPTERS);
+    expect(verdicts.failed).toEqual([
+      expect.stringMatching(
+        /^analysis.metrics\[2\] \(answers\) Failed, 0 \(canary 0\/1, stable 1\/1 passed\)/,
+      ),
+    ]);
+    expect(verdicts.pending).toEqual([]);
+    const refused = await checkProbes(
+      [
+        {
+          where: "analysis",
+          spec: { metrics: [{ name: "x", probe: { ...PROBE, url: "http://169.254.169.254/" } }] },
+        },
+      ],
+      ADAPTERS,
+      async () => {
+        throw new ProbeRefusedError("refused by policy");
+      },
+      NOW,
+    );
+    expect(judgeProbeChecks(refused, ADAPTERS).invalid).toEqual([
+      "analysis.metrics[0] (x): refused by policy",
+    ]);
   });
 });
