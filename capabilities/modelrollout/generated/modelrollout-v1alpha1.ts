@@ -345,8 +345,8 @@ export interface PurpleExpect {
    */
   contains?: string[];
   /**
-   * A JSON Schema (draft 2020-12 subset that ajv 8 supports, as JSON text) the content,
-   * parsed as JSON, must satisfy.
+   * A JSON Schema (draft-07, checked with ajv 8; as JSON text) the content, parsed as JSON,
+   * must satisfy.
    */
   jsonSchema?: string;
   /**
@@ -783,8 +783,8 @@ export interface FluffyExpect {
    */
   contains?: string[];
   /**
-   * A JSON Schema (draft 2020-12 subset that ajv 8 supports, as JSON text) the content,
-   * parsed as JSON, must satisfy.
+   * A JSON Schema (draft-07, checked with ajv 8; as JSON text) the content, parsed as JSON,
+   * must satisfy.
    */
   jsonSchema?: string;
   /**
