@@ -208,7 +208,7 @@ async function play(
           r.finishedAt = now;
           continue;
         }
-        await applyObjects(world.info, world.namespace, [s.manifest(prometheus)]);
+        await applyObjects(world.info, world.namespace, [s.manifest(prometheus, world.gatewayUrl)]);
         r.startedAt = Date.now();
         board.event(`kubectl apply ModelRollout ${s.rollout} - ${s.title}`);
         continue;

@@ -23,3 +23,5 @@ export * from "./run";
 export * from "./validate";
 export * from "./measure";
 export * from "./queries";
+export * from "./probe";
+export * from "./probe-check";

@@ -7,6 +7,10 @@ import { isPermanentPrometheusError } from "./prometheus/errors";
 import { TemplateError } from "./promql";
 import { applyMeasurements, dueMetrics } from "./run";
 import { resolveMetric } from "./validate";
+import { ProbeRefusedError } from "./probe/errors";
+import { probeMeasurement } from "./probe/judge";
+import { ProbeTemplateError, resolveProbe } from "./probe/render";
+import type { ProbeObservation, ResolvedProbe } from "./probe/types";
 import type {
   AnalysisRunStatus,
   AnalysisSpec,
@@ -28,13 +32,20 @@ export interface MeasureContext extends TemplateContext {
 
 export type QueryFunction = (promql: string, provider: ProviderSpec) => Promise<QueryResult>;
 
-/** A measurement due now: the query to run, or why it cannot be built. */
+/** Sends a probe's requests and returns the answers (the reconciler's; throws ProbeRefusedError). */
+export type ProbeFunction = (probe: ResolvedProbe) => Promise<ProbeObservation>;
+
+/** A measurement due now: the query to run, the probe to send, or why it cannot be built. */
 export type DueQuery =
   | { metric: string; query: string; provider: ProviderSpec }
+  | { metric: string; probe: ResolvedProbe }
   | { metric: string; error: string };
 
-/** What came of one due query. */
-export type QueryOutcome = { result: QueryResult } | { error: string; permanent: boolean };
+/** What came of one due query or probe. */
+export type QueryOutcome =
+  | { result: QueryResult }
+  | { probe: ProbeObservation }
+  | { error: string; permanent: boolean };
 
 export interface ObservedOutcome {
   metric: string;
@@ -53,6 +64,7 @@ export function dueQueries(
   if (run.phase !== "Running") return [];
   return dueMetrics(spec, run, now).due.map(name => {
     const metric = spec.metrics.find(m => m.name === name) as MetricSpec;
+    if (metric.probe) return dueProbe(metric, ctx);
     try {
       const resolved = resolveMetric(metric, ctx, ctx.defaultProvider);
       if (!resolved.provider) return { metric: name, error: "no Prometheus provider configured" };
@@ -65,6 +77,40 @@ export function dueQueries(
       return { metric: name, error: `${kind}: ${(err as Error).message}` };
     }
   });
+}
+
+/** A probe metric's requests, or why they cannot be built for this rollout. */
+export function dueProbe(metric: MetricSpec, ctx: TemplateContext): DueQuery {
+  try {
+    return { metric: metric.name, probe: resolveProbe(metric.probe!, ctx) };
+  } catch (err) {
+    if (!(err instanceof ProbeTemplateError)) throw err;
+    return { metric: metric.name, error: `cannot build the probe: ${err.message}` };
+  }
+}
+
+/** A probe's answers judged (an Error measurement when the expectations cannot be rendered). */
+export function probeOutcomeMeasurement(
+  metric: MetricSpec,
+  observation: ProbeObservation,
+  ctx: TemplateContext,
+  finished: Date,
+  started: Date,
+): Measurement {
+  if (!metric.probe)
+    return errorMeasurement("probe answers for a metric that has no probe", finished, started);
+  try {
+    return probeMeasurement(
+      { ...metric, probe: metric.probe },
+      observation,
+      ctx,
+      finished,
+      started,
+    );
+  } catch (err) {
+    if (!(err instanceof ProbeTemplateError)) throw err;
+    return errorMeasurement(`cannot judge the probe: ${err.message}`, finished, started);
+  }
 }
 
 /** Judges each outcome against its metric's conditions and records it in the run. */
@@ -84,6 +130,8 @@ export function recordOutcomes(
     if ("error" in outcome) {
       measurement = errorMeasurement(outcome.error, finished, started);
       if (outcome.permanent) measurement.permanent = true;
+    } else if ("probe" in outcome) {
+      measurement = probeOutcomeMeasurement(metric, outcome.probe, ctx, finished, started);
     } else {
       let resolved: Pick<
         ResolvedMetric,
@@ -111,6 +159,7 @@ export async function runDueQueries(
   due: readonly DueQuery[],
   query: QueryFunction,
   now: Date,
+  probe?: ProbeFunction,
 ): Promise<ObservedOutcome[]> {
   const started = performance.now();
   const finishedAt = () =>
@@ -126,6 +175,10 @@ export async function runDueQueries(
         };
       }
       try {
+        if ("probe" in d) {
+          if (!probe) throw new Error("probes cannot be sent here");
+          return { ...base, outcome: { probe: await probe(d.probe) }, finishedAt: finishedAt() };
+        }
         const result = await query(d.query, d.provider);
         return { ...base, outcome: { result }, finishedAt: finishedAt() };
       } catch (err) {
@@ -143,7 +196,11 @@ export async function runDueQueries(
  * unusable. Such a measurement ends its metric at once (reason InvalidAnalysis).
  */
 export function isPermanentQueryError(err: unknown): boolean {
-  return isPermanentPrometheusError(err) || err instanceof GateCredentialsError;
+  return (
+    isPermanentPrometheusError(err) ||
+    err instanceof GateCredentialsError ||
+    err instanceof ProbeRefusedError
+  );
 }
 
 /** The gates of a rollout to check before any traffic moves, each with where it is in the spec. */
@@ -171,6 +228,7 @@ export async function checkQueries(
   const check: QueryCheck = { invalid: [], unavailable: [] };
   const jobs = gates.flatMap(gate =>
     gate.spec.metrics.map(async (metric, i) => {
+      if (metric.probe) return; // no query: probes are checked by checkProbes
       const where = `${gate.where}.metrics[${i}] (${metric.name})`;
       let resolved: ResolvedMetric;
       try {

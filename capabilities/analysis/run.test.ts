@@ -731,10 +731,10 @@ describe("validateAnalysis", () => {
     ],
     [{ metrics: [metric(), metric()] }, "metrics[1] (gate): duplicate metric name"],
     [{ metrics: [{ query: "x" }] }, "metrics[0]: name is required"],
-    [{ metrics: [{ name: "a" }] }, "metrics[0] (a): set exactly one of query and template"],
+    [{ metrics: [{ name: "a" }] }, "metrics[0] (a): set exactly one of query, template and probe"],
     [
       { metrics: [{ name: "a", query: "x", template: "error-rate" }] },
-      "set exactly one of query and template",
+      "set exactly one of query, template and probe",
     ],
     [
       { metrics: [metric({ successCondition: "result[0] <" })] },

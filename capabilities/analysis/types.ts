@@ -2,6 +2,7 @@
 // (capabilities/modelrollout). Status timestamps are RFC3339 strings so a run survives an operator
 // restart: every decision is recomputed from these fields alone.
 import type { MetricsSourceName } from "./builtins";
+import type { ProbeSpec } from "./probe/types";
 
 /** A reference to one key of a Secret in the rollout's namespace. */
 export interface SecretKeyRef {
@@ -20,10 +21,12 @@ export interface ProviderSpec {
 
 export interface MetricSpec {
   name: string;
-  /** PromQL with {{placeholders}}; exactly one of query / template. */
+  /** PromQL with {{placeholders}}; exactly one of query / template / probe. */
   query?: string;
-  /** Name of a built-in LLM gate (see builtins.ts); exactly one of query / template. */
+  /** Name of a built-in LLM gate (see builtins.ts); exactly one of query / template / probe. */
   template?: string;
+  /** Requests to the canary and the stable, their answers judged (probe/); no Prometheus. */
+  probe?: ProbeSpec;
   args?: Record<string, string>;
   /**
    * Whose metrics a built-in reads (builtins/metric-sources.ts METRIC_SOURCES); the CRD defaults

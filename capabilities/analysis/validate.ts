@@ -21,6 +21,7 @@ import type {
   TemplateContext,
 } from "./types";
 import { isRecord } from "../api/objects";
+import { probeProblems } from "./probe/validate";
 
 // ---------------------------------------------------------------------------------------------
 // Validation and resolution
@@ -101,13 +102,18 @@ function validateMetric(
   if (typeof m.name !== "string" || m.name.trim() === "") problems.push("name is required");
   const hasQuery = m.query !== undefined;
   const hasTemplate = m.template !== undefined;
-  if (hasQuery === hasTemplate) problems.push("set exactly one of query and template");
+  const hasProbe = m.probe !== undefined;
+  if ([hasQuery, hasTemplate, hasProbe].filter(Boolean).length !== 1)
+    problems.push("set exactly one of query, template and probe");
   problems.push(...argsProblems(m));
   const sourceProblem = metricsSourceProblem(m.metricsSource, { template: hasTemplate, scope });
   if (sourceProblem) problems.push(sourceProblem);
   if (hasTemplate) problems.push(...templateProblems(m));
   else if (hasQuery) problems.push(...queryProblems(m));
-  problems.push(...scheduleProblems(m), ...metricProviderProblems(m, defaultProvider));
+  else if (hasProbe) problems.push(...probeProblems(m.probe), ...conditionProblems(m));
+  problems.push(...scheduleProblems(m));
+  // A probe asks the model servers, not Prometheus.
+  if (!hasProbe) problems.push(...metricProviderProblems(m, defaultProvider));
   return problems.map(problem => `${where}: ${problem}`);
 }
 
@@ -147,6 +153,12 @@ function queryProblems(m: MetricSpec): string[] {
       else throw err;
     }
   }
+  return [...problems, ...conditionProblems(m)];
+}
+
+/** The metric's own conditions parse. */
+function conditionProblems(m: MetricSpec): string[] {
+  const problems: string[] = [];
   for (const key of ["successCondition", "failureCondition"] as const) {
     const source = m[key];
     if (source === undefined) continue;
@@ -254,6 +266,8 @@ export function resolveMetric(
     failureCondition = expansion.failureCondition;
   } else if (typeof metric.query === "string") {
     query = renderQuery(metric.query, vars);
+  } else if (metric.probe !== undefined) {
+    throw new TemplateError(`metric ${metric.name} is a probe: it has no query`);
   } else {
     throw new TemplateError(`metric ${metric.name} has neither query nor template`);
   }

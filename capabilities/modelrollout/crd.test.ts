@@ -208,7 +208,9 @@ describe("crds/modelrollout.yaml", () => {
     expect(stepRest).toEqual(backgroundRest);
     const metric = background.properties!.metrics.items!;
     expect(metric.required).toEqual(["name"]);
-    expect(rules(metric)).toContain("has(self.query) != has(self.template)");
+    expect(rules(metric)).toContain(
+      "(has(self.query) ? 1 : 0) + (has(self.template) ? 1 : 0) + (has(self.probe) ? 1 : 0) == 1",
+    );
     expect(Object.keys(metric.properties!).sort()).toEqual(
       [
         "args",
@@ -223,12 +225,27 @@ describe("crds/modelrollout.yaml", () => {
         "metricsSource",
         "multipleSeries",
         "name",
+        "probe",
         "prometheus",
         "query",
         "successCondition",
         "template",
       ].sort(),
     );
+    // The probe gate: bounded requests, a TTFT bound only on streamed answers.
+    const probe = metric.properties!.probe;
+    expect(probe.required).toEqual(["url", "prompts"]);
+    expect(rules(probe)).toEqual([
+      "!has(self.expect) || !has(self.expect.maxTTFT) || (has(self.stream) && self.stream)",
+    ]);
+    const p = probe.properties!;
+    expect([p.prompts.maxItems, p.prompts.items!.maxLength]).toEqual([8, 2000]);
+    expect([p.requests.minimum, p.requests.maximum, p.rate.maximum]).toEqual([1, 50, 20]);
+    expect(p.api.enum).toEqual(["chat", "completions"]);
+    const e = p.expect.properties!;
+    expect([e.regex.maxLength, e.jsonSchema.maxLength, e.contains.maxItems]).toEqual([
+      256, 8192, 8,
+    ]);
     // The CRD's choices are the ones the built-in gates know, "auto" by default.
     const source = metric.properties!.metricsSource;
     expect(source.enum).toEqual([...METRICS_SOURCES]);

@@ -1,14 +1,18 @@
 // Observe: everything the engine needs to know about the world, read without deciding anything.
 // The traffic target and its problems, other rollouts' claims, the Prometheus addresses the
 // operator's policy refuses, what Prometheus says of every query before the first weight
-// (needsQueryCheck) and the outcomes of the measurements due now (queriesDue).
+// (needsQueryCheck), the probes' answers before the first weight and the outcomes of the
+// measurements due now (queriesDue).
 import {
+  checkProbes,
   checkQueries,
   clientOptionsFor,
   prometheusAddressProblem,
   queryPrometheus,
   runDueQueries,
+  runProbe,
   type MeasureContext,
+  type ProbeFunction,
   type ProviderSpec,
   type QueryFunction,
   type GateToCheck,
@@ -70,6 +74,15 @@ function gateQuery(namespace: string): QueryFunction {
       }),
       promql,
     );
+}
+
+/** Sends a probe's requests for a rollout in `namespace` (its bearer token read from a labelled Secret). */
+function gateProbe(namespace: string): ProbeFunction {
+  return async probe => {
+    const ref = probe.bearerTokenSecretRef;
+    const bearerToken = ref ? await readSecretKey(namespace, ref) : undefined;
+    return runProbe(probe, { bearerToken });
+  };
 }
 
 /** Every gate of the spec, with where it is (for messages). */
@@ -179,13 +192,17 @@ export async function observe(
     defaultProvider: spec.prometheus,
   };
   const query = gateQuery(namespace);
+  const probe = gateProbe(namespace);
   if (!inspection.problem && !obs.conflict && needsQueryCheck(spec, status, obs)) {
-    obs.queryCheck = await checkQueries(gatesOf(spec), ctx, query);
+    [obs.queryCheck, obs.probeCheck] = await Promise.all([
+      checkQueries(gatesOf(spec), ctx, query),
+      checkProbes(gatesOf(spec), ctx, probe, now),
+    ]);
   }
   const due = queriesDue(spec, status, ctx, now);
   const fields = Object.keys(due) as GateField[];
   if (fields.length) {
-    const outcomes = await Promise.all(fields.map(f => runDueQueries(due[f]!, query, now)));
+    const outcomes = await Promise.all(fields.map(f => runDueQueries(due[f]!, query, now, probe)));
     obs.measurements = Object.fromEntries(fields.map((f, i) => [f, outcomes[i]]));
   }
   return { obs, spec, target, inspection, webhooks };

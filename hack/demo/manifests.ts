@@ -170,7 +170,8 @@ function route(name: string, matches: HTTPRouteMatch[]): HTTPRoute {
  * One addition: `travelhelper-route` keeps requests for `travelhelper` on the Qwen pool, where its
  * LoRA adapters live, by matching the X-Gateway-Model-Name header that the Body-Based Routing
  * extension sets from the body. Without it, moving `inference-route` to DeepSeek would also move
- * travelhelper requests to pods that do not have the adapters.
+ * travelhelper requests to pods that do not have the adapters. It also matches the adapters' own
+ * names, so that a request naming one (the probe gate's, pinned to one side) reaches them too.
  */
 export function seedObjects(): object[] {
   return [
@@ -197,10 +198,12 @@ export function seedObjects(): object[] {
     // Same paths as inference-route: with equal paths, the header match is more specific.
     route(
       SEED.loraRoute,
-      ["/v1/completions", "/v1/chat/completions"].map(value => ({
-        path: { type: "PathPrefix", value },
-        headers: [{ type: "Exact", name: "X-Gateway-Model-Name", value: SEED.loraModel }],
-      })),
+      ["/v1/completions", "/v1/chat/completions"].flatMap(value =>
+        [SEED.loraModel, SEED.stableAdapter, SEED.canaryAdapter].map(model => ({
+          path: { type: "PathPrefix" as const, value },
+          headers: [{ type: "Exact" as const, name: "X-Gateway-Model-Name", value: model }],
+        })),
+      ),
     ),
   ];
 }
@@ -325,8 +328,33 @@ export function poolsRollout(prometheus: string, pause = "20s") {
   };
 }
 
-/** Scenario 2: travel-helper-v1 -> travel-helper-v2 in InferenceModel loramodel. */
-export function adaptersRollout(prometheus: string, pause = "20s") {
+/**
+ * The probe gate of scenario 2: a few chat requests through the gateway to each adapter by name
+ * (the seed's curl, automated), judged on status, served model, latency and a non-empty answer.
+ * Sent before the first weight and every 20 s after; 2 requests per side keep the observed split
+ * of the traffic-split gate (150 requests per window) nearly untouched.
+ */
+export function probeGate(gateway: string) {
+  return {
+    name: "adapter-answers",
+    interval: "20s",
+    probe: {
+      url: `${gateway}/v1/chat/completions`,
+      prompts: ["Plan a weekend in Lisbon.", "What should I pack for Iceland in March?"],
+      requests: 2,
+      rate: 4,
+      maxTokens: 16,
+      timeout: "10s",
+      expect: { status: 200, regex: "\\w", maxLatency: "5s" },
+    },
+  };
+}
+
+/**
+ * Scenario 2: travel-helper-v1 -> travel-helper-v2 in InferenceModel loramodel; with `gateway`,
+ * the background analysis also probes both adapters' answers (probeGate).
+ */
+export function adaptersRollout(prometheus: string, pause = "20s", gateway?: string) {
   const stepGate = {
     analysis: {
       metrics: [
@@ -350,7 +378,9 @@ export function adaptersRollout(prometheus: string, pause = "20s") {
         stable: SEED.stableAdapter,
         canary: SEED.canaryAdapter,
       },
-      analysis: { metrics: [errorRateGate("20s", 20, "5s", "10s")] },
+      analysis: {
+        metrics: [errorRateGate("20s", 20, "5s", "10s"), ...(gateway ? [probeGate(gateway)] : [])],
+      },
       steps: [
         { setWeight: 10 },
         { pause: { duration: pause } },

@@ -189,13 +189,19 @@ describe("manifests", () => {
         .map(s => (s as { setWeight: number }).setWeight);
       expect(weights).toEqual([10, 50, 100]);
       expect(r.spec.steps.filter(s => "analysis" in s)).toHaveLength(2);
-      expect(r.spec.analysis.metrics[0].template).toBe("error-rate");
+      expect(r.spec.analysis.metrics[0]).toMatchObject({ template: "error-rate" });
     }
     const bad = badRollout(prom);
     expect(bad.spec.pools.canaryTemplate.selector.release).toBe("deepseek-r1-broken");
     expect(bad.spec.postRollout.unusedPool).toBe("Delete");
     expect(poolsRollout(prom).spec.steps[2]).toMatchObject({
       analysis: { metrics: [{ template: "min-request-count" }, { name: "observed-split" }] },
+    });
+    // Scenario 2 probes both adapters through the gateway; the route lets a request name one.
+    const probed = adaptersRollout(prom, "20s", "http://127.0.0.1:8080");
+    expect(probed.spec.analysis.metrics[1]).toMatchObject({
+      name: "adapter-answers",
+      probe: { url: "http://127.0.0.1:8080/v1/chat/completions", requests: 2 },
     });
     expect(JSON.stringify(poolsRollout(prom))).toContain('namespace=\\"{{namespace}}\\"');
   });

@@ -22,7 +22,8 @@ export interface Scenario {
   expected: Outcome;
   /** Starts once this rollout has finished (same HTTPRoute: one rollout at a time). */
   after?: string;
-  manifest(prometheus: string): object;
+  /** The ModelRollout, given Prometheus' address and the local gateway's (for probes). */
+  manifest(prometheus: string, gateway: string): object;
   /** Whose observed split the board shows: model name and the label that tells the two apart. */
   observe: { model: string; by: "pool" | "target_model_name"; stable: string; canary: string };
   /** Time it may take from being applied to finishing. */
@@ -40,9 +41,9 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     rollout: ROLLOUTS.adapters,
-    title: `scenario 2, new LoRA adapter: ${SEED.loraModel} from ${SEED.stableAdapter} to ${SEED.canaryAdapter} in InferenceModel ${SEED.loraInferenceModel}, 10 -> 50 -> 100`,
+    title: `scenario 2, new LoRA adapter: ${SEED.loraModel} from ${SEED.stableAdapter} to ${SEED.canaryAdapter} in InferenceModel ${SEED.loraInferenceModel}, 10 -> 50 -> 100, with a probe gate on both adapters' answers`,
     expected: "Succeeded",
-    manifest: p => adaptersRollout(p),
+    manifest: (p, gateway) => adaptersRollout(p, "20s", gateway),
     observe: {
       model: SEED.loraModel,
       by: "target_model_name",

@@ -65,7 +65,7 @@ export function dispatcherFor(policy: AddressPolicy, caPem: string | undefined):
   return agent;
 }
 
-// The operator's policy, read again when its variables change.
+// The operator's policy, read again when its variables change (also the probe gate's).
 let envPolicy:
   | { text: string; policy?: AddressPolicy; error?: AddressPolicyConfigError }
   | undefined;

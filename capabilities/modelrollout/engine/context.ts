@@ -1,7 +1,7 @@
 // The engine's shared vocabulary: observations in, actions out, and the per-call context.
 
 import { isTerminalPhase, type ManualAction } from "../../api/constants";
-import type { ObservedOutcome, QueryCheck, TemplateContext } from "../../analysis";
+import type { ObservedOutcome, ProbeCheck, QueryCheck, TemplateContext } from "../../analysis";
 import type {
   HeaderMatch,
   ModelRolloutSpec,
@@ -45,6 +45,8 @@ export interface Observations {
    * Secret and the fix). Undefined: not checked in this call (the condition stays as it was).
    */
   notificationProblems?: Record<string, { reason: string; message: string }>;
+  /** Before the first weight (needsQueryCheck): every deciding probe sent once, to be judged. */
+  probeCheck?: ProbeCheck[];
 }
 
 /** The transitions spec.notifications[].on can select. */

@@ -29,6 +29,7 @@ import {
 } from "./gates";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
 import { notificationCondition } from "./notify";
+import { failOnProbes, pendingProbes, probeVerdicts, refusedProbes } from "./probes";
 import { targetOf, validateSpec } from "./spec";
 import {
   followGeneration,
@@ -49,7 +50,9 @@ export function reconcileRollout(
   const st = structuredClone(prev);
   const nowIso = now.toISOString();
 
-  const invalid = obs.specError ?? validateSpec(spec) ?? refusedQueries(obs);
+  const probes = probeVerdicts(obs);
+  const invalid =
+    obs.specError ?? validateSpec(spec) ?? refusedQueries(obs) ?? refusedProbes(probes);
   const target = targetOf(spec);
   if (invalid || !target) {
     const problem = invalid ?? { reason: "InvalidSpec", message: "spec names no traffic target" };
@@ -68,13 +71,14 @@ export function reconcileRollout(
   if (terminal && !identityChanged && !retrying) return finishedRollout(c, pending);
   if (!terminal && !identityChanged) recordMeasurements(c);
   notificationCondition(c);
-  if (blockedByTargets(c, identityChanged, terminal)) return finish(c);
+  if (blockedByTargets(c, identityChanged, terminal, pendingProbes(probes))) return finish(c);
   setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
   if (identityChanged) startRollout(c, terminal);
   else if (!terminal) followStepChanges(c);
   followGeneration(c);
   followBackgroundSpec(c);
+  if (isActive(c)) failOnProbes(c, probes);
 
   if (pending && pending.action !== "promote" && pending.action !== "promote-full") {
     handleManualAction(c, pending);
@@ -119,8 +123,13 @@ function finishedRollout(c: Ctx, pending: PendingAction | undefined): ReconcileR
   return finish(c);
 }
 
-/** Another owner, a missing target or an unreachable Prometheus: touch nothing, say why. */
-function blockedByTargets(c: Ctx, identityChanged: boolean, terminal: boolean): boolean {
+/** Another owner, a missing target, an unreachable Prometheus or probes not passed yet: touch nothing, say why. */
+function blockedByTargets(
+  c: Ctx,
+  identityChanged: boolean,
+  terminal: boolean,
+  probesPending: string | undefined,
+): boolean {
   const { obs, st, target } = c;
   if ((obs.conflict || !obs.targets.ready) && identityChanged && st.target && !terminal) {
     // The user moved the rollout away from its old target: release that one now, even though
@@ -145,6 +154,10 @@ function blockedByTargets(c: Ctx, identityChanged: boolean, terminal: boolean): 
   if (unavailable.length) {
     const message = `cannot check the gates' queries before moving traffic: ${unavailable.join("; ")}`;
     blocked(c, "PrometheusUnavailable", message, true);
+    return true;
+  }
+  if (probesPending) {
+    blocked(c, "ProbePending", probesPending, true);
     return true;
   }
   return false;

@@ -108,6 +108,16 @@ export interface Metric {
    */
   name: string;
   /**
+   * Instead of a Prometheus query: send requests to the canary and, for comparison, to the
+   * stable, and judge the answers (HTTP status, the served model, content checks, latency,
+   * time to first token). The result is the canary's share of answers that pass every check
+   * (0 to 1); the default successCondition is result == 1. When the canary fails and the
+   * stable, judged by the same conditions, fails too, the measurement is Inconclusive (the
+   * environment, not the canary, is at fault). Probes also run and are judged once before the
+   * first weight moves: a canary that fails them never gets traffic.
+   */
+  probe?: Probe;
+  /**
    * Prometheus for this metric; default spec.prometheus.
    */
   prometheus?: Prometheus;
@@ -145,6 +155,145 @@ export enum MetricsSource {
 }
 
 /**
+ * Instead of a Prometheus query: send requests to the canary and, for comparison, to the
+ * stable, and judge the answers (HTTP status, the served model, content checks, latency,
+ * time to first token). The result is the canary's share of answers that pass every check
+ * (0 to 1); the default successCondition is result == 1. When the canary fails and the
+ * stable, judged by the same conditions, fails too, the measurement is Inconclusive (the
+ * environment, not the canary, is at fault). Probes also run and are judged once before the
+ * first weight moves: a canary that fails them never gets traffic.
+ */
+export interface Probe {
+  /**
+   * chat (OpenAI chat completions body, the prompt as one user message) or completions
+   * (prompt). Default chat.
+   */
+  api?: API;
+  /**
+   * Bearer token sent with every request, from a key of a Secret in the rollout's namespace;
+   * the Secret must carry the label rollouts.inference.dev/gate-credentials=true.
+   */
+  bearerTokenSecretRef?: ProbeBearerTokenSecretRef;
+  /**
+   * Probe the stable the same way and call a failure that the stable shares Inconclusive
+   * (default true).
+   */
+  compareStable?: boolean;
+  /**
+   * What a passing answer looks like; every check given must hold.
+   */
+  expect?: Expect;
+  /**
+   * Extra request headers (e.g. a header route's x-canary), values templated like url.
+   */
+  headers?: { [key: string]: string };
+  /**
+   * max_tokens of each request (1 to 4096, default 32).
+   */
+  maxTokens?: number;
+  /**
+   * The model name sent in the request body, a template like url. Default - the side's
+   * adapter in spec.adapters, the rollout's model name (the InferenceModel's modelName) in
+   * spec.pools.
+   */
+  model?: string;
+  /**
+   * Prompts sent in turn (1 to 8).
+   */
+  prompts: string[];
+  /**
+   * Requests per second per side (1 to 20, default 5).
+   */
+  rate?: number;
+  /**
+   * Requests per side and measurement (1 to 50); default the number of prompts.
+   */
+  requests?: number;
+  /**
+   * Ask for a streamed answer (server-sent events); needed for expect.maxTTFT.
+   */
+  stream?: boolean;
+  /**
+   * Time limit of each request, e.g. 30s (default 30s, at most 2m).
+   */
+  timeout?: string;
+  /**
+   * URL the requests are POSTed to, with the path (e.g.
+   * http://gateway.{{namespace}}/v1/chat/completions). Rendered per side with {{side}}
+   * (canary or stable), {{pool}} (the side's InferencePool in spec.pools; the
+   * InferenceModel's pool in spec.adapters), {{model}} (the model name sent), {{canary}},
+   * {{stable}}, {{namespace}}, {{rollout}}. Must pass the operator's address policy
+   * (link-local and cloud metadata addresses are refused).
+   */
+  url: string;
+}
+
+/**
+ * chat (OpenAI chat completions body, the prompt as one user message) or completions
+ * (prompt). Default chat.
+ */
+export enum API {
+  Chat = "chat",
+  Completions = "completions",
+}
+
+/**
+ * Bearer token sent with every request, from a key of a Secret in the rollout's namespace;
+ * the Secret must carry the label rollouts.inference.dev/gate-credentials=true.
+ */
+export interface ProbeBearerTokenSecretRef {
+  /**
+   * Key in the Secret's data.
+   */
+  key: string;
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+
+/**
+ * What a passing answer looks like; every check given must hold.
+ */
+export interface Expect {
+  /**
+   * Texts the answer's content must contain (each, case-sensitive).
+   */
+  contains?: string[];
+  /**
+   * A JSON Schema (draft-07, checked with ajv 8; as JSON text) the content, parsed as JSON,
+   * must satisfy.
+   */
+  jsonSchema?: string;
+  /**
+   * Upper bound of each request's total time, e.g. 2s.
+   */
+  maxLatency?: string;
+  /**
+   * Upper bound of each streamed request's time to first token, e.g. 500ms (needs stream
+   * true).
+   */
+  maxTTFT?: string;
+  /**
+   * The answer's model field (default - the model name sent; "*" accepts any).
+   */
+  model?: string;
+  /**
+   * Texts the answer's content must not contain.
+   */
+  notContains?: string[];
+  /**
+   * A regular expression (JavaScript syntax, linear-time subset - no back-references or
+   * look-arounds) the content must match somewhere; checked on the first 4 KiB of the content.
+   */
+  regex?: string;
+  /**
+   * HTTP status of the answer (default 200).
+   */
+  status?: number;
+}
+
+/**
  * Prometheus for this metric; default spec.prometheus.
  */
 export interface Prometheus {
@@ -156,7 +305,7 @@ export interface Prometheus {
    * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
    * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
    */
-  bearerTokenSecretRef?: BearerTokenSecretRef;
+  bearerTokenSecretRef?: PrometheusBearerTokenSecretRef;
   /**
    * PEM CA bundle that signs Prometheus' TLS certificate, from a key of a Secret in the
    * rollout's namespace; the Secret must carry the label
@@ -173,7 +322,7 @@ export interface Prometheus {
  * Bearer token sent to Prometheus, from a key of a Secret in the rollout's namespace; the
  * Secret must carry the label rollouts.inference.dev/gate-credentials=true.
  */
-export interface BearerTokenSecretRef {
+export interface PrometheusBearerTokenSecretRef {
   /**
    * Key in the Secret's data.
    */

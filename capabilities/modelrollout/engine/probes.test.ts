@@ -1,0 +1,108 @@
+// Probes before the first weight, as the engine judges them: a failing canary is Failed with the
+// metric and what was seen and no weight ever moves; inconclusive holds; a refused URL is invalid.
+import { describe, expect, it } from "@jest/globals";
+import type { ProbeAnswer, ProbeCheck } from "../../analysis";
+import { reconcileRollout, type Observations } from "../engine";
+import type { ModelRolloutSpec } from "../types";
+
+const NOW = new Date("2025-01-01T00:00:00.000Z");
+const PROBE_METRIC = {
+  name: "answers",
+  probe: { url: "http://gw/v1/chat/completions", prompts: ["hi"], expect: { contains: ["Paris"] } },
+};
+const SPEC: ModelRolloutSpec = {
+  adapters: { inferenceModel: "m", stable: "v1", canary: "v2" },
+  analysis: { metrics: [PROBE_METRIC] },
+  steps: [{ setWeight: 10 }, { setWeight: 100 }],
+};
+const CTX = {
+  scope: "adapters" as const,
+  namespace: "ns",
+  rollout: "r",
+  canary: "v2",
+  stable: "v1",
+};
+const answer = (model: string, content: string): ProbeAnswer => ({
+  prompt: 0,
+  status: 200,
+  model,
+  content,
+  latencyMs: 9,
+});
+
+function obsWith(outcome: ProbeCheck["outcome"]["outcome"]): Observations {
+  const timing = { startedAt: NOW.toISOString(), finishedAt: NOW.toISOString() };
+  return {
+    generation: 1,
+    targets: { ready: true },
+    templateContext: CTX,
+    probeCheck: [
+      {
+        where: "analysis.metrics[0] (answers)",
+        metric: PROBE_METRIC,
+        outcome: { metric: "answers", outcome, ...timing },
+      },
+    ],
+  };
+}
+
+const weights = (r: ReturnType<typeof reconcileRollout>) =>
+  r.actions.flatMap(a => (a.type === "setWeight" ? [a.canaryWeight] : []));
+
+describe("probes before the first weight", () => {
+  it("a passing canary gets its first weight", () => {
+    const r = reconcileRollout(
+      SPEC,
+      undefined,
+      obsWith({ probe: { canary: [answer("v2", "Paris")], stable: [answer("v1", "Paris")] } }),
+      NOW,
+    );
+    expect(weights(r)).toEqual([10]);
+  });
+
+  it("a failing canary ends Failed naming the metric and what was seen; no weight above 0", () => {
+    const r = reconcileRollout(
+      SPEC,
+      undefined,
+      obsWith({ probe: { canary: [answer("v2", "Rome")], stable: [answer("v1", "Paris")] } }),
+      NOW,
+    );
+    expect(r.status.phase).toBe("Failed");
+    expect(Math.max(...weights(r))).toBe(0);
+    expect(r.status.message).toMatch(
+      /failed its probe before any traffic moved: analysis.metrics\[0\] \(answers\) Failed/,
+    );
+    expect(r.status.message).toMatch(/content lacks "Paris".*content "Rome"/);
+    expect(r.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe("ProbeFailed");
+  });
+
+  it("holds without moving traffic when the stable fails too or the probe errs", () => {
+    for (const outcome of [
+      { probe: { canary: [answer("v2", "Rome")], stable: [answer("v1", "Rome")] } },
+      { error: "connection refused", permanent: false },
+    ]) {
+      const r = reconcileRollout(SPEC, undefined, obsWith(outcome), NOW);
+      expect(weights(r)).toEqual([]);
+      expect(r.status.phase).toBe("Pending");
+      expect(r.status.conditions?.find(c => c.type === "Ready")).toMatchObject({
+        status: "False",
+        reason: "ProbePending",
+      });
+      expect(r.requeueAfterMs).toBeGreaterThan(0);
+    }
+  });
+
+  it("a URL the address policy refuses is InvalidAnalysis", () => {
+    const r = reconcileRollout(
+      SPEC,
+      undefined,
+      obsWith({ error: "probe url http://169.254.169.254: refused", permanent: true }),
+      NOW,
+    );
+    expect(weights(r)).toEqual([]);
+    expect(r.status.conditions?.find(c => c.type === "Ready")).toMatchObject({
+      status: "False",
+      reason: "InvalidAnalysis",
+    });
+  });
+});
