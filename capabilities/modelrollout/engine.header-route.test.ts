@@ -2,7 +2,9 @@
 // while the rollout runs, removed exactly once at the end, on rollback and on a target change.
 import { describe, expect, it } from "@jest/globals";
 import { type Observations, type ReconcileResult, reconcileRollout, validateSpec } from "./engine";
-import type { ModelRolloutSpec, RolloutStep } from "./types";
+import { removeHeaderRoute, setHeaderRoute } from "./traffic/header-route";
+import { finalizeHTTPRoute, type HTTPRoute, setHTTPRouteWeight } from "./traffic/httproute";
+import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");
 const at = (s: number) => new Date(T0 + s * 1000);
@@ -140,5 +142,90 @@ describe("setHeaderRoute step", () => {
       status: "False",
       reason: "InvalidSpec",
     });
+  });
+});
+
+// The property test's counterexample: the route write of a setHeaderRoute step went through but
+// the status write was lost, and the step was not entered again (paused, aborted) before the end.
+describe("setHeaderRoute step after a lost status write", () => {
+  const SPLIT = { stable: "pool-v1", canary: "pool-v2" };
+  const RULE = "modelrollout-r-header";
+  const A = [{ headerName: "x-tester", headerValue: { exact: "a" } }];
+  const steps: RolloutStep[] = [{ setHeaderRoute: { match: A } }, { pause: {} }, { setWeight: 0 }];
+  const base: ModelRolloutSpec = { ...specOf(steps), onInconclusive: "Rollback" };
+  const route0: HTTPRoute = {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "HTTPRoute",
+    metadata: { name: "route", namespace: "default" },
+    spec: {
+      rules: [
+        {
+          matches: [{ path: { type: "PathPrefix", value: "/v1" } }],
+          backendRefs: [
+            {
+              group: "inference.networking.x-k8s.io",
+              kind: "InferencePool",
+              name: "pool-v1",
+              weight: 1,
+            },
+          ],
+        },
+      ],
+    },
+  };
+  const applied = (route: HTTPRoute, r: ReconcileResult) =>
+    r.actions.reduce((cur, a) => {
+      if (a.type === "setWeight") return setHTTPRouteWeight(cur, SPLIT, a.canaryWeight) ?? cur;
+      if (a.type === "finalize") return finalizeHTTPRoute(cur, SPLIT, a.outcome) ?? cur;
+      if (a.type === "setHeaderRoute") return setHeaderRoute(cur, SPLIT, RULE, a.match) ?? cur;
+      if (a.type === "removeHeaderRoute") return removeHeaderRoute(cur, RULE) ?? cur;
+      return cur;
+    }, route);
+  const headerRules = (route: HTTPRoute) => (route.spec?.rules ?? []).filter(r => r.name === RULE);
+  /** The rule is in the route (from the first reconcile), status was never written. */
+  const lostStatusWrite = () => {
+    const first = reconcileRollout(base, undefined, obsOf(), at(0));
+    const route = applied(route0, first);
+    expect(headerRules(route)).toHaveLength(1);
+    return route;
+  };
+
+  it("paused before the step runs again: the rule is removed while status does not record it", () => {
+    let route = lostStatusWrite();
+    const paused = { ...base, paused: true };
+    const r = reconcileRollout(paused, undefined, obsOf({ generation: 2 }), at(0));
+    expect(r.status.headerRoute).toBeUndefined();
+    expect(traffic(r)).toEqual([{ type: "removeHeaderRoute", target: TARGET }]);
+    route = applied(route, r);
+    expect(headerRules(route)).toHaveLength(0);
+    // Resumed: the step is entered, written and recorded again, and removed once at the end.
+    const resumed = reconcileRollout(base, r.status, obsOf({ generation: 3 }), at(1));
+    expect(resumed.status.headerRoute).toEqual({ match: A, step: 0 });
+    route = applied(route, resumed);
+    expect(headerRules(route)).toHaveLength(1);
+    const done = reconcileRollout(base, resumed.status, obsOf({ action: "promote" }), at(2));
+    expect(done.status.phase).toBe("Succeeded");
+    route = applied(route, done);
+    expect(headerRules(route)).toHaveLength(0);
+  });
+
+  it("aborted before the step runs again: the rollback removes the unrecorded rule", () => {
+    let route = lostStatusWrite();
+    const paused = { ...base, paused: true };
+    const s1 = reconcileRollout(paused, undefined, obsOf({ generation: 2 }), at(0)).status;
+    const aborted = reconcileRollout(paused, s1, obsOf({ generation: 2, action: "abort" }), at(1));
+    expect(aborted.status.phase).toBe("Aborted");
+    expect(traffic(aborted)).toContainEqual({ type: "removeHeaderRoute", target: TARGET });
+    route = applied(route, aborted);
+    expect(headerRules(route)).toHaveLength(0);
+  });
+
+  it("no setHeaderRoute step: nothing is removed (no header action at all)", () => {
+    const plain: ModelRolloutSpec = specOf([{ pause: {} }, { setWeight: 10 }]);
+    const s1 = reconcileRollout(plain, undefined, obsOf(), at(0));
+    const s2 = reconcileRollout(plain, s1.status as ModelRolloutStatus, obsOf(), at(1));
+    const aborted = reconcileRollout(plain, s2.status, obsOf({ action: "abort" }), at(2));
+    for (const r of [s1, s2, aborted])
+      expect(r.actions.some(a => a.type === "removeHeaderRoute")).toBe(false);
   });
 });

@@ -260,6 +260,7 @@ function reconcileOnce(world: World, crash: Crash, verdicts: Verdicts) {
   for (const a of again.actions) {
     if (a.type === "setWeight") expect(a).toMatchObject({ canaryWeight: out.canaryWeight });
     else if (a.type === "setHeaderRoute") expect(a.match).toEqual(out.headerRoute?.match);
+    else if (a.type === "removeHeaderRoute") expect(out.headerRoute).toBeUndefined();
     else expect(["ensureCanaryPool", "clearActionAnnotation"]).toContain(a.type);
     if (a.type === "setWeight") expect(a.step).toBeUndefined();
   }

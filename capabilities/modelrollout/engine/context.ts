@@ -143,7 +143,7 @@ export interface Ctx {
   requeueAfterMs?: number;
   /** A setWeight for the current target was emitted in this call. */
   weightEmitted: boolean;
-  /** A setHeaderRoute for the current target was emitted in this call. */
+  /** A setHeaderRoute or removeHeaderRoute for the current target was emitted in this call. */
   headerRouteEmitted: boolean;
   /** The engine (re)started these runs in this call: verdicts passed in belong to older runs. */
   stepRunStarted: boolean;

@@ -32,6 +32,7 @@ import { notificationCondition } from "./notify";
 import { failOnProbes, pendingProbes, probeVerdicts, refusedProbes } from "./probes";
 import { targetOf, validateSpec } from "./spec";
 import {
+  dropHeaderRoute,
   followGeneration,
   followStepChanges,
   progress,
@@ -94,8 +95,12 @@ export function reconcileRollout(
       c.traffic.push({ type: "setWeight", canaryWeight: st.canaryWeight, target });
     }
     // Level-triggered like the weight: a crash between status and route write heals here.
+    // Its absence too: a rule written before a lost status write is removed until a step
+    // records it (e.g. while paused before the step is entered again).
     if (!c.headerRouteEmitted && st.headerRoute) {
       c.traffic.push({ type: "setHeaderRoute", match: st.headerRoute.match, target });
+    } else if (!c.headerRouteEmitted) {
+      dropHeaderRoute(c, target, c.traffic);
     }
     requeueForMeasurements(c);
   }

@@ -266,11 +266,30 @@ export function describeHeaderMatch(match: HeaderMatch[]): string {
     .join(" and ");
 }
 
-/** The header route recorded in status is removed from `target` (once: status forgets it). */
-function dropHeaderRoute(c: Ctx, target: RolloutTarget, into: Action[]) {
-  if (!c.st.headerRoute) return;
-  into.push({ type: "removeHeaderRoute", target });
+/**
+ * Whether the rule a setHeaderRoute step writes may be in the route although status does not
+ * record it: the route write of a step goes before the status write, so a crash between the two
+ * leaves the rule in the route with no record of it.
+ */
+export function headerRouteMayLinger(c: Ctx): boolean {
+  return steps(c).some(s => s.setHeaderRoute !== undefined);
+}
+
+/**
+ * The header route is removed from `target` and status forgets it: whenever status records it,
+ * and also when it does not but a setHeaderRoute step may have written it before a status write
+ * was lost. The removal deletes the rule by its name and writes nothing when there is none.
+ */
+export function dropHeaderRoute(c: Ctx, target: RolloutTarget, into: Action[]) {
+  const recorded = c.st.headerRoute !== undefined;
+  const current = into === c.traffic && target === c.target;
   delete c.st.headerRoute;
+  if (target.kind !== "HTTPRoute" || !(recorded || headerRouteMayLinger(c))) return;
+  // Nothing recorded but a header action emitted in this call: it was a removal (a write records
+  // the rule), so the route has none already.
+  if (!recorded && current && c.headerRouteEmitted) return;
+  into.push({ type: "removeHeaderRoute", target });
+  if (current) c.headerRouteEmitted = true;
 }
 
 // --- end states -----------------------------------------------------------------------------------
