@@ -1,11 +1,20 @@
 // Apply: carries out the engine's traffic actions in order (create the canary pool, set a weight,
-// finalize, delete a pool) and logs what changed. Decides nothing: a failure is thrown as an
+// finalize, delete a pool, load or unload the canary adapter on pods) and logs what changed. Decides nothing: a failure is thrown as an
 // ActionError naming the action, for the engine to judge (refusedWrite).
 import { Log } from "pepr";
 import type { Action } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
-import { deletePool, ensureCanaryPool, trafficTargetFor, type TargetInspection } from "./targets";
-import { wireOf, type RolloutTarget } from "./types";
+import { durationMs } from "../duration";
+import { DEFAULT_POD_TIMEOUT_MS } from "./observe";
+import {
+  deletePool,
+  ensureCanaryPool,
+  loadAdapter,
+  trafficTargetFor,
+  unloadAdapter,
+  type TargetInspection,
+} from "./targets";
+import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
 
 export class ActionError extends Error {
   constructor(
@@ -13,6 +22,36 @@ export class ActionError extends Error {
     readonly cause: unknown,
   ) {
     super(`${action.type} failed: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}
+
+function podTimeout(spec: ModelRolloutSpec): number {
+  const timeout = spec.adapters?.readiness?.timeout;
+  return timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS;
+}
+
+/**
+ * Best effort: a rollback is never held up by a pod that cannot unload (the traffic is already
+ * back on stable); a failure is logged as a warning.
+ */
+async function unloadEverywhere(
+  action: Extract<Action, { type: "unloadAdapter" }>,
+  timeoutMs: number,
+  say: (fields: Record<string, unknown>, what: string) => void,
+) {
+  for (const e of action.endpoints) {
+    try {
+      await unloadAdapter(e, action.adapter, timeoutMs);
+      say(
+        { adapter: action.adapter, pod: e.key },
+        `unloaded adapter ${action.adapter} from ${e.key}`,
+      );
+    } catch (err) {
+      Log.warn(
+        { adapter: action.adapter, pod: e.key, error: (err as Error).message },
+        `cannot unload adapter ${action.adapter}: ${(err as Error).message}`,
+      );
+    }
   }
 }
 
@@ -62,6 +101,18 @@ export async function applyActions(
             say({ outcome: action.outcome }, `finalized (${action.outcome})`);
           break;
         }
+        case "loadAdapter":
+          for (const e of action.endpoints) {
+            await loadAdapter(e, action.adapter, action.path, podTimeout(spec));
+            say(
+              { adapter: action.adapter, pod: e.key },
+              `loaded adapter ${action.adapter} on ${e.key}`,
+            );
+          }
+          break;
+        case "unloadAdapter":
+          await unloadEverywhere(action, podTimeout(spec), say);
+          break;
         case "deletePool":
           if (await deletePool(rollout, spec, action.pool, action.onlyIfManaged))
             say({ pool: action.pool }, `deleted pool ${action.pool}`);

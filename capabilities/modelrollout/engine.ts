@@ -53,6 +53,9 @@
 export { ACTION_ANNOTATION, ConditionTypes, MANUAL_ACTIONS } from "./engine/context";
 export type {
   Action,
+  AdapterCall,
+  AdapterEndpoint,
+  AdapterReadinessObservation,
   GateField,
   GateVerdict,
   ManualAction,
@@ -62,4 +65,5 @@ export type {
 export { readActionAnnotation, statusMergePatch, targetOf, validateSpec } from "./engine/spec";
 export { needsQueryCheck, reconcileFailed, reconcileRollout } from "./engine/reconcile";
 export { queriesDue } from "./engine/gates";
+export { needsAdapterCheck } from "./engine/adapters";
 export { refusedWrite } from "./engine/refusal";

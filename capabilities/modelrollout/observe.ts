@@ -13,24 +13,31 @@ import {
   type QueryFunction,
   type GateToCheck,
 } from "../analysis";
-import { isTerminalPhase } from "../api/constants";
+import { durationMs } from "../duration";
+import { InferenceGroup, isTerminalPhase } from "../api/constants";
 import { conflictingOwner, type Claimant } from "./conflict";
 import {
+  needsAdapterCheck,
   needsQueryCheck,
   queriesDue,
   readActionAnnotation,
   targetOf,
+  type AdapterReadinessObservation,
   type GateField,
   type Observations,
 } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import {
+  observeAdapterReadiness,
   readSecretKey,
   trafficTargetFor,
   type TargetInspection,
   type TrafficTarget,
 } from "./targets";
 import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
+
+/** Each call to a pod for adapter readiness, unless spec.adapters.readiness.timeout says. */
+export const DEFAULT_POD_TIMEOUT_MS = 2_000;
 
 export interface Observed {
   obs: Observations;
@@ -107,6 +114,28 @@ function conflictOf(
   return owner ? { owner } : undefined;
 }
 
+/** spec.adapters.readiness: which Ready pods of the model's pool list the canary adapter. */
+function adapterReadiness(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  inspection: TargetInspection,
+  canary: string,
+): Promise<AdapterReadinessObservation> {
+  if (!inspection.pool)
+    return Promise.resolve({
+      pool: "?",
+      problem: "the model names no spec.poolRef",
+      endpoints: [],
+    });
+  const timeout = spec.adapters?.readiness?.timeout;
+  return observeAdapterReadiness(
+    namespace,
+    { name: inspection.pool, group: inspection.poolGroup ?? InferenceGroup.xK8s },
+    canary,
+    timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS,
+  );
+}
+
 /** Reads the world for one reconcile of `mro`. `othersIn` lists the rollouts of a namespace. */
 export async function observe(
   mro: ModelRollout,
@@ -150,6 +179,8 @@ export async function observe(
   if (!inspection.problem && !obs.conflict && needsQueryCheck(spec, status, obs)) {
     obs.queryCheck = await checkQueries(gatesOf(spec), ctx, query);
   }
+  if (!inspection.problem && !obs.conflict && needsAdapterCheck(spec, status, obs))
+    obs.adapterReadiness = await adapterReadiness(namespace, spec, inspection, target.canary);
   const due = queriesDue(spec, status, ctx, now);
   const fields = Object.keys(due) as GateField[];
   if (fields.length) {

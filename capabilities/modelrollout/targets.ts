@@ -7,7 +7,8 @@
 // The parts: targets/traffic-target.ts (per kind: inspect a target, set and finalize its weights),
 // targets/modify-with-retry.ts (the write: JSON Patch behind the resourceVersion test, retried),
 // targets/pools.ts (create the canary pool and its clones, delete the unused pool),
-// targets/gate-secret.ts (gate credentials from a Secret), targets/kube-objects.ts (get, list and
+// targets/gate-secret.ts (gate credentials from a Secret), targets/model-servers.ts (adapter
+// readiness: the pool's pods and vLLM's /v1/models and runtime LoRA API), targets/kube-objects.ts (get, list and
 // create with 404 / 409 read as answers).
 export { apiFailure, type ApiFailure } from "../api-failure";
 export { modifyWithRetry, TargetContendedError } from "./targets/modify-with-retry";
@@ -18,3 +19,4 @@ export {
 } from "./targets/traffic-target";
 export { deletePool, ensureCanaryPool } from "./targets/pools";
 export { readSecretKey } from "./targets/gate-secret";
+export { loadAdapter, observeAdapterReadiness, unloadAdapter } from "./targets/model-servers";

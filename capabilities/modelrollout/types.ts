@@ -9,6 +9,7 @@ import type {
   LastAction,
   Pause,
   Pools,
+  Readiness,
   Spec,
   SpecAnalysis,
   SpecPrometheus,
@@ -24,6 +25,8 @@ export type PoolsSpec = Omit<Wire<Pools>, "httpRouteRule"> & { httpRouteRule?: R
 export type ModelRolloutSpec = Omit<Wire<Spec>, "pools"> & { pools?: PoolsSpec };
 export type RolloutStep = Wire<Step>;
 export type PauseSpec = Wire<Pause>;
+/** spec.adapters.readiness. */
+export type AdapterReadinessSpec = Wire<Readiness>;
 /** Gate spec (background spec.analysis and analysis steps share one schema). */
 export type AnalysisSpec = Wire<SpecAnalysis>;
 export type ProviderSpec = Wire<SpecPrometheus>;

@@ -12,6 +12,7 @@ import {
   requeue,
   steps,
 } from "./context";
+import { ADAPTER_NOT_READY } from "./adapters";
 import { backgroundVerdict, holdOnInconclusive, runVerdict } from "./gates";
 import { followGeneration } from "./steps";
 import type { ModelRolloutStatus, RolloutCondition, RolloutTarget } from "../types";
@@ -93,7 +94,8 @@ function activeMessage(c: Ctx, reason: PauseReason | undefined): string {
         : `steps[${cur}]: paused until promote (${weight})`;
     default:
       if (w?.kind === "Analysis") return `steps[${cur}]: waiting for analysis (${weight})`;
-      if (w?.kind === "Evidence") return `steps[${cur}]: ${w.message} (${weight})`;
+      if (w?.kind === "Evidence" || w?.kind === "Adapter")
+        return `steps[${cur}]: ${w.message} (${weight})`;
       return `steps[${cur}] in progress (${weight})`;
   }
 }
@@ -112,6 +114,21 @@ function pauseEvents(c: Ctx, reason: PauseReason | undefined, prevReason: string
   }
 }
 
+/** A Warning when an adapter hold starts or names other pods; a Normal when a weight rises after one. */
+function adapterEvents(c: Ctx, holding: boolean, message: string) {
+  const before = findCondition(c.prev, ConditionTypes.Progressing);
+  const held = before?.reason === ADAPTER_NOT_READY;
+  if (holding && (!held || before.message !== message))
+    event(c, "Warning", ADAPTER_NOT_READY, message);
+  if (!holding && held && c.weightEmitted)
+    event(
+      c,
+      "Normal",
+      "AdapterReady",
+      `canary adapter ${c.target.canary} is served by every Ready pod of the pool`,
+    );
+}
+
 function activeConditions(c: Ctx) {
   const st = c.st;
   const cur = st.currentStep ?? 0;
@@ -128,14 +145,19 @@ function activeConditions(c: Ctx) {
   if (!reason) delete st.pauseStartedAt;
   else if (!samePause || st.pauseStartedAt === undefined) st.pauseStartedAt = c.nowIso;
 
+  const adapterHold = !reason && c.waiting?.kind === "Adapter";
   const progressing = reason
     ? "RolloutPaused"
-    : c.waiting?.kind === "Analysis"
-      ? "WaitingForAnalysis"
-      : c.waiting?.kind === "Evidence"
-        ? "WaitingForEvidence"
-        : "RolloutProgressing";
-  setCondition(c, ConditionTypes.Progressing, reason ? "False" : "True", progressing, message);
+    : adapterHold
+      ? ADAPTER_NOT_READY
+      : c.waiting?.kind === "Analysis"
+        ? "WaitingForAnalysis"
+        : c.waiting?.kind === "Evidence"
+          ? "WaitingForEvidence"
+          : "RolloutProgressing";
+  adapterEvents(c, adapterHold, message);
+  const moving = !reason && !adapterHold;
+  setCondition(c, ConditionTypes.Progressing, moving ? "True" : "False", progressing, message);
   setCondition(
     c,
     ConditionTypes.Paused,

@@ -27,6 +27,7 @@ import {
   requeueForMeasurements,
   startBackgroundIfDue,
 } from "./gates";
+import { forgetAdapterRecord, loadAdapters, unloadAfterRollback } from "./adapters";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
 import { targetOf, validateSpec } from "./spec";
 import {
@@ -69,8 +70,10 @@ export function reconcileRollout(
   if (blockedByTargets(c, identityChanged, terminal)) return finish(c);
   setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
-  if (identityChanged) startRollout(c, terminal);
-  else if (!terminal) followStepChanges(c);
+  if (identityChanged) {
+    startRollout(c, terminal);
+    forgetAdapterRecord(c);
+  } else if (!terminal) followStepChanges(c);
   followGeneration(c);
   followBackgroundSpec(c);
 
@@ -82,6 +85,8 @@ export function reconcileRollout(
     handleManualAction(c, pending);
   }
   if (isActive(c)) progress(c);
+  loadAdapters(c);
+  unloadAfterRollback(c);
   if (isActive(c)) {
     startBackgroundIfDue(c);
     if (!c.weightEmitted && st.canaryWeight !== undefined) {
