@@ -123,6 +123,16 @@ describe("adapter readiness: the hold", () => {
     expect(progressing(r.status)?.reason).toBe("RolloutPaused");
   });
 
+  it("says so also when the rollout completes in the call that ends the hold", () => {
+    const s = { ...spec({}), steps: [{ setWeight: 30 }, { setWeight: 100 }] };
+    const held = reconcileRollout(s, undefined, obs([ep("pod-b", false)]), at(0));
+    const done = reconcileRollout(s, held.status, obs([ep("pod-b", true)]), at(5));
+    expect(done.status.phase).toBe("Succeeded");
+    expect(events(done)).toEqual(
+      expect.arrayContaining(["Normal AdapterReady", "Normal Succeeded"]),
+    );
+  });
+
   it("the same hold again is one Event, not one per reconcile; other pods are a new Event", () => {
     const o = obs([ep("pod-a", true), ep("pod-b", false)]);
     const first = reconcileRollout(spec({}), undefined, o, at(0));

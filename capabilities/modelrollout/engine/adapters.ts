@@ -97,6 +97,20 @@ export function holdForAdapter(c: Ctx, message: string) {
   requeue(c, Math.min(HOLD_RECHECK_MAX_MS, Math.max(HOLD_RECHECK_MIN_MS, held)));
 }
 
+/** A Normal Event when a weight rises after an adapter hold (also when it completes at once). */
+export function adapterReadyEvent(c: Ctx) {
+  const before = findCondition(c.prev, ConditionTypes.Progressing);
+  if (before?.reason !== ADAPTER_NOT_READY || c.waiting?.kind === "Adapter") return;
+  if (!c.traffic.some(a => a.type === "setWeight" && a.canaryWeight > (c.prev.canaryWeight ?? 0)))
+    return;
+  event(
+    c,
+    "Normal",
+    "AdapterReady",
+    `canary adapter ${c.target.canary} is served by every Ready pod of the pool; the weight rises`,
+  );
+}
+
 /**
  * Loads while the rollout is active and spec.adapters.readiness.load asks: a reachable pod that
  * lacks the canary adapter is recorded in status first, and loaded once recorded.

@@ -114,19 +114,12 @@ function pauseEvents(c: Ctx, reason: PauseReason | undefined, prevReason: string
   }
 }
 
-/** A Warning when an adapter hold starts or names other pods; a Normal when a weight rises after one. */
+/** A Warning when an adapter hold starts or names other pods (the end: adapterReadyEvent). */
 function adapterEvents(c: Ctx, holding: boolean, message: string) {
   const before = findCondition(c.prev, ConditionTypes.Progressing);
   const held = before?.reason === ADAPTER_NOT_READY;
   if (holding && (!held || before.message !== message))
     event(c, "Warning", ADAPTER_NOT_READY, message);
-  if (!holding && held && c.weightEmitted)
-    event(
-      c,
-      "Normal",
-      "AdapterReady",
-      `canary adapter ${c.target.canary} is served by every Ready pod of the pool`,
-    );
 }
 
 function activeConditions(c: Ctx) {

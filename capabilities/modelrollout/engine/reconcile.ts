@@ -27,7 +27,12 @@ import {
   requeueForMeasurements,
   startBackgroundIfDue,
 } from "./gates";
-import { forgetAdapterRecord, loadAdapters, unloadAfterRollback } from "./adapters";
+import {
+  adapterReadyEvent,
+  forgetAdapterRecord,
+  loadAdapters,
+  unloadAfterRollback,
+} from "./adapters";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
 import { targetOf, validateSpec } from "./spec";
 import {
@@ -85,6 +90,7 @@ export function reconcileRollout(
     handleManualAction(c, pending);
   }
   if (isActive(c)) progress(c);
+  adapterReadyEvent(c);
   loadAdapters(c);
   unloadAfterRollback(c);
   if (isActive(c)) {
