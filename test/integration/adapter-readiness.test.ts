@@ -196,6 +196,35 @@ describe("adapter readiness (real simulator pods)", () => {
     expect(eventsOf("unloads").map(e => e.reason)).toContain("AdapterUnloaded");
   });
 
+  it("kubectl explain documents the fields; the apiserver refuses a bad timeout and a load without path", () => {
+    const explained = kubectl([
+      "explain",
+      "modelrollout.spec.adapters.readiness",
+      "--recursive=false",
+    ]);
+    expect(explained).toMatch(/GET \/v1\/models/);
+    expect(explained).toMatch(/AdapterNotReady/);
+    expect(
+      kubectl(["explain", "modelrollout.spec.adapters.readiness.load.unloadOnRollback"]),
+    ).toMatch(/unload_lora_adapter/);
+    expect(kubectl(["explain", "modelrollout.status.adapterReadiness.loadedOn"])).toMatch(/loaded/);
+    apply(model("refused-model"));
+    const refused = (readiness: string) => {
+      try {
+        apply(modelRollout("refused", "a-v2", readiness, "[{setWeight: 100}]"));
+        return "accepted";
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(refused("{timeout: 1d}")).toMatch(/readiness.timeout must be a duration like 2s/);
+    expect(refused("{timeout: 11m}")).toMatch(/at most 10m/);
+    expect(refused("{load: {unloadOnRollback: false}}")).toMatch(
+      /spec.adapters.readiness.load.path: Required/,
+    );
+    expect(kubectl(["get", "mro", "--ignore-not-found", "-o", "name"])).not.toMatch(/refused/);
+  });
+
   it("a Ready pod that does not answer holds the rollout, named with the error", async () => {
     apply(pool("ghost-pool", "ghost", 1));
     kubectl(
@@ -219,5 +248,29 @@ describe("adapter readiness (real simulator pods)", () => {
     expect(progressing(held)?.message).toMatch(/ghost-0 \(unreachable: .*ECONNREFUSED/);
     expect(targetModels("ghost-model")).toEqual([{ name: STABLE, weight: 100 }]);
     expect(held.status?.canaryWeight).toBeUndefined();
+  });
+
+  it("a pod address the operator's address policy refuses is never called and holds the rollout", async () => {
+    await operator.stop();
+    operator = await startOperator({
+      namespaces: [ns.name],
+      name: `${ns.name}-denied`,
+      env: { MODELROLLOUT_PROMETHEUS_DENIED: "127.0.0.0/8" },
+    });
+    apply(model("denied-model"));
+    apply(modelRollout("denied", "a-v2", "{load: {path: /adapters/a-v2}}", "[{setWeight: 100}]"));
+    const held = await waitForRollout(
+      "denied",
+      "held with AdapterNotReady",
+      r => progressing(r)?.reason === "AdapterNotReady",
+    );
+    const message = progressing(held)?.message ?? "";
+    expect(message).toMatch(/not served by 2 of 2 Ready pods/);
+    expect(message).toMatch(
+      /full-0 \(unreachable: address refused by the operator's address policy/,
+    );
+    expect(message).toMatch(/unreachable pods cannot be loaded/);
+    expect(targetModels("denied-model")).toEqual([{ name: STABLE, weight: 100 }]);
+    expect(held.status?.adapterReadiness?.loadedOn).toBeUndefined();
   });
 });
