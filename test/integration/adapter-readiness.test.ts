@@ -170,7 +170,7 @@ describe("adapter readiness (real simulator pods)", () => {
     expect(reasons).toContain("AdapterLoading");
   });
 
-  it("after an abort, unloads the adapter from the pods it loaded it on, and only there", async () => {
+  it("after an abort, unloads the adapter from the pods it loaded it on, and only there (also after a crash)", async () => {
     apply(model("unloads-model"));
     apply(
       modelRollout(
@@ -186,6 +186,9 @@ describe("adapter readiness (real simulator pods)", () => {
       r => r.status?.phase === "Paused" && r.status.canaryWeight === 10,
     );
     expect(Object.keys(await adaptersOn("partial-0"))).toContain("c-v2");
+    // A crash: what the operator loaded is known from status alone, by the next operator.
+    await operator.stop("SIGKILL");
+    operator = await startOperator({ namespaces: [ns.name], name: `${ns.name}-restarted` });
     kubectl(["annotate", "mro", "unloads", "rollouts.inference.dev/action=abort"]);
     const aborted = await waitForRollout("unloads", "Aborted", r => r.status?.phase === "Aborted");
     // The unload runs before the status write that records Aborted.

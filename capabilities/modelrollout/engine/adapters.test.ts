@@ -1,6 +1,7 @@
 // Adapter readiness, the pure decisions: hold before a weight rise while a Ready pod lacks the
 // canary adapter (or cannot be asked), record-then-load, unload after a rollback.
 import { describe, expect, it } from "@jest/globals";
+import fc from "fast-check";
 import {
   type Action,
   type AdapterEndpoint,
@@ -334,5 +335,55 @@ describe("adapter readiness: load and unload", () => {
     const other = { ...spec(LOAD), adapters: { ...spec(LOAD).adapters!, canary: "a-v3" } };
     const r = reconcileRollout(other, status, obs([ep("pod-b", true)]), at(1));
     expect(r.status.adapterReadiness?.loadedOn).toBeUndefined();
+  });
+});
+
+describe("adapter readiness: properties over random runs", () => {
+  const stepArb: fc.Arbitrary<RolloutStep> = fc.oneof(
+    fc.integer({ min: 0, max: 100 }).map(w => ({ setWeight: w })),
+    fc.constantFrom({ pause: {} }, { pause: { duration: "5s" } }),
+  );
+  const endpointArb = (key: string) =>
+    fc
+      .constantFrom<boolean | undefined>(true, true, false, undefined)
+      .map(serving => ep(key, serving, serving === undefined ? "unreachable" : undefined));
+  const tickArb = fc.record({
+    seconds: fc.constantFrom(0, 1, 6),
+    pods: fc.tuple(endpointArb("p0"), endpointArb("p1"), fc.boolean()),
+    action: fc.constantFrom(undefined, undefined, undefined, "promote", "promote-full", "abort"),
+  });
+
+  it("never raises a weight unless every Ready pod serves the adapter; loads and unloads only recorded pods", () => {
+    fc.assert(
+      fc.property(
+        fc.array(stepArb, { minLength: 1, maxLength: 6 }),
+        fc.boolean(),
+        fc.array(tickArb, { minLength: 1, maxLength: 40 }),
+        (steps, withLoad, ticks) => {
+          const s = { ...spec(withLoad ? { load: { path: "/a" } } : {}), steps };
+          let status: ModelRolloutStatus | undefined;
+          let t = 0;
+          for (const tick of ticks) {
+            t += tick.seconds;
+            const endpoints = tick.pods[2] ? [tick.pods[0], tick.pods[1]] : [tick.pods[0]];
+            const o = { ...obs(endpoints), ...(tick.action ? { action: tick.action } : {}) };
+            const before = status?.canaryWeight ?? 0;
+            const recorded = new Set(status?.adapterReadiness?.loadedOn ?? []);
+            const r = reconcileRollout(s, status, o as Observations, at(t));
+            if (Math.max(before, ...weights(r)) > before)
+              expect(endpoints.every(e => e.serving === true)).toBe(true);
+            for (const load of ofType(r, "loadAdapter"))
+              for (const e of load.endpoints) {
+                expect(recorded.has(e.key)).toBe(true);
+                expect(endpoints.find(x => x.key === e.key)?.serving).toBe(false);
+              }
+            for (const unload of ofType(r, "unloadAdapter"))
+              for (const e of unload.endpoints) expect(recorded.has(e.key)).toBe(true);
+            status = r.status;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
