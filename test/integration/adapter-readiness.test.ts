@@ -199,6 +199,47 @@ describe("adapter readiness (real simulator pods)", () => {
     expect(eventsOf("unloads").map(e => e.reason)).toContain("AdapterUnloaded");
   });
 
+  it("an InferenceModelRewrite on a v1 InferencePool (matchLabels, targetPorts): loads on both pods", async () => {
+    apply(`
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: lora-pool-v1}
+spec:
+  selector: {matchLabels: {app: vllm-lora}}
+  targetPorts: [{number: 8000}]
+  endpointPickerRef: {name: lora-pool-v1-epp, port: {number: 9002}}
+---
+apiVersion: llm-d.ai/v1alpha2
+kind: InferenceModelRewrite
+metadata: {name: rewrite}
+spec:
+  poolRef: {name: lora-pool-v1}
+  rules:
+  - matches: [{model: {value: rewritten}}]
+    targets: [{modelRewrite: ${STABLE}, weight: 100}]
+`);
+    apply(`
+apiVersion: rollouts.inference.dev/v1alpha1
+kind: ModelRollout
+metadata: {name: rewrite}
+spec:
+  adapters:
+    inferenceModelRewrite: {name: rewrite}
+    stable: ${STABLE}
+    canary: d-v2
+    readiness: {load: {path: /adapters/d-v2}}
+  steps: [{setWeight: 50}, {setWeight: 100}]
+`);
+    const done = await waitForRollout("rewrite", "Succeeded", r => r.status?.phase === "Succeeded");
+    expect(done.status?.adapterReadiness?.loadedOn).toEqual(["full-0", "partial-0"]);
+    for (const pod of ["full-0", "partial-0"])
+      expect((await adaptersOn(pod))["d-v2"]).toBe("/adapters/d-v2");
+    const rewrite = JSON.parse(
+      kubectl(["get", "inferencemodelrewrites.llm-d.ai", "rewrite", "-o", "json"]),
+    ) as { spec: { rules: { targets: unknown[] }[] } };
+    expect(rewrite.spec.rules[0].targets).toEqual([{ modelRewrite: "d-v2", weight: 100 }]);
+  });
+
   it("kubectl explain documents the fields; the apiserver refuses a bad timeout and a load without path", () => {
     const explained = kubectl([
       "explain",
