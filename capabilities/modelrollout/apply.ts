@@ -30,37 +30,57 @@ function podTimeout(spec: ModelRolloutSpec): number {
   return timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS;
 }
 
+type AdapterAction = Extract<Action, { type: "loadAdapter" | "unloadAdapter" }>;
+
 /**
- * Best effort: a rollback is never held up by a pod that cannot unload (the traffic is already
- * back on stable); a failure is logged as a warning.
+ * Loads or unloads the canary adapter on each pod, best effort: a pod that refuses never stops
+ * the reconcile (its gates are still recorded and a rollback still happens; a load is retried on
+ * the next reconcile, as the pod still lacks the adapter and the weight stays held). Each failure
+ * comes back as a Warning Event and is logged.
  */
-async function unloadEverywhere(
-  action: Extract<Action, { type: "unloadAdapter" }>,
+async function adapterCalls(
+  action: AdapterAction,
   timeoutMs: number,
   say: (fields: Record<string, unknown>, what: string) => void,
-) {
+): Promise<Action[]> {
+  const loading = action.type === "loadAdapter";
+  const warnings: Action[] = [];
   for (const e of action.endpoints) {
     try {
-      await unloadAdapter(e, action.adapter, timeoutMs);
-      say(
-        { adapter: action.adapter, pod: e.key },
-        `unloaded adapter ${action.adapter} from ${e.key}`,
-      );
+      if (loading) await loadAdapter(e, action.adapter, action.path, timeoutMs);
+      else await unloadAdapter(e, action.adapter, timeoutMs);
+      const what = loading
+        ? `loaded adapter ${action.adapter} on`
+        : `unloaded adapter ${action.adapter} from`;
+      say({ adapter: action.adapter, pod: e.key }, `${what} ${e.key}`);
     } catch (err) {
-      Log.warn(
-        { adapter: action.adapter, pod: e.key, error: (err as Error).message },
-        `cannot unload adapter ${action.adapter}: ${(err as Error).message}`,
-      );
+      const message =
+        `cannot ${loading ? "load" : "unload"} canary adapter ${action.adapter} on ${e.key}: ` +
+        `${(err as Error).message}` +
+        (loading ? "; the weight stays held until the pod serves it" : "");
+      Log.warn({ adapter: action.adapter, pod: e.key }, message);
+      warnings.push({
+        type: "event",
+        eventType: "Warning",
+        reason: loading ? "AdapterLoadFailed" : "AdapterUnloadFailed",
+        message,
+      });
     }
   }
+  return warnings;
 }
 
+/**
+ * Carries out `actions` in order; a failed write throws an ActionError. Returns the Warning
+ * Events of best-effort calls that failed (adapter loads and unloads on pods).
+ */
 export async function applyActions(
   mro: ModelRollout,
   target: RolloutTarget | undefined,
   inspection: TargetInspection,
   actions: readonly Action[],
-): Promise<void> {
+): Promise<Action[]> {
+  const warnings: Action[] = [];
   const namespace = mro.metadata!.namespace!;
   const name = mro.metadata!.name!;
   const spec = wireOf(mro).spec;
@@ -102,16 +122,8 @@ export async function applyActions(
           break;
         }
         case "loadAdapter":
-          for (const e of action.endpoints) {
-            await loadAdapter(e, action.adapter, action.path, podTimeout(spec));
-            say(
-              { adapter: action.adapter, pod: e.key },
-              `loaded adapter ${action.adapter} on ${e.key}`,
-            );
-          }
-          break;
         case "unloadAdapter":
-          await unloadEverywhere(action, podTimeout(spec), say);
+          warnings.push(...(await adapterCalls(action, podTimeout(spec), say)));
           break;
         case "deletePool":
           if (await deletePool(rollout, spec, action.pool, action.onlyIfManaged))
@@ -124,4 +136,5 @@ export async function applyActions(
       throw new ActionError(action, err);
     }
   }
+  return warnings;
 }

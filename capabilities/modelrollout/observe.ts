@@ -28,6 +28,7 @@ import {
 } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import {
+  apiFailure,
   observeAdapterReadiness,
   readSecretKey,
   trafficTargetFor,
@@ -128,12 +129,19 @@ function adapterReadiness(
       endpoints: [],
     });
   const timeout = spec.adapters?.readiness?.timeout;
+  const pool = inspection.pool;
+  // A pool or its Pods that cannot be read hold the weight, and never stop the reconcile: its
+  // gates and a rollback go on.
   return observeAdapterReadiness(
     namespace,
-    { name: inspection.pool, group: inspection.poolGroup ?? InferenceGroup.xK8s },
+    { name: pool, group: inspection.poolGroup ?? InferenceGroup.xK8s },
     canary,
     timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS,
-  );
+  ).catch(err => ({
+    pool,
+    problem: `cannot read the pool or its Pods: ${apiFailure(err).message}`,
+    endpoints: [],
+  }));
 }
 
 /** Reads the world for one reconcile of `mro`. `othersIn` lists the rollouts of a namespace. */

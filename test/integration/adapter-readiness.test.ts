@@ -2,6 +2,7 @@
 // emulated Pods of an InferencePool: a canary adapter missing on one pod holds the rollout with a
 // reason naming that pod and no weight moves; the operator loads it when asked (vLLM's runtime
 // LoRA API) and unloads it after a rollback; an unreachable pod holds too.
+import * as http from "node:http";
 import { deployModelServer, removeModelServer, setPodReady } from "../../hack/env/model-servers";
 import type { ModelServer } from "../../hack/env/model-servers";
 import { createTestNamespace, env, TestNamespace, waitFor } from "../support/env";
@@ -292,6 +293,59 @@ spec:
     expect(progressing(held)?.message).toMatch(/ghost-0 \(unreachable: .*ECONNREFUSED/);
     expect(targetModels("ghost-model")).toEqual([{ name: STABLE, weight: 100 }]);
     expect(held.status?.canaryWeight).toBeUndefined();
+  });
+
+  it("a pod that refuses the load (vLLM without runtime LoRA updates) holds, with a Warning, and the reconcile goes on", async () => {
+    // vLLM answers 404 on /v1/load_lora_adapter unless VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; the
+    // simulator always accepts, so this pod is a small server that answers as such a vLLM does.
+    const server = http.createServer((req, res) => {
+      if (req.url === "/v1/models") {
+        res.setHeader("content-type", "application/json");
+        res.end(
+          JSON.stringify({
+            object: "list",
+            data: [{ id: "base" }, { id: STABLE, parent: "base" }],
+          }),
+        );
+      } else {
+        res.statusCode = 404;
+        res.end(JSON.stringify({ detail: "Not Found" }));
+      }
+    });
+    await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      apply(pool("strict-pool", "strict", port));
+      kubectl(
+        ["apply", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: "strict-0", labels: { app: "strict" } },
+          spec: { nodeName: "local", containers: [{ name: "vllm", image: "vllm" }] },
+        }),
+      );
+      setPodReady(env().info, ns.name, "strict-0", "127.0.0.1", true);
+      apply(model("strict-model", "strict-pool"));
+      apply(modelRollout("strict", "a-v2", "{load: {path: /adapters/a-v2}}", "[{setWeight: 100}]"));
+      await waitFor(
+        "a Warning Event AdapterLoadFailed naming the pod and vLLM's answer",
+        () =>
+          eventsOf("strict").some(
+            e => e.reason === "AdapterLoadFailed" && /strict-0.*HTTP 404/.test(e.message),
+          ),
+        30000,
+        () => operator.log,
+      );
+      const held = await waitForRollout("strict", "held, recorded", r =>
+        (r.status?.adapterReadiness?.loadedOn ?? []).includes("strict-0"),
+      );
+      expect(progressing(held)?.reason).toBe("AdapterNotReady");
+      expect(held.status?.conditions?.find(c => c.type === "Ready")?.status).toBe("True");
+      expect(targetModels("strict-model")).toEqual([{ name: STABLE, weight: 100 }]);
+    } finally {
+      server.close();
+    }
   });
 
   it("a pod address the operator's address policy refuses is never called and holds the rollout", async () => {

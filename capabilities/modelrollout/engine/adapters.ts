@@ -113,7 +113,8 @@ export function adapterReadyEvent(c: Ctx) {
 
 /**
  * Loads while the rollout is active and spec.adapters.readiness.load asks: a reachable pod that
- * lacks the canary adapter is recorded in status first, and loaded once recorded.
+ * lacks the canary adapter is recorded in status first (that write brings the next reconcile),
+ * and loaded once recorded; the hold's re-check (2-30 s) looks again and retries a failed load.
  */
 export function loadAdapters(c: Ctx) {
   const load = c.spec.adapters?.readiness?.load;
@@ -133,7 +134,6 @@ export function loadAdapters(c: Ctx) {
       "AdapterLoading",
       `loading canary adapter ${c.target.canary} (lora_path ${load.path}) on ${listPods(fresh.map(e => e.key))}`,
     );
-    requeue(c, 0);
   }
   if (recorded.length) {
     c.traffic.unshift({
@@ -142,7 +142,6 @@ export function loadAdapters(c: Ctx) {
       path: load.path,
       endpoints: recorded.map(e => ({ key: e.key, url: e.url })),
     });
-    requeue(c, 1_000);
   }
 }
 
