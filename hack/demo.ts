@@ -19,6 +19,7 @@ import { isFinished, RolloutJson } from "../plugin/format";
 import { SEED, UPSTREAM } from "./demo/manifests";
 import { formatElapsed, ObservedSplit, ProgressBoard, RolloutView } from "./demo/progress";
 import {
+  adapterReadinessProblems,
   demoUsage,
   failingEvidence,
   gateMeasurements,
@@ -104,6 +105,47 @@ async function getJson<T>(
   }
 }
 
+/** The Qwen pod that starts without travel-helper-v2 (scenario 2 loads it there). */
+const ADAPTER_POD = "qwen-0";
+
+/** The Events of a rollout, oldest first. */
+async function rolloutEvents(
+  world: DemoWorld,
+  rollout: string,
+): Promise<{ name: string; reason: string; message: string }[]> {
+  const out = await kubectlAsync(world.info, [
+    ...["-n", world.namespace, "get", "events", "-o", "json"],
+    ...["--field-selector", `involvedObject.name=${rollout}`],
+  ]);
+  const items = (JSON.parse(out) as { items: EventJson[] }).items;
+  return items
+    .sort((a, b) => (a.lastTimestamp ?? "").localeCompare(b.lastTimestamp ?? ""))
+    .map(e => ({ name: e.metadata.name, reason: e.reason, message: e.message }));
+}
+
+interface EventJson {
+  metadata: { name: string };
+  reason: string;
+  message: string;
+  lastTimestamp?: string;
+}
+
+/** The LoRA adapters a model-server pod lists in GET /v1/models (as the operator asks it). */
+async function adaptersServedBy(world: DemoWorld, pod: string): Promise<string[] | undefined> {
+  const ip = (
+    await kubectlAsync(world.info, [
+      ...["-n", world.namespace, "get", "pod", pod, "-o", "jsonpath={.status.podIP}"],
+    ])
+  ).trim();
+  try {
+    const res = await fetch(`http://${ip}:8000/v1/models`, { signal: AbortSignal.timeout(3000) });
+    const body = (await res.json()) as { data?: { id: string; parent?: string }[] };
+    return (body.data ?? []).filter(m => m.parent).map(m => m.id);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The checks of what a finished scenario left behind (read before the next scenario changes it). */
 async function verify(world: DemoWorld, r: Result): Promise<string[]> {
   const problems = phaseProblems(r.scenario, r.rollout);
@@ -112,9 +154,17 @@ async function verify(world: DemoWorld, r: Result): Promise<string[]> {
     case SCENARIOS[0].rollout:
       return routeProblems((await getJson(world, "httproute", SEED.route)) ?? {}, SEED.canaryPool);
     case SCENARIOS[1].rollout:
-      return loraModelProblems(
-        (await getJson(world, "inferencemodel", SEED.loraInferenceModel)) ?? {},
-      );
+      return [
+        ...loraModelProblems(
+          (await getJson(world, "inferencemodel", SEED.loraInferenceModel)) ?? {},
+        ),
+        ...adapterReadinessProblems(
+          r.rollout,
+          await rolloutEvents(world, r.scenario.rollout),
+          await adaptersServedBy(world, ADAPTER_POD),
+          ADAPTER_POD,
+        ),
+      ];
     case SCENARIOS[3].rollout:
       return routeProblems(
         (await getJson(world, "httproute", UPSTREAM.route)) ?? {},
@@ -178,6 +228,29 @@ async function smokeRequest(gatewayUrl: string, model: string, content: string):
   return `model ${JSON.stringify(model)} -> HTTP ${res.status} from ${res.headers.get("x-gateway-backend")}, answered by ${body.model}: "${answer}..."`;
 }
 
+/**
+ * Scenario 2's adapter readiness as it happens: the operator's Adapter* Events (the hold naming
+ * the pod, the load, the end of the hold), each shown once.
+ */
+async function showAdapterEvents(
+  world: DemoWorld,
+  results: Result[],
+  shown: Set<string>,
+  board: ProgressBoard,
+): Promise<void> {
+  const r = results.find(x => x.scenario.rollout === SCENARIOS[1].rollout);
+  if (r?.startedAt === undefined || r.finishedAt !== undefined) return;
+  try {
+    for (const e of await rolloutEvents(world, r.scenario.rollout)) {
+      if (!e.reason.startsWith("Adapter") || shown.has(e.name)) continue;
+      shown.add(e.name);
+      board.event(`${r.scenario.rollout}: ${e.reason} - ${e.message}`);
+    }
+  } catch {
+    /* the apiserver is busy: shown on the next round */
+  }
+}
+
 async function play(
   world: DemoWorld,
   traffic: TrafficGenerator,
@@ -189,6 +262,7 @@ async function play(
   const observed = new Map<string, ObservedSplit>();
   const lastPhase = new Map<string, string>();
   let lastObservedAt = 0;
+  const shownEvents = new Set<string>();
 
   for (;;) {
     if (interrupted()) throw new Error("interrupted");
@@ -244,6 +318,7 @@ async function play(
 
     if (now - lastObservedAt >= 2000) {
       lastObservedAt = now;
+      await showAdapterEvents(world, results, shownEvents, board);
       for (const r of results) {
         if (r.startedAt === undefined || r.finishedAt !== undefined) continue;
         const o = r.scenario.observe;

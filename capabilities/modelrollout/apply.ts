@@ -1,11 +1,21 @@
 // Apply: carries out the engine's traffic actions in order (create the canary pool, set a weight,
-// finalize, write or remove the header route, delete a pool) and logs what changed. Decides nothing: a failure is thrown as an
+// finalize, write or remove the header route, delete a pool, load or unload the canary adapter on
+// pods) and logs what changed. Decides nothing: a failure is thrown as an
 // ActionError naming the action, for the engine to judge (refusedWrite).
 import { Log } from "pepr";
 import type { Action } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
-import { deletePool, ensureCanaryPool, trafficTargetFor, type TargetInspection } from "./targets";
 import { headerRuleName } from "./traffic/header-rule-name";
+import { durationMs } from "../duration";
+import { DEFAULT_POD_TIMEOUT_MS } from "./observe";
+import {
+  deletePool,
+  ensureCanaryPool,
+  loadAdapter,
+  trafficTargetFor,
+  unloadAdapter,
+  type TargetInspection,
+} from "./targets";
 import type { ModelRolloutSpec, RolloutTarget } from "./types";
 
 export class ActionError extends Error {
@@ -17,13 +27,63 @@ export class ActionError extends Error {
   }
 }
 
+function podTimeout(spec: ModelRolloutSpec): number {
+  const timeout = spec.adapters?.readiness?.timeout;
+  return timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS;
+}
+
+type AdapterAction = Extract<Action, { type: "loadAdapter" | "unloadAdapter" }>;
+
+/**
+ * Loads or unloads the canary adapter on each pod, best effort: a pod that refuses never stops
+ * the reconcile (its gates are still recorded and a rollback still happens; a load is retried on
+ * the next reconcile, as the pod still lacks the adapter and the weight stays held). Each failure
+ * comes back as a Warning Event and is logged.
+ */
+async function adapterCalls(
+  action: AdapterAction,
+  timeoutMs: number,
+  say: (fields: Record<string, unknown>, what: string) => void,
+): Promise<Action[]> {
+  const loading = action.type === "loadAdapter";
+  const warnings: Action[] = [];
+  for (const e of action.endpoints) {
+    try {
+      if (loading) await loadAdapter(e, action.adapter, action.path, timeoutMs);
+      else await unloadAdapter(e, action.adapter, timeoutMs);
+      const what = loading
+        ? `loaded adapter ${action.adapter} on`
+        : `unloaded adapter ${action.adapter} from`;
+      say({ adapter: action.adapter, pod: e.key }, `${what} ${e.key}`);
+    } catch (err) {
+      const message =
+        `cannot ${loading ? "load" : "unload"} canary adapter ${action.adapter} on ${e.key}: ` +
+        `${(err as Error).message}` +
+        (loading ? "; the weight stays held until the pod serves it" : "");
+      Log.warn({ adapter: action.adapter, pod: e.key }, message);
+      warnings.push({
+        type: "event",
+        eventType: "Warning",
+        reason: loading ? "AdapterLoadFailed" : "AdapterUnloadFailed",
+        message,
+      });
+    }
+  }
+  return warnings;
+}
+
+/**
+ * Carries out `actions` in order; a failed write throws an ActionError. Returns the Warning
+ * Events of best-effort calls that failed (adapter loads and unloads on pods).
+ */
 export async function applyActions(
   mro: ModelRollout,
   spec: ModelRolloutSpec,
   target: RolloutTarget | undefined,
   inspection: TargetInspection,
   actions: readonly Action[],
-): Promise<void> {
+): Promise<Action[]> {
+  const warnings: Action[] = [];
   const namespace = mro.metadata!.namespace!;
   const name = mro.metadata!.name!;
   const rollout = { name, namespace };
@@ -79,6 +139,10 @@ export async function applyActions(
             );
           break;
         }
+        case "loadAdapter":
+        case "unloadAdapter":
+          warnings.push(...(await adapterCalls(action, podTimeout(spec), say)));
+          break;
         case "deletePool":
           if (await deletePool(rollout, spec, action.pool, action.onlyIfManaged))
             say({ pool: action.pool }, `deleted pool ${action.pool}`);
@@ -90,4 +154,5 @@ export async function applyActions(
       throw new ActionError(action, err);
     }
   }
+  return warnings;
 }

@@ -315,6 +315,21 @@ describe("crds/modelrollout.yaml", () => {
     );
   });
 
+  it("adapter readiness: opt-in, load needs a path, unloads after a rollback by default", () => {
+    const readiness = spec.properties!.adapters.properties!.readiness;
+    expect(readiness.default).toBeUndefined();
+    expect(readiness.description).toMatch(/\/v1\/models.*AdapterNotReady/s);
+    expect(Object.keys(readiness.properties!).sort()).toEqual(["load", "timeout"]);
+    const load = readiness.properties!.load;
+    expect(load.required).toEqual(["path"]);
+    expect(load.description).toMatch(/load_lora_adapter/);
+    expect(load.properties!.unloadOnRollback).toMatchObject({ type: "boolean", default: true });
+    expect(load.properties!.unloadOnRollback.description).toMatch(/unload_lora_adapter/);
+    const loadedOn = status.properties!.adapterReadiness.properties!.loadedOn;
+    expect(loadedOn).toMatchObject({ type: "array", items: { type: "string" } });
+    expect(typeof loadedOn.maxItems).toBe("number");
+  });
+
   it("declares conditions as a map list by type and the gate runs as free-form objects", () => {
     const conditions = status.properties!.conditions;
     expect(conditions).toMatchObject({

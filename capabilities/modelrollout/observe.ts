@@ -17,7 +17,8 @@ import {
   type QueryFunction,
   type GateToCheck,
 } from "../analysis";
-import { isTerminalPhase } from "../api/constants";
+import { durationMs } from "../duration";
+import { InferenceGroup, isTerminalPhase } from "../api/constants";
 import {
   describeTemplateRef,
   inlineSpecOf,
@@ -27,17 +28,21 @@ import {
 } from "./analysis-templates";
 import { conflictingOwner, type Claimant } from "./conflict";
 import {
+  needsAdapterCheck,
   needsNotificationCheck,
   needsQueryCheck,
   queriesDue,
   readActionAnnotation,
   targetOf,
+  type AdapterReadinessObservation,
   type GateField,
   type Observations,
 } from "./engine";
 import type { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import {
   readAnalysisTemplates,
+  apiFailure,
+  observeAdapterReadiness,
   readSecretKey,
   trafficTargetFor,
   type TargetInspection,
@@ -45,6 +50,9 @@ import {
 } from "./targets";
 import { resolveWebhooks, type Webhook } from "./notifications/webhooks";
 import { wireOf, type ModelRolloutSpec, type RolloutTarget } from "./types";
+
+/** Each call to a pod for adapter readiness, unless spec.adapters.readiness.timeout says. */
+export const DEFAULT_POD_TIMEOUT_MS = 2_000;
 
 export interface Observed {
   obs: Observations;
@@ -145,6 +153,35 @@ async function resolvedSpecOf(mro: ModelRollout): Promise<Resolution> {
   return resolveAnalysisTemplates(written, lookup, namespace);
 }
 
+/** spec.adapters.readiness: which Ready pods of the model's pool list the canary adapter. */
+function adapterReadiness(
+  namespace: string,
+  spec: ModelRolloutSpec,
+  inspection: TargetInspection,
+  canary: string,
+): Promise<AdapterReadinessObservation> {
+  if (!inspection.pool)
+    return Promise.resolve({
+      pool: "?",
+      problem: "the model names no spec.poolRef",
+      endpoints: [],
+    });
+  const timeout = spec.adapters?.readiness?.timeout;
+  const pool = inspection.pool;
+  // A pool or its Pods that cannot be read hold the weight, and never stop the reconcile: its
+  // gates and a rollback go on.
+  return observeAdapterReadiness(
+    namespace,
+    { name: pool, group: inspection.poolGroup ?? InferenceGroup.xK8s },
+    canary,
+    timeout ? durationMs(timeout) : DEFAULT_POD_TIMEOUT_MS,
+  ).catch(err => ({
+    pool,
+    problem: `cannot read the pool or its Pods: ${apiFailure(err).message}`,
+    endpoints: [],
+  }));
+}
+
 /** Reads the world for one reconcile of `mro`. `othersIn` lists the rollouts of a namespace. */
 export async function observe(
   mro: ModelRollout,
@@ -199,6 +236,8 @@ export async function observe(
       checkProbes(gatesOf(spec), ctx, probe, now),
     ]);
   }
+  if (!inspection.problem && !obs.conflict && needsAdapterCheck(spec, status, obs))
+    obs.adapterReadiness = await adapterReadiness(namespace, spec, inspection, target.canary);
   const due = queriesDue(spec, status, ctx, now);
   const fields = Object.keys(due) as GateField[];
   if (fields.length) {

@@ -13,7 +13,13 @@ import { ACTION_ANNOTATION, isTerminalPhase } from "../api/constants";
 import { operatorMetrics, reconcileErrorReason } from "../operator-metrics";
 import { inlineSpecOf, referencesTemplate, type TemplateRef } from "./analysis-templates";
 import { ActionError, applyActions } from "./apply";
-import { reconcileFailed, reconcileRollout, refusedWrite, statusMergePatch } from "./engine";
+import {
+  reconcileFailed,
+  reconcileRollout,
+  refusedWrite,
+  statusMergePatch,
+  type Action,
+} from "./engine";
 import { EventRecorder } from "./event-recorder";
 import { ModelRollout } from "./generated/modelrollout-v1alpha1";
 import { NotificationDelivery } from "./notifications/delivery";
@@ -312,6 +318,8 @@ async function currentRollout(namespace: string, name: string): Promise<ModelRol
   return mro;
 }
 
+const isEvent = (a: Action): a is Extract<Action, { type: "event" }> => a.type === "event";
+
 async function reconcileOnce(namespace: string, name: string): Promise<void> {
   const mro = await currentRollout(namespace, name);
   if (!mro) {
@@ -324,8 +332,9 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
 
   const { obs, spec, target, inspection, webhooks } = await observe(mro, rolloutsIn, now);
   let result = reconcileRollout(spec, prev, obs, now);
+  let warnings: Action[] = [];
   try {
-    await applyActions(mro, spec, target, inspection, result.actions);
+    warnings = await applyActions(mro, spec, target, inspection, result.actions);
   } catch (err) {
     if (!(err instanceof ActionError)) throw err;
     const refused = refusedWrite(spec, prev, obs, { ...err, err: err.cause, namespace }, now);
@@ -338,11 +347,7 @@ async function reconcileOnce(namespace: string, name: string): Promise<void> {
     operatorMetrics.recordReconcileError(namespace, name, refused.failure.reason);
   }
 
-  events.record(
-    mro,
-    result.actions.filter(a => a.type === "event"),
-    now,
-  );
+  events.record(mro, [...result.actions, ...warnings].filter(isEvent), now);
   // Each write's response is the rollout's newest state: the index keeps it, so the next
   // reconcile starts from it. When the response holds nobody else's change (same generation and
   // action annotation as expected), its watch echo is recognized and skipped; otherwise the

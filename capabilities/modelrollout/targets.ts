@@ -7,8 +7,10 @@
 // The parts: targets/traffic-target.ts (per kind: inspect a target, set and finalize its weights),
 // targets/modify-with-retry.ts (the write: JSON Patch behind the resourceVersion test, retried),
 // targets/pools.ts (create the canary pool and its clones, delete the unused pool),
-// targets/gate-secret.ts (gate credentials from a Secret), targets/kube-objects.ts (get, list and
-// create with 404 / 409 read as answers), targets/analysis-templates.ts (the gates' templates).
+// targets/gate-secret.ts (gate credentials from a Secret), targets/model-servers.ts (adapter
+// readiness: the pool's pods and vLLM's /v1/models and runtime LoRA API), targets/kube-objects.ts
+// (get, list and create with 404 / 409 read as answers), targets/analysis-templates.ts (the gates'
+// templates).
 export { apiFailure, type ApiFailure } from "../api-failure";
 export { modifyWithRetry, TargetContendedError } from "./targets/modify-with-retry";
 export {
@@ -19,3 +21,4 @@ export {
 export { deletePool, ensureCanaryPool } from "./targets/pools";
 export { readSecretKey } from "./targets/gate-secret";
 export { readAnalysisTemplates } from "./targets/analysis-templates";
+export { loadAdapter, observeAdapterReadiness, unloadAdapter } from "./targets/model-servers";

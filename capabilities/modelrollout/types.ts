@@ -11,6 +11,7 @@ import type {
   Pause,
   Pools,
   SetHeaderRouteMatch,
+  Readiness,
   Spec,
   SpecAnalysis,
   SpecPrometheus,
@@ -43,6 +44,8 @@ export type ModelRolloutSpec = Omit<WrittenSpec, "analysis" | "steps"> & {
 export type PauseSpec = Wire<Pause>;
 /** One header condition of a setHeaderRoute step (status.headerRoute.match has the same shape). */
 export type HeaderMatch = Wire<SetHeaderRouteMatch>;
+/** spec.adapters.readiness. */
+export type AdapterReadinessSpec = Wire<Readiness>;
 export type ProviderSpec = Wire<SpecPrometheus>;
 /** spec.notifications[]: a webhook told about the rollout's transitions. */
 export type NotificationSpec = Wire<Notification>;

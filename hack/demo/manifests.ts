@@ -59,6 +59,13 @@ export const PICKER_SERVICES: Record<string, string> = {
   [SEED.badPool]: "mymodel-v3-ext-proc",
 };
 
+/**
+ * Where the Qwen server would load travel-helper-v2 from (vLLM's lora_path). The demo's Qwen pod
+ * starts with travel-helper-v1 only: scenario 2 asks the operator to load the canary adapter
+ * (spec.adapters.readiness.load) and holds its first weight until the pod serves it.
+ */
+export const CANARY_ADAPTER_PATH = "/adapters/travel-helper-v2";
+
 /** The percent of requests the broken build's model server fails. */
 export const BAD_FAILURE_RATE = 40;
 
@@ -72,13 +79,16 @@ export interface DemoPod {
   interTokenLatencyMs: number;
 }
 
-/** The model-server pods: the seed's Qwen (with both adapters) and DeepSeek, plus a broken build. */
+/**
+ * The model-server pods: the seed's Qwen (with travel-helper-v1 only: v2 is loaded by the operator
+ * during scenario 2) and DeepSeek, plus a broken build.
+ */
 export const PODS: DemoPod[] = [
   {
     name: "qwen-0",
     labels: { app: "custom-serving", release: "qwen" },
     model: "Qwen/Qwen-2.5-7B-Instruct",
-    loraAdapters: [SEED.stableAdapter, SEED.canaryAdapter],
+    loraAdapters: [SEED.stableAdapter],
     timeToFirstTokenMs: 20,
     interTokenLatencyMs: 4,
   },
@@ -377,6 +387,9 @@ export function adaptersRollout(prometheus: string, pause = "20s", gateway?: str
         inferenceModel: SEED.loraInferenceModel,
         stable: SEED.stableAdapter,
         canary: SEED.canaryAdapter,
+        // Every Ready pod of mymodel-pool-v1 must list travel-helper-v2 before it gets weight;
+        // the operator loads it where it is missing (vLLM's POST /v1/load_lora_adapter).
+        readiness: { load: { path: CANARY_ADAPTER_PATH } },
       },
       analysis: {
         metrics: [errorRateGate("20s", 20, "5s", "10s"), ...(gateway ? [probeGate(gateway)] : [])],

@@ -1,6 +1,8 @@
 import {
   adaptersRollout,
   badRollout,
+  CANARY_ADAPTER_PATH,
+  PODS,
   poolsRollout,
   SEED,
   seedObjects,
@@ -16,6 +18,7 @@ import {
   rolloutLines,
 } from "./progress";
 import {
+  adapterReadinessProblems,
   failingEvidence,
   gateMeasurements,
   loraModelProblems,
@@ -60,6 +63,32 @@ describe("scenario checks", () => {
     expect(
       loraModelProblems({ spec: { targetModels: [{ name: SEED.stableAdapter, weight: 100 }] } })[0],
     ).toMatch(/travel-helper-v1=100/);
+  });
+
+  it("wants scenario 2 to have held for qwen-0, loaded travel-helper-v2 there, and the pod to list it", () => {
+    const r = (loadedOn?: string[]) => ({
+      metadata: { name: "x" },
+      status: { phase: "Succeeded", ...(loadedOn ? { adapterReadiness: { loadedOn } } : {}) },
+    });
+    const held = [{ reason: "AdapterNotReady", message: "... qwen-0 (not in /v1/models) ..." }];
+    const served = [SEED.stableAdapter, SEED.canaryAdapter];
+    expect(adapterReadinessProblems(r(["qwen-0"]), held, served, "qwen-0")).toEqual([]);
+    expect(adapterReadinessProblems(r(["qwen-0"]), [], served, "qwen-0")[0]).toMatch(
+      /no AdapterNotReady Event naming pod qwen-0/,
+    );
+    expect(adapterReadinessProblems(r(), held, served, "qwen-0")[0]).toMatch(
+      /loadedOn should name qwen-0/,
+    );
+    expect(
+      adapterReadinessProblems(r(["qwen-0"]), held, [SEED.stableAdapter], "qwen-0")[0],
+    ).toMatch(/should list travel-helper-v2/);
+  });
+
+  it("starts the Qwen pod without the canary adapter, and asks the operator to load it", () => {
+    expect(PODS.find(p => p.name === "qwen-0")?.loraAdapters).toEqual([SEED.stableAdapter]);
+    expect(adaptersRollout("http://p").spec.adapters.readiness).toEqual({
+      load: { path: CANARY_ADAPTER_PATH },
+    });
   });
 
   it("wants the expected phase, and a failure caused by the error-rate gate", () => {

@@ -111,6 +111,34 @@ export function loraModelProblems(model: ModelTargets): string[] {
   ];
 }
 
+/**
+ * Scenario 2's adapter readiness: the rollout held (AdapterNotReady naming qwen-0, which lacked
+ * travel-helper-v2), the operator loaded the adapter there (status.adapterReadiness.loadedOn) and
+ * the pod lists it now. `reasons`: the rollout's Event reasons; `served`: the pod's /v1/models ids.
+ */
+export function adapterReadinessProblems(
+  r: RolloutJson | undefined,
+  events: { reason: string; message: string }[],
+  served: string[] | undefined,
+  pod: string,
+): string[] {
+  const problems: string[] = [];
+  const held = events.find(e => e.reason === "AdapterNotReady");
+  if (!held || !held.message.includes(pod))
+    problems.push(`no AdapterNotReady Event naming pod ${pod} (the hold before the first weight)`);
+  const loadedOn = (r?.status as { adapterReadiness?: { loadedOn?: string[] } } | undefined)
+    ?.adapterReadiness?.loadedOn;
+  if (!loadedOn?.includes(pod))
+    problems.push(
+      `status.adapterReadiness.loadedOn should name ${pod}, has ${JSON.stringify(loadedOn ?? [])}`,
+    );
+  if (!served?.includes(SEED.canaryAdapter))
+    problems.push(
+      `pod ${pod} should list ${SEED.canaryAdapter} in /v1/models, lists ${JSON.stringify(served ?? [])}`,
+    );
+  return problems;
+}
+
 /** Problems with the phase, and for a failure, that a gate (not something else) caused it. */
 export function phaseProblems(s: Scenario, r: RolloutJson | undefined): string[] {
   const phase = r?.status?.phase;

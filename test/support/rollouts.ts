@@ -23,6 +23,7 @@ export interface Rollout {
     message?: string;
     analysis?: GateRun;
     stepAnalysis?: GateRun;
+    adapterReadiness?: { loadedOn?: string[] };
     conditions?: { type: string; status: string; reason: string; message: string }[];
   };
 }

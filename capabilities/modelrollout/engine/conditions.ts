@@ -12,6 +12,7 @@ import {
   requeue,
   steps,
 } from "./context";
+import { ADAPTER_NOT_READY } from "./adapters";
 import { backgroundVerdict, holdOnInconclusive, runVerdict } from "./gates";
 import { notify } from "./notify";
 import { followGeneration } from "./steps";
@@ -94,7 +95,8 @@ function activeMessage(c: Ctx, reason: PauseReason | undefined): string {
         : `steps[${cur}]: paused until promote (${weight})`;
     default:
       if (w?.kind === "Analysis") return `steps[${cur}]: waiting for analysis (${weight})`;
-      if (w?.kind === "Evidence") return `steps[${cur}]: ${w.message} (${weight})`;
+      if (w?.kind === "Evidence" || w?.kind === "Adapter")
+        return `steps[${cur}]: ${w.message} (${weight})`;
       return `steps[${cur}] in progress (${weight})`;
   }
 }
@@ -111,6 +113,14 @@ function pauseEvents(c: Ctx, reason: PauseReason | undefined, prevReason: string
   if (reason === "AnalysisInconclusive" && prevReason !== "AnalysisInconclusive") {
     event(c, "Warning", "AnalysisInconclusive", `${c.st.message} (onInconclusive: Hold)`);
   }
+}
+
+/** A Warning when an adapter hold starts or names other pods (the end: adapterReadyEvent). */
+function adapterEvents(c: Ctx, holding: boolean, message: string) {
+  const before = findCondition(c.prev, ConditionTypes.Progressing);
+  const held = before?.reason === ADAPTER_NOT_READY;
+  if (holding && (!held || before.message !== message))
+    event(c, "Warning", ADAPTER_NOT_READY, message);
 }
 
 function activeConditions(c: Ctx) {
@@ -130,14 +140,19 @@ function activeConditions(c: Ctx) {
   else if (!samePause || st.pauseStartedAt === undefined) st.pauseStartedAt = c.nowIso;
   if (reason && !samePause) notify(c, "Paused", `${message} (${reason})`);
 
+  const adapterHold = !reason && c.waiting?.kind === "Adapter";
   const progressing = reason
     ? "RolloutPaused"
-    : c.waiting?.kind === "Analysis"
-      ? "WaitingForAnalysis"
-      : c.waiting?.kind === "Evidence"
-        ? "WaitingForEvidence"
-        : "RolloutProgressing";
-  setCondition(c, ConditionTypes.Progressing, reason ? "False" : "True", progressing, message);
+    : adapterHold
+      ? ADAPTER_NOT_READY
+      : c.waiting?.kind === "Analysis"
+        ? "WaitingForAnalysis"
+        : c.waiting?.kind === "Evidence"
+          ? "WaitingForEvidence"
+          : "RolloutProgressing";
+  adapterEvents(c, adapterHold, message);
+  const moving = !reason && !adapterHold;
+  setCondition(c, ConditionTypes.Progressing, moving ? "True" : "False", progressing, message);
   setCondition(
     c,
     ConditionTypes.Paused,

@@ -47,6 +47,34 @@ export interface Observations {
   notificationProblems?: Record<string, { reason: string; message: string }>;
   /** Before the first weight (needsQueryCheck): every deciding probe sent once, to be judged. */
   probeCheck?: ProbeCheck[];
+  /** spec.adapters.readiness (needsAdapterCheck): which Ready pods serve the canary adapter. */
+  adapterReadiness?: AdapterReadinessObservation;
+}
+
+/** One model-server endpoint of the pool and whether its GET /v1/models lists the canary adapter. */
+export interface AdapterEndpoint {
+  /** The pod's name, or name:port when the pool has several target ports. */
+  key: string;
+  /** http://podIP:port */
+  url: string;
+  /** true/false: listed or not; undefined: the pod could not be asked (`error` says why). */
+  serving?: boolean;
+  error?: string;
+}
+
+export interface AdapterReadinessObservation {
+  /** The InferencePool the InferenceModel / InferenceModelRewrite names. */
+  pool: string;
+  /** Why the pool's pods cannot be listed (pool missing, empty selector...). */
+  problem?: string;
+  /** Every Ready pod (and target port) of the pool. */
+  endpoints: AdapterEndpoint[];
+}
+
+/** A pod to load or unload the canary adapter on (the reconciler calls it). */
+export interface AdapterCall {
+  key: string;
+  url: string;
 }
 
 /** The transitions spec.notifications[].on can select. */
@@ -99,7 +127,11 @@ export type Action =
       message: string;
       /** Time of the transition (the status timestamps of this call); part of its key. */
       at: string;
-    };
+    }
+  /** POST /v1/load_lora_adapter {lora_name: adapter, lora_path: path} on each endpoint. */
+  | { type: "loadAdapter"; adapter: string; path: string; endpoints: AdapterCall[] }
+  /** POST /v1/unload_lora_adapter {lora_name: adapter} on each endpoint (best effort). */
+  | { type: "unloadAdapter"; adapter: string; endpoints: AdapterCall[] };
 
 export interface ReconcileResult {
   status: ModelRolloutStatus;
@@ -125,7 +157,8 @@ export type Waiting =
   | { kind: "PauseStep"; dueAt?: string }
   | { kind: "Analysis" }
   | { kind: "Evidence"; message: string }
-  | { kind: "StepInconclusive" };
+  | { kind: "StepInconclusive" }
+  | { kind: "Adapter"; message: string };
 
 export interface Ctx {
   spec: ModelRolloutSpec;

@@ -27,6 +27,12 @@ import {
   requeueForMeasurements,
   startBackgroundIfDue,
 } from "./gates";
+import {
+  adapterReadyEvent,
+  forgetAdapterRecord,
+  loadAdapters,
+  unloadAfterRollback,
+} from "./adapters";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
 import { notificationCondition } from "./notify";
 import { failOnProbes, pendingProbes, probeVerdicts, refusedProbes } from "./probes";
@@ -75,8 +81,10 @@ export function reconcileRollout(
   if (blockedByTargets(c, identityChanged, terminal, pendingProbes(probes))) return finish(c);
   setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
-  if (identityChanged) startRollout(c, terminal);
-  else if (!terminal) followStepChanges(c);
+  if (identityChanged) {
+    startRollout(c, terminal);
+    forgetAdapterRecord(c);
+  } else if (!terminal) followStepChanges(c);
   followGeneration(c);
   followBackgroundSpec(c);
   if (isActive(c)) failOnProbes(c, probes);
@@ -89,6 +97,9 @@ export function reconcileRollout(
     handleManualAction(c, pending);
   }
   if (isActive(c)) progress(c);
+  adapterReadyEvent(c);
+  loadAdapters(c);
+  unloadAfterRollback(c);
   if (isActive(c)) {
     startBackgroundIfDue(c);
     if (!c.weightEmitted && st.canaryWeight !== undefined) {

@@ -1,6 +1,12 @@
 // What a spec says and whether the engine can act on it (pure; no status).
 import { validateAnalysis } from "../../analysis";
-import { MAX_WAIT, MAX_WAIT_MS, durationProblem } from "../../duration";
+import {
+  MAX_TIMEOUT,
+  MAX_TIMEOUT_MS,
+  MAX_WAIT,
+  MAX_WAIT_MS,
+  durationProblem,
+} from "../../duration";
 import { generate as generateMergePatch } from "json-merge-patch";
 import { ACTION_ANNOTATION, MANUAL_ACTIONS, ManualAction, Observations } from "./context";
 import type { HeaderMatch, ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "../types";
@@ -120,6 +126,12 @@ export function validateSpec(
       );
       if (problem) return bad(problem);
     }
+  }
+  const podTimeout = spec.adapters?.readiness?.timeout;
+  if (podTimeout !== undefined) {
+    const field = "adapters.readiness.timeout";
+    const problem = durationProblem(field, podTimeout, MAX_TIMEOUT_MS, MAX_TIMEOUT, true);
+    if (problem) return bad(problem);
   }
   const gateProblems = gateErrors(spec);
   if (gateProblems) return { reason: "InvalidAnalysis", message: gateProblems };

@@ -3,6 +3,7 @@ import { parseDuration } from "../../duration";
 import { startRun } from "../../analysis";
 import { fingerprint } from "../fingerprint";
 import { describeTarget } from "./conditions";
+import { adapterNotReady, holdForAdapter } from "./adapters";
 import { type Action, Ctx, event, requeue, steps } from "./context";
 import { notify } from "./notify";
 import {
@@ -145,6 +146,9 @@ export function progress(c: Ctx) {
         c.waiting = { kind: "Evidence", message: missing };
         return;
       }
+      // Adapter readiness: no rise while a Ready pod of the pool lacks the canary adapter.
+      const notReady = adapterNotReady(c, nextWeight);
+      if (notReady) return holdForAdapter(c, notReady);
     }
     if (i >= n || !step) {
       complete(c);

@@ -102,6 +102,17 @@ export interface Adapters {
    */
   inferenceModelRewrite?: InferenceModelRewrite;
   /**
+   * Adapter readiness (opt-in). When set, the canary weight never rises (the first setWeight
+   * included) until every Ready pod of the model's InferencePool (spec.poolRef: the pool's
+   * selector and target ports) lists the canary adapter in vLLM's GET /v1/models. A pod that
+   * lacks it or cannot be reached holds the rollout (condition Progressing=False, reason
+   * AdapterNotReady, naming the pods) and never makes it proceed; pods that appear later are
+   * checked again before each weight rise. The operator calls the pods through its address
+   * policy (MODELROLLOUT_PROMETHEUS_ALLOWED_HOSTS / _DENIED) and needs to reach their target
+   * port.
+   */
+  readiness?: Readiness;
+  /**
    * Target model (adapter) name serving now, e.g. travel-helper-v1.
    */
   stable: string;
@@ -127,6 +138,50 @@ export interface InferenceModelRewrite {
 export enum Group {
   InferenceNetworkingXK8SIo = "inference.networking.x-k8s.io",
   LlmDAI = "llm-d.ai",
+}
+
+/**
+ * Adapter readiness (opt-in). When set, the canary weight never rises (the first setWeight
+ * included) until every Ready pod of the model's InferencePool (spec.poolRef: the pool's
+ * selector and target ports) lists the canary adapter in vLLM's GET /v1/models. A pod that
+ * lacks it or cannot be reached holds the rollout (condition Progressing=False, reason
+ * AdapterNotReady, naming the pods) and never makes it proceed; pods that appear later are
+ * checked again before each weight rise. The operator calls the pods through its address
+ * policy (MODELROLLOUT_PROMETHEUS_ALLOWED_HOSTS / _DENIED) and needs to reach their target
+ * port.
+ */
+export interface Readiness {
+  /**
+   * When set, the operator loads the canary adapter on every Ready pod that lacks it with
+   * vLLM's runtime LoRA API (POST /v1/load_lora_adapter {lora_name: adapters.canary,
+   * lora_path: path}; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), records those pods
+   * in status.adapterReadiness.loadedOn, and proceeds once every pod lists it.
+   */
+  load?: Load;
+  /**
+   * Timeout of each call to a pod (GET /v1/models, load, unload), e.g. 2s (default 2s).
+   */
+  timeout?: string;
+}
+
+/**
+ * When set, the operator loads the canary adapter on every Ready pod that lacks it with
+ * vLLM's runtime LoRA API (POST /v1/load_lora_adapter {lora_name: adapters.canary,
+ * lora_path: path}; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), records those pods
+ * in status.adapterReadiness.loadedOn, and proceeds once every pod lists it.
+ */
+export interface Load {
+  /**
+   * The lora_path vLLM loads the adapter from (a local path or a Hugging Face repo id the
+   * server can read), e.g. /adapters/travel-helper-v2.
+   */
+  path: string;
+  /**
+   * After a rollback (Failed or Aborted), unload the canary adapter (POST
+   * /v1/unload_lora_adapter) from the pods the operator loaded it on; pods where it was
+   * already present are left alone (default true).
+   */
+  unloadOnRollback?: boolean;
 }
 
 /**
@@ -1101,6 +1156,10 @@ export interface StatusObject {
    */
   abortedAt?: Date;
   /**
+   * What the operator did about adapter readiness (spec.adapters.readiness).
+   */
+  adapterReadiness?: AdapterReadiness;
+  /**
    * Run of the background gate (spec.analysis); written by the analysis module.
    */
   analysis?: { [key: string]: any };
@@ -1180,6 +1239,18 @@ export interface StatusObject {
    * spec change of any of these fields rolls the old canary back and restarts from step 0.
    */
   target?: Target;
+}
+
+/**
+ * What the operator did about adapter readiness (spec.adapters.readiness).
+ */
+export interface AdapterReadiness {
+  /**
+   * Pods (name, or name:port for a pool with several target ports) on which the operator
+   * loaded the canary adapter; after a rollback with unloadOnRollback it is unloaded there
+   * and they leave this list.
+   */
+  loadedOn?: string[];
 }
 
 export interface Condition {

@@ -43,6 +43,8 @@ export interface TargetInspection {
   /** Template variables for gates (model name, pool). */
   modelName?: string;
   pool?: string;
+  /** API group of `pool` (from the model's spec.poolRef, with the CRD's default). */
+  poolGroup?: string;
   /** The inspected object, to inspect other rollouts' claims against it without another read. */
   object?: unknown;
 }
@@ -143,6 +145,7 @@ function inferenceModelTarget(namespace: string, target: RolloutTarget): Traffic
         ...inspection,
         modelName: model.spec?.modelName,
         pool: model.spec?.poolRef?.name,
+        poolGroup: model.spec?.poolRef?.group || InferenceGroup.xK8s,
         object: model,
       };
     },
@@ -180,7 +183,12 @@ function inferenceModelRewriteTarget(namespace: string, target: RolloutTarget): 
       if (!rewrite)
         return { problem: notFound("InferenceModelRewrite", namespace, target.name), claims: [] };
       const inspection = inspectInferenceModelRewrite(rewrite, split);
-      return { ...inspection, pool: rewrite.spec?.poolRef?.name, object: rewrite };
+      return {
+        ...inspection,
+        pool: rewrite.spec?.poolRef?.name,
+        poolGroup: rewrite.spec?.poolRef?.group || InferenceGroup.k8s,
+        object: rewrite,
+      };
     },
     claimsOf(object, other) {
       const a = other.adapters;

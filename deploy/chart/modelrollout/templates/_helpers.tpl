@@ -71,6 +71,10 @@ test/integration/helm.test.ts checks that together they are exactly the declared
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# spec.adapters.readiness: the Ready pods of the model's InferencePool.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end -}}
 
 {{- define "modelrollout.leaseRules" -}}
