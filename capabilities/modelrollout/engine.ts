@@ -76,5 +76,5 @@ export { readActionAnnotation, statusMergePatch, targetOf, validateSpec } from "
 export { needsQueryCheck, reconcileFailed, reconcileRollout } from "./engine/reconcile";
 export { queriesDue } from "./engine/gates";
 export { needsNotificationCheck, subscribers } from "./engine/notify";
-export { needsAdapterCheck } from "./engine/adapters";
+export { needsAdapterCheck, probesWaitForAdapter } from "./engine/adapters";
 export { refusedWrite } from "./engine/refusal";

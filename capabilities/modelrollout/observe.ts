@@ -29,6 +29,7 @@ import {
 import { conflictingOwner, type Claimant } from "./conflict";
 import {
   needsAdapterCheck,
+  probesWaitForAdapter,
   needsNotificationCheck,
   needsQueryCheck,
   queriesDue,
@@ -230,14 +231,14 @@ export async function observe(
   };
   const query = gateQuery(namespace);
   const probe = gateProbe(namespace);
+  if (!inspection.problem && !obs.conflict && needsAdapterCheck(spec, status, obs))
+    obs.adapterReadiness = await adapterReadiness(namespace, spec, inspection, target.canary);
   if (!inspection.problem && !obs.conflict && needsQueryCheck(spec, status, obs)) {
     [obs.queryCheck, obs.probeCheck] = await Promise.all([
       checkQueries(gatesOf(spec), ctx, query),
-      checkProbes(gatesOf(spec), ctx, probe, now),
+      probesWaitForAdapter(spec, obs) ? undefined : checkProbes(gatesOf(spec), ctx, probe, now),
     ]);
   }
-  if (!inspection.problem && !obs.conflict && needsAdapterCheck(spec, status, obs))
-    obs.adapterReadiness = await adapterReadiness(namespace, spec, inspection, target.canary);
   const due = queriesDue(spec, status, ctx, now);
   const fields = Object.keys(due) as GateField[];
   if (fields.length) {

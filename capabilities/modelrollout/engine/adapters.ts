@@ -59,6 +59,25 @@ function why(e: AdapterEndpoint): string {
 }
 
 /**
+ * Probes before the first weight wait while spec.adapters.readiness says a Ready pod does not serve
+ * the canary adapter yet: the probe would only see the 404 of an adapter the operator is about to
+ * load (or the user to deploy), and the hold already keeps the weight where it is.
+ */
+export function probesWaitForAdapter(
+  spec: ModelRolloutSpec,
+  obs: Pick<Observations, "adapterReadiness">,
+): boolean {
+  if (!spec.adapters?.readiness) return false;
+  const seen = obs.adapterReadiness;
+  return (
+    !seen ||
+    !!seen.problem ||
+    !seen.endpoints.length ||
+    seen.endpoints.some(e => e.serving !== true)
+  );
+}
+
+/**
  * Why the canary may not go from the current weight to `nextWeight` yet, or undefined when it
  * may: only a rise is checked, and it needs every Ready pod to answer that it serves the adapter.
  */

@@ -105,4 +105,42 @@ describe("probes before the first weight", () => {
       reason: "InvalidAnalysis",
     });
   });
+
+  it("wait for adapter readiness: no verdict while a Ready pod lacks the canary adapter", () => {
+    // The probe would see the 404 of an adapter the operator is about to load (demo scenario 2).
+    const readySpec: ModelRolloutSpec = {
+      ...SPEC,
+      adapters: { ...SPEC.adapters!, readiness: { load: { path: "/adapters/v2" } } },
+    };
+    const notFound = {
+      probe: { canary: [{ ...answer("", ""), status: 404 }], stable: [answer("v1", "Paris")] },
+    };
+    const endpoint = { key: "pod-a", url: "http://127.0.0.9:8000" };
+    const held = reconcileRollout(
+      readySpec,
+      undefined,
+      {
+        ...obsWith(notFound),
+        adapterReadiness: { pool: "p", endpoints: [{ ...endpoint, serving: false }] },
+      },
+      NOW,
+    );
+    expect(held.status.phase).not.toBe("Failed");
+    expect(weights(held)).toEqual([]);
+    expect(held.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe(
+      "AdapterNotReady",
+    );
+    // Once every Ready pod serves it, the same failing answers are judged: Failed, no weight.
+    const judged = reconcileRollout(
+      readySpec,
+      held.status,
+      {
+        ...obsWith(notFound),
+        adapterReadiness: { pool: "p", endpoints: [{ ...endpoint, serving: true }] },
+      },
+      NOW,
+    );
+    expect(judged.status.phase).toBe("Failed");
+    expect(weights(judged).filter(w => w > 0)).toEqual([]);
+  });
 });

@@ -31,6 +31,7 @@ import {
   adapterReadyEvent,
   forgetAdapterRecord,
   loadAdapters,
+  probesWaitForAdapter,
   unloadAfterRollback,
 } from "./adapters";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
@@ -57,9 +58,10 @@ export function reconcileRollout(
   const st = structuredClone(prev);
   const nowIso = now.toISOString();
 
-  const probes = probeVerdicts(obs);
+  const allProbes = probeVerdicts(obs);
+  const probes = probesWaitForAdapter(spec, obs) ? undefined : allProbes;
   const invalid =
-    obs.specError ?? validateSpec(spec) ?? refusedQueries(obs) ?? refusedProbes(probes);
+    obs.specError ?? validateSpec(spec) ?? refusedQueries(obs) ?? refusedProbes(allProbes);
   const target = targetOf(spec);
   if (invalid || !target) {
     const problem = invalid ?? { reason: "InvalidSpec", message: "spec names no traffic target" };
