@@ -14,7 +14,12 @@ import { deployModelServer, removeModelServer } from "../env/model-servers";
 import { freePort, isAlive, listProcs, startProc, stopProc, tailOf, waitFor } from "../env/procs";
 import { addScrapeTarget, prometheusDirs, removeScrapeTarget } from "../env/prometheus";
 import { operatorKubeconfig } from "../env/rbac";
-import { deployUpstreamEpp, publishPicker, removeUpstreamEpp } from "../env/upstream-epp";
+import {
+  deployUpstreamEpp,
+  publishPicker,
+  removeUpstreamEpp,
+  unpublishPicker,
+} from "../env/upstream-epp";
 import { operatorCommand, operatorEnv } from "../run-operator";
 import {
   DemoPod,
@@ -162,6 +167,8 @@ export async function removeDemo(info: ClusterInfo, namespace: string): Promise<
   }
   for (const service of Object.values(UPSTREAM_EPP_SERVICES))
     await removeUpstreamEpp(info, namespace, service);
+  // The pickers' emulated Pods: a Pod's spec cannot change, so a later demo could not re-publish them.
+  for (const service of Object.values(PICKER_SERVICES)) unpublishPicker(info, namespace, service);
   await Promise.all(
     [...PODS, ...UPSTREAM_PODS].map(p => removeModelServer(info, namespace, p.name)),
   );
