@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { MAX_TIMEOUT, MAX_WAIT, parseDuration } from "../duration";
-import { METRICS_SOURCES } from "../analysis/builtins";
+import { BUILTIN_TEMPLATES, METRICS_SOURCES } from "../analysis/builtins";
 import { NOTIFICATION_TRANSITIONS } from "./engine";
 import { NOTIFICATION_WEBHOOK_LABEL } from "./notifications/webhooks";
 
@@ -423,6 +423,11 @@ describe("crds/analysistemplate.yaml and crds/clusteranalysistemplate.yaml", () 
       });
     },
   );
+
+  it("names every built-in gate in the description of `template` (kubectl explain lists them)", () => {
+    const template = gateMetrics.items!.properties!.template;
+    for (const name of BUILTIN_TEMPLATES) expect(template.description).toContain(name);
+  });
 
   it("a rollout's gates take templates and args besides or instead of metrics", () => {
     for (const gate of [

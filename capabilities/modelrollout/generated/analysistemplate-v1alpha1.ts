@@ -131,7 +131,10 @@ export interface Metric {
    */
   successCondition?: string;
   /**
-   * Name of a built-in LLM gate (e.g. ttft-p95-ratio), configured by args.
+   * Name of a built-in LLM gate, configured by args: error-rate, latency-p95-ratio,
+   * ttft-p95-ratio, min-request-count, traffic-split or paired-comparison (canary vs stable
+   * over one window on TTFT per uncached prompt token, inter-token latency and error rate;
+   * Inconclusive while either side has too few requests).
    */
   template?: string;
 }

@@ -305,7 +305,10 @@ export interface PurpleMetric {
    */
   successCondition?: string;
   /**
-   * Name of a built-in LLM gate (e.g. ttft-p95-ratio), configured by args.
+   * Name of a built-in LLM gate, configured by args: error-rate, latency-p95-ratio,
+   * ttft-p95-ratio, min-request-count, traffic-split or paired-comparison (canary vs stable
+   * over one window on TTFT per uncached prompt token, inter-token latency and error rate;
+   * Inconclusive while either side has too few requests).
    */
   template?: string;
 }
@@ -883,7 +886,10 @@ export interface FluffyMetric {
    */
   successCondition?: string;
   /**
-   * Name of a built-in LLM gate (e.g. ttft-p95-ratio), configured by args.
+   * Name of a built-in LLM gate, configured by args: error-rate, latency-p95-ratio,
+   * ttft-p95-ratio, min-request-count, traffic-split or paired-comparison (canary vs stable
+   * over one window on TTFT per uncached prompt token, inter-token latency and error rate;
+   * Inconclusive while either side has too few requests).
    */
   template?: string;
 }
