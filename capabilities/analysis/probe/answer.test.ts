@@ -50,6 +50,17 @@ describe("readAnswer", () => {
     expect(read).toEqual({ model: "m", content: "hello world", ttftMs: 30 });
   });
 
+  it("ignores streamed events that are not OpenAI chunks (no `choices`)", async () => {
+    const event = (o: object) => `data: ${JSON.stringify(o)}\n\n`;
+    const other = event({ model: "secret-internal", text: "secret" });
+    const chunk = event({ model: "m", choices: [{ delta: { content: "ok" } }] });
+    const read = await readAnswer(body(other, chunk), true, clock());
+    expect(read).toEqual({ model: "m", content: "ok", ttftMs: 20 });
+    const only = await readAnswer(body(other, "data: [DONE]\n\n"), true, clock());
+    expect(only).toEqual({ model: undefined, content: "", ttftMs: undefined });
+    expect(JSON.stringify(only)).not.toContain("secret");
+  });
+
   it("stops reading past the byte bound", async () => {
     const big = "x".repeat(300 * 1024);
     expect(await readAnswer(body(big), false, clock())).toEqual({

@@ -70,6 +70,9 @@ class EventStream {
       this.error ??= "a streamed event is not JSON";
       return;
     }
+    // Only an OpenAI chunk (with `choices`) counts, as for a JSON answer: the model goes into
+    // status, so another service's events must not be copied there.
+    if (!Array.isArray((json as { choices?: unknown })?.choices)) return;
     this.model ??= modelOf(json);
     const part = contentOf(json);
     if (part !== "" && this.ttftMs === undefined) this.ttftMs = elapsedMs;
