@@ -281,11 +281,18 @@ describe("adapter readiness: load and unload", () => {
         endpoints: [{ key: "pod-b", url: "http://127.0.0.9:8000/pod-b" }],
       },
     ]);
-    expect(aborted.status.adapterReadiness?.loadedOn).toBeUndefined();
     expect(events(aborted)).toContain("Normal AdapterUnloaded");
-    // Finished: nothing more to unload.
-    const later = reconcileRollout(spec(LOAD), aborted.status, served, at(4));
+    // Recorded until a pod is seen without it: a failed unload is tried again.
+    expect(aborted.status.adapterReadiness?.loadedOn).toEqual(["pod-b"]);
+    expect(aborted.requeueAfterMs).toBeDefined();
+    expect(needsAdapterCheck(spec(LOAD), aborted.status, {})).toBe(true);
+    const failed = reconcileRollout(spec(LOAD), aborted.status, served, at(33));
+    expect(ofType(failed, "unloadAdapter")[0]?.endpoints.map(e => e.key)).toEqual(["pod-b"]);
+    const gone = obs([ep("pod-a", true), ep("pod-b", false)]);
+    const later = reconcileRollout(spec(LOAD), failed.status, gone, at(63));
     expect(ofType(later, "unloadAdapter")).toEqual([]);
+    expect(later.status.adapterReadiness?.loadedOn).toBeUndefined();
+    expect(needsAdapterCheck(spec(LOAD), later.status, {})).toBe(false);
   });
 
   it("keeps the adapter with unloadOnRollback: false, and never unloads after a success", () => {
@@ -312,7 +319,7 @@ describe("adapter readiness: load and unload", () => {
     expect(ofType(done, "unloadAdapter")).toEqual([]);
   });
 
-  it("an unreachable recorded pod is not called, and the record is dropped", () => {
+  it("an unreachable recorded pod stays recorded and is unloaded once it answers; a gone one is dropped", () => {
     const status: ModelRolloutStatus = {
       ...reconcileRollout(spec(LOAD), undefined, obs([ep("pod-b", true)]), at(0)).status,
       adapterReadiness: { loadedOn: ["pod-b", "pod-gone"] },
@@ -324,17 +331,96 @@ describe("adapter readiness: load and unload", () => {
       at(1),
     );
     expect(ofType(aborted, "unloadAdapter")).toEqual([]);
-    expect(aborted.status.adapterReadiness?.loadedOn).toBeUndefined();
+    expect(aborted.status.adapterReadiness?.loadedOn).toEqual(["pod-b"]);
+    const back = reconcileRollout(spec(LOAD), aborted.status, obs([ep("pod-b", true)]), at(31));
+    expect(ofType(back, "unloadAdapter")[0]?.endpoints.map(e => e.key)).toEqual(["pod-b"]);
+    // The pool cannot be read: nothing is dropped on that account.
+    const unread = reconcileRollout(
+      spec(LOAD),
+      aborted.status,
+      obs(undefined, { adapterReadiness: { pool: "pool-a", problem: "no pool", endpoints: [] } }),
+      at(61),
+    );
+    expect(unread.status.adapterReadiness?.loadedOn).toEqual(["pod-b"]);
   });
 
-  it("a new target forgets the record of the old canary adapter", () => {
+  it("gives up the unload 10 min after the rollback, naming the pods in a Warning", () => {
     const status: ModelRolloutStatus = {
       ...reconcileRollout(spec(LOAD), undefined, obs([ep("pod-b", true)]), at(0)).status,
       adapterReadiness: { loadedOn: ["pod-b"] },
     };
-    const other = { ...spec(LOAD), adapters: { ...spec(LOAD).adapters!, canary: "a-v3" } };
-    const r = reconcileRollout(other, status, obs([ep("pod-b", true)]), at(1));
-    expect(r.status.adapterReadiness?.loadedOn).toBeUndefined();
+    const down = obs([ep("pod-b", undefined, "timeout")]);
+    const aborted = reconcileRollout(spec(LOAD), status, { ...down, action: "abort" }, at(1));
+    const still = reconcileRollout(spec(LOAD), aborted.status, down, at(1 + 599));
+    expect(still.status.adapterReadiness?.loadedOn).toEqual(["pod-b"]);
+    expect(events(still)).not.toContain("Warning AdapterUnloadGaveUp");
+    const over = reconcileRollout(spec(LOAD), still.status, down, at(1 + 601));
+    expect(over.status.adapterReadiness?.loadedOn).toBeUndefined();
+    const warning = ofType(over, "event").find(e => e.reason === "AdapterUnloadGaveUp");
+    expect(warning?.eventType).toBe("Warning");
+    expect(warning?.message).toMatch(/a-v2 may still be loaded on pod-b/);
+    expect(over.requeueAfterMs).toBeUndefined();
+  });
+
+  it("drops recorded pods that left the pool's Ready pods while active", () => {
+    const status: ModelRolloutStatus = {
+      ...reconcileRollout(spec(LOAD), undefined, obs([ep("pod-b", true)]), at(0)).status,
+      adapterReadiness: { loadedOn: ["pod-b", "pod-old"] },
+    };
+    const r = reconcileRollout(spec(LOAD), status, obs([ep("pod-b", true)]), at(1));
+    expect(r.status.adapterReadiness?.loadedOn).toEqual(["pod-b"]);
+  });
+
+  describe("a new target", () => {
+    const recorded = (loadedOn: string[], extra: Partial<ModelRolloutStatus> = {}) => ({
+      ...reconcileRollout(spec(LOAD), undefined, obs([ep("pod-b", true)]), at(0)).status,
+      adapterReadiness: { loadedOn },
+      ...extra,
+    });
+    const withCanary = (canary: string, stable = "a-v1") => ({
+      ...spec(LOAD),
+      adapters: { ...spec(LOAD).adapters!, canary, stable },
+    });
+
+    it("unloads the old canary adapter from its recorded pods, names the unreachable ones, forgets the record", () => {
+      const o = obs([ep("pod-b", false), ep("pod-c", undefined, "timeout")]);
+      const r = reconcileRollout(withCanary("a-v3"), recorded(["pod-b", "pod-c"]), o, at(1));
+      expect(ofType(r, "unloadAdapter")).toEqual([
+        {
+          type: "unloadAdapter",
+          adapter: "a-v2",
+          endpoints: [{ key: "pod-b", url: "http://127.0.0.9:8000/pod-b" }],
+        },
+      ]);
+      const warning = ofType(r, "event").find(e => e.reason === "AdapterUnloadGaveUp");
+      expect(warning?.message).toMatch(/a-v2 may still be loaded on pod-c/);
+      expect(r.status.adapterReadiness?.loadedOn).not.toContain("pod-c");
+    });
+
+    it("never unloads an old canary that succeeded, that is the new stable, or with unloadOnRollback: false", () => {
+      const o = obs([ep("pod-b", true)]);
+      const done = recorded(["pod-b"], { phase: "Succeeded" });
+      expect(ofType(reconcileRollout(withCanary("a-v3"), done, o, at(1)), "unloadAdapter")).toEqual(
+        [],
+      );
+      const promoted = reconcileRollout(withCanary("a-v3", "a-v2"), recorded(["pod-b"]), o, at(1));
+      expect(ofType(promoted, "unloadAdapter")).toEqual([]);
+      const keep = withCanary("a-v3");
+      keep.adapters.readiness = { load: { path: "/a", unloadOnRollback: false } };
+      expect(
+        ofType(reconcileRollout(keep, recorded(["pod-b"]), o, at(1)), "unloadAdapter"),
+      ).toEqual([]);
+    });
+
+    it("also when the new target cannot be used yet (released)", () => {
+      const o = obs(undefined, {
+        targets: { ready: false, reason: "TargetNotFound", message: "x" },
+      });
+      const r = reconcileRollout(withCanary("a-v3"), recorded(["pod-b"]), o as Observations, at(1));
+      expect(r.status.adapterReadiness).toBeUndefined();
+      const warning = ofType(r, "event").find(e => e.reason === "AdapterUnloadGaveUp");
+      expect(warning?.message).toMatch(/a-v2 may still be loaded on pod-b/);
+    });
   });
 });
 

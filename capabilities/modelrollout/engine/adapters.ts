@@ -19,7 +19,7 @@ import {
   requeue,
 } from "./context";
 import { targetOf } from "./spec";
-import type { ModelRolloutSpec, ModelRolloutStatus } from "../types";
+import type { ModelRolloutSpec, ModelRolloutStatus, RolloutTarget } from "../types";
 
 /** The reason of Progressing=False while a pod lacks the canary adapter. */
 export const ADAPTER_NOT_READY = "AdapterNotReady";
@@ -42,7 +42,8 @@ export function needsAdapterCheck(
   if (!spec.adapters?.readiness || !target) return false;
   const st = status ?? {};
   if (!st.target || !jsonEqual(st.target, target)) return true;
-  if (isTerminal(st.phase)) return obs.action === "retry" && st.phase !== "Succeeded";
+  if (isTerminal(st.phase))
+    return (obs.action === "retry" && st.phase !== "Succeeded") || unloadPending(spec, st);
   return true;
 }
 
@@ -139,9 +140,15 @@ export function loadAdapters(c: Ctx) {
   const load = c.spec.adapters?.readiness?.load;
   const seen = c.obs.adapterReadiness;
   if (!load || !seen || !isActive(c)) return;
+  const record = (c.st.adapterReadiness ??= {});
+  // A recorded pod gone from the pool's Ready pods took the adapter with it (bounds the list).
+  if (record.loadedOn && !seen.problem) {
+    const present = new Set(seen.endpoints.map(e => e.key));
+    record.loadedOn = record.loadedOn.filter(k => present.has(k));
+    if (!record.loadedOn.length) delete record.loadedOn;
+  }
   const lacking = seen.endpoints.filter(e => e.serving === false);
   if (!lacking.length) return;
-  const record = (c.st.adapterReadiness ??= {});
   const loadedOn = new Set(record.loadedOn ?? []);
   const recorded = lacking.filter(e => loadedOn.has(e.key));
   const fresh = lacking.filter(e => !loadedOn.has(e.key));
@@ -164,37 +171,107 @@ export function loadAdapters(c: Ctx) {
   }
 }
 
-/**
- * After a rollback reached in this call (Failed or Aborted), with unloadOnRollback (default
- * true): unload the canary adapter from the recorded pods that are Ready and reachable, and
- * forget the record (a pod gone meanwhile has lost the adapter with it).
- */
-export function unloadAfterRollback(c: Ctx) {
-  const load = c.spec.adapters?.readiness?.load;
-  const loadedOn = c.st.adapterReadiness?.loadedOn ?? [];
-  const rolledBack = c.st.phase === "Failed" || c.st.phase === "Aborted";
-  if (!load || load.unloadOnRollback === false || !rolledBack || !c.terminalReason) return;
-  if (!loadedOn.length) return;
-  const recorded = new Set(loadedOn);
-  const endpoints = (c.obs.adapterReadiness?.endpoints ?? []).filter(
-    e => recorded.has(e.key) && e.serving !== undefined,
-  );
-  delete c.st.adapterReadiness!.loadedOn;
-  if (!endpoints.length) return;
-  c.traffic.push({
-    type: "unloadAdapter",
-    adapter: c.target.canary,
-    endpoints: endpoints.map(e => ({ key: e.key, url: e.url })),
-  });
-  event(
-    c,
-    "Normal",
-    "AdapterUnloaded",
-    `unloading canary adapter ${c.target.canary} after the rollback from ${listPods(endpoints.map(e => e.key))} (loaded by the operator)`,
+/** Retry the unload after a rollback for this long after the rollout finished, then give up. */
+const UNLOAD_RETRY_FOR_MS = 10 * 60_000;
+
+/** Whether recorded pods still wait for the unload after a rollback (Failed or Aborted). */
+function unloadPending(spec: ModelRolloutSpec, st: ModelRolloutStatus): boolean {
+  const load = spec.adapters?.readiness?.load;
+  const rolledBack = st.phase === "Failed" || st.phase === "Aborted";
+  return (
+    !!load &&
+    load.unloadOnRollback !== false &&
+    rolledBack &&
+    !!st.adapterReadiness?.loadedOn?.length
   );
 }
 
-/** A new target: the record is about the old canary adapter. */
-export function forgetAdapterRecord(c: Ctx) {
+/**
+ * After a rollback (Failed or Aborted), with unloadOnRollback (default true): unload the canary
+ * adapter from the recorded pods that still list it. A pod leaves the record only once it is seen
+ * without the adapter or is gone from the pool's Ready pods: one that did not answer or whose
+ * unload failed stays recorded and is tried again on later reconciles, for UNLOAD_RETRY_FOR_MS
+ * after the rollback; then a Warning Event names the pods left.
+ */
+export function unloadAfterRollback(c: Ctx) {
+  if (!unloadPending(c.spec, c.st)) return;
+  const record = c.st.adapterReadiness!;
+  const seen = c.obs.adapterReadiness;
+  let keep = record.loadedOn!;
+  let serving: AdapterEndpoint[] = [];
+  if (seen && !seen.problem) {
+    const byKey = new Map(seen.endpoints.map(e => [e.key, e]));
+    keep = keep.filter(k => byKey.has(k) && byKey.get(k)!.serving !== false);
+    serving = keep.map(k => byKey.get(k)!).filter(e => e.serving === true);
+  }
+  if (serving.length) {
+    c.traffic.push({
+      type: "unloadAdapter",
+      adapter: c.target.canary,
+      endpoints: serving.map(e => ({ key: e.key, url: e.url })),
+    });
+    event(
+      c,
+      "Normal",
+      "AdapterUnloaded",
+      `unloading canary adapter ${c.target.canary} after the rollback from ${listPods(serving.map(e => e.key))} (loaded by the operator)`,
+    );
+  }
+  const since = Date.parse(c.st.finishedAt ?? "");
+  if (keep.length && !(c.now.getTime() - since <= UNLOAD_RETRY_FOR_MS)) {
+    event(
+      c,
+      "Warning",
+      "AdapterUnloadGaveUp",
+      `canary adapter ${c.target.canary} may still be loaded on ${listPods(keep)}: not unloaded within ${UNLOAD_RETRY_FOR_MS / 60_000} min of the rollback; unload it there (POST /v1/unload_lora_adapter)`,
+    );
+    keep = [];
+  }
+  if (!keep.length) delete record.loadedOn;
+  else {
+    record.loadedOn = keep;
+    // Look again soon after the rollback (to see the unload done), then every 30 s at most.
+    const after = Number.isFinite(since) ? c.now.getTime() - since : 0;
+    requeue(c, Math.min(HOLD_RECHECK_MAX_MS, Math.max(HOLD_RECHECK_MIN_MS, after)));
+  }
+}
+
+/**
+ * A new target: the record is about the old canary adapter. Unless the rollout had succeeded (the
+ * old canary then serves the traffic) or it stays in use, unload it from its recorded pods that
+ * answer (unloadOnRollback, default true) and name those it may be left on, then forget the record.
+ */
+export function forgetAdapterRecord(c: Ctx, old: RolloutTarget | undefined, oldPhase?: string) {
+  const loadedOn = c.st.adapterReadiness?.loadedOn ?? [];
+  if (old && old.canary === c.target.canary) return;
   delete c.st.adapterReadiness;
+  const inUse = oldPhase === "Succeeded" || old?.canary === c.target.stable;
+  const load = c.spec.adapters?.readiness?.load;
+  if (!old || !loadedOn.length || inUse || load?.unloadOnRollback === false) return;
+  const recorded = new Set(loadedOn);
+  // `serving` is about the new canary here; any answer says the pod is reachable.
+  const reachable = (c.obs.adapterReadiness?.endpoints ?? []).filter(
+    e => recorded.has(e.key) && e.serving !== undefined,
+  );
+  if (reachable.length) {
+    c.traffic.push({
+      type: "unloadAdapter",
+      adapter: old.canary,
+      endpoints: reachable.map(e => ({ key: e.key, url: e.url })),
+    });
+    event(
+      c,
+      "Normal",
+      "AdapterUnloaded",
+      `unloading the old canary adapter ${old.canary} after the target changed from ${listPods(reachable.map(e => e.key))} (loaded by the operator)`,
+    );
+  }
+  const left = loadedOn.filter(k => !reachable.some(e => e.key === k));
+  if (left.length)
+    event(
+      c,
+      "Warning",
+      "AdapterUnloadGaveUp",
+      `the old canary adapter ${old.canary} may still be loaded on ${listPods(left)} (not reachable when the target changed); unload it there (POST /v1/unload_lora_adapter)`,
+    );
 }

@@ -84,8 +84,8 @@ export function reconcileRollout(
   setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
   if (identityChanged) {
+    forgetAdapterRecord(c, st.target, st.phase);
     startRollout(c, terminal);
-    forgetAdapterRecord(c);
   } else if (!terminal) followStepChanges(c);
   followGeneration(c);
   followBackgroundSpec(c);
@@ -125,6 +125,8 @@ export function reconcileRollout(
 /** Finished and nothing asks for a new run: only acknowledge actions and follow the generation. */
 function finishedRollout(c: Ctx, pending: PendingAction | undefined): ReconcileResult {
   if (pending) handleManualAction(c, pending);
+  // Pods not unloaded yet after a rollback are tried again (bounded).
+  unloadAfterRollback(c);
   notificationCondition(c);
   // Targets are no longer watched, so an earlier Ready=False (e.g. a fixed invalid spec) clears.
   if (findCondition(c.st, ConditionTypes.Ready)?.status === "False") {
@@ -152,6 +154,7 @@ function blockedByTargets(
   if ((obs.conflict || !obs.targets.ready) && identityChanged && st.target && !terminal) {
     // The user moved the rollout away from its old target: release that one now, even though
     // the new target cannot be used yet.
+    forgetAdapterRecord(c, st.target, st.phase);
     releaseOldTarget(c);
   }
   if (obs.conflict) {
