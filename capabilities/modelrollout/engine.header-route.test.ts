@@ -1,9 +1,20 @@
 // The setHeaderRoute step in the engine: written before any weight, recorded in status, re-asserted
 // while the rollout runs, removed exactly once at the end, on rollback and on a target change.
 import { describe, expect, it } from "@jest/globals";
-import { type Observations, type ReconcileResult, reconcileRollout, validateSpec } from "./engine";
+import {
+  type Observations,
+  type ReconcileResult,
+  reconcileRollout,
+  refusedWrite,
+  validateSpec,
+} from "./engine";
 import { removeHeaderRoute, setHeaderRoute } from "./traffic/header-route";
-import { finalizeHTTPRoute, type HTTPRoute, setHTTPRouteWeight } from "./traffic/httproute";
+import {
+  finalizeHTTPRoute,
+  type HTTPRoute,
+  inspectHTTPRoute,
+  setHTTPRouteWeight,
+} from "./traffic/httproute";
 import type { ModelRolloutSpec, ModelRolloutStatus, RolloutStep } from "./types";
 
 const T0 = Date.parse("2025-01-01T00:00:00.000Z");
@@ -227,5 +238,79 @@ describe("setHeaderRoute step after a lost status write", () => {
     const aborted = reconcileRollout(plain, s2.status, obsOf({ action: "abort" }), at(2));
     for (const r of [s1, s2, aborted])
       expect(r.actions.some(a => a.type === "removeHeaderRoute")).toBe(false);
+  });
+});
+
+// A setHeaderRoute step the route cannot take (here: already 16 rules), right after a weight step.
+// The reconciler applies the actions in order and, when one throws, lets refusedWrite decide the
+// status from the previous one: the weights already written must be the ones status records.
+describe("setHeaderRoute step refused after a weight step", () => {
+  const SPLIT = { stable: "pool-v1", canary: "pool-v2" };
+  const RULE = "modelrollout-r-header";
+  const spec = specOf([{ setWeight: 10 }, { setHeaderRoute: { match: TESTERS } }, { pause: {} }]);
+  const full = (): HTTPRoute => ({
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "HTTPRoute",
+    metadata: { name: "route", namespace: "default" },
+    spec: {
+      rules: [
+        {
+          backendRefs: [
+            { group: "inference.networking.x-k8s.io", kind: "InferencePool", name: "pool-v1" },
+          ],
+        },
+        ...Array.from({ length: 15 }, (_, i) => ({
+          name: `r${i}`,
+          backendRefs: [{ name: "svc", port: 80 }],
+        })),
+      ],
+    },
+  });
+  /** One reconcile as reconciler.ts runs it: engine, actions in order, refusal judged. */
+  const reconcileOnce = (route: HTTPRoute, prev: ModelRolloutStatus | undefined, s: number) => {
+    const obs = obsOf();
+    let result = reconcileRollout(spec, prev, obs, at(s));
+    for (const action of result.actions) {
+      try {
+        if (action.type === "setWeight")
+          route = setHTTPRouteWeight(route, SPLIT, action.canaryWeight) ?? route;
+        if (action.type === "setHeaderRoute")
+          route = setHeaderRoute(route, SPLIT, RULE, action.match) ?? route;
+      } catch (err) {
+        const refused = refusedWrite(spec, prev, obs, { err, action, namespace: "default" }, at(s));
+        expect(refused).toBeDefined(); // judged, not thrown past the status write
+        result = refused!.result;
+        break;
+      }
+    }
+    return { route, status: result.status };
+  };
+
+  it("leaves no weight unrecorded: the weight is written and recorded, then the step is refused", () => {
+    let route = full();
+    let status: ModelRolloutStatus | undefined;
+    for (let s = 0; s < 4; s++) {
+      ({ route, status } = reconcileOnce(route, status, s * 10));
+      expect(inspectHTTPRoute(route, SPLIT).canaryWeight ?? 0).toBe(status.canaryWeight ?? 0);
+    }
+    expect(status!.canaryWeight).toBe(10);
+    expect(status!.currentStep).toBe(1);
+    expect(status!.headerRoute).toBeUndefined();
+    expect(status!.conditions?.find(c => c.type === "Ready")).toMatchObject({
+      status: "False",
+      reason: "HeaderRouteInvalid",
+      message: expect.stringContaining("limit of 16"),
+    });
+  });
+
+  it("enters the header step only in a later reconcile than the weight it follows", () => {
+    const first = reconcileRollout(spec, undefined, obsOf(), at(0));
+    // (the removal by name is the lost-status-write guard: it writes nothing on this route)
+    expect(traffic(first).map(a => a.type)).toEqual(["setWeight", "removeHeaderRoute"]);
+    expect(first.status).toMatchObject({ currentStep: 1, canaryWeight: 10 });
+    expect(first.requeueAfterMs).toBeDefined();
+    const second = reconcileRollout(spec, first.status, obsOf(), at(0.5));
+    expect(traffic(second).map(a => a.type)).toEqual(["setHeaderRoute", "setWeight"]);
+    expect(second.status).toMatchObject({ currentStep: 2, headerRoute: { step: 1 } });
   });
 });

@@ -195,7 +195,9 @@ export async function observe(
   const status = wireOf(mro).status;
   const target = targetOf(spec);
   const traffic = target ? trafficTargetFor(namespace, spec, target) : undefined;
-  const inspection: TargetInspection = traffic ? await traffic.inspect() : { claims: [] };
+  const inspection: TargetInspection = traffic
+    ? await traffic.inspect(mro.metadata?.name)
+    : { claims: [] };
   const obs: Observations = {
     generation: mro.metadata?.generation ?? 0,
     ...readActionAnnotation(mro.metadata?.annotations),

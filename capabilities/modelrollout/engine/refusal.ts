@@ -1,5 +1,6 @@
 // A write the apiserver refused: whether retrying alone will fix it, and what the rollout says then.
 import { apiFailure } from "../../api-failure";
+import { HeaderRouteError } from "../traffic/header-route";
 import type { ModelRolloutSpec, ModelRolloutStatus } from "../types";
 import type { Action, Observations, ReconcileResult } from "./context";
 import { reconcileRollout } from "./reconcile";
@@ -33,6 +34,12 @@ export function actionFailure(
   action: Action,
   namespace: string,
 ): { reason: string; message: string } | undefined {
+  // The route cannot take the header rule: only a change of the route or the spec helps.
+  if (err instanceof HeaderRouteError)
+    return {
+      reason: err.reason,
+      message: `cannot ${describeAction(action, namespace)}: ${err.message}`,
+    };
   const { status, message } = apiFailure(err);
   const what = `cannot ${describeAction(action, namespace)}: ${message}`;
   switch (status) {

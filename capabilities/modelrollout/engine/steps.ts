@@ -154,6 +154,7 @@ export function progress(c: Ctx) {
       complete(c);
       return;
     }
+    if (headerWaitsForWeight(c, step)) return requeue(c, 1);
     if (st.stepStartedAt === undefined) enterStep(c, i, step);
     if (step.setWeight !== undefined || step.setHeaderRoute) {
       advance(c);
@@ -183,6 +184,21 @@ export function progress(c: Ctx) {
     c.waiting = verdict === "Inconclusive" ? { kind: "StepInconclusive" } : { kind: "Analysis" };
     return;
   }
+}
+
+/**
+ * A setHeaderRoute write not entered yet while a weight was set at this very instant: it waits
+ * for the next reconcile. A header write refused after the weight write of the same reconcile
+ * would drop the status that records the weight (refusedWrite starts from the previous status),
+ * leaving the route at a weight nobody recorded. Keyed to the time, not to this call, so the same
+ * input gives the same output. A removal cannot hit a route limit and does not wait.
+ */
+function headerWaitsForWeight(c: Ctx, step: RolloutStep): boolean {
+  return (
+    c.st.stepStartedAt === undefined &&
+    !!step.setHeaderRoute?.match.length &&
+    c.st.canaryWeightSetAt === c.nowIso
+  );
 }
 
 /**

@@ -23,6 +23,7 @@ export class TargetContendedError extends Error {
 /**
  * Read-transform-write with optimistic concurrency. `transform` returns the new object or null
  * (nothing to change); only the weights in which it differs are written. Returns true when it wrote.
+ * `verify` sees what was sent and the apiserver's answer (it may throw to refuse the result).
  */
 export async function modifyWithRetry<T extends { spec?: unknown }>(
   model: Model,
@@ -31,6 +32,7 @@ export async function modifyWithRetry<T extends { spec?: unknown }>(
   transform: (current: T) => T | null,
   known?: unknown,
   attempts = 5,
+  verify?: (sent: T, written: T) => Promise<void>,
 ): Promise<boolean> {
   const get = async () => (await K8s(model).InNamespace(namespace).Get(name)) as GenericKind;
   // `known`: the caller's fresh copy; a conflict sends the retry to a GET.
@@ -51,12 +53,12 @@ export async function modifyWithRetry<T extends { spec?: unknown }>(
     }
     if (weights.length === 0) return false;
     const tried = current.metadata?.resourceVersion;
+    let written: GenericKind;
     try {
-      await K8s(model, { name, namespace }).Patch([
+      written = await K8s(model, { name, namespace }).Patch([
         { op: "test", path: "/metadata/resourceVersion", value: tried },
         ...weights,
       ]);
-      return true;
     } catch (err) {
       // 409 Conflict, or 422 when the `test` op saw another resourceVersion: someone else wrote.
       // A 422 on an object nobody else changed is the apiserver refusing our change itself.
@@ -71,6 +73,9 @@ export async function modifyWithRetry<T extends { spec?: unknown }>(
           name,
           attempts,
         );
+      continue;
     }
+    await verify?.(next, written as T);
+    return true;
   }
 }

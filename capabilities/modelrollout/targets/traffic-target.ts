@@ -28,7 +28,9 @@ import {
   inspectInferenceModelRewrite,
   setInferenceModelRewriteWeight,
 } from "../traffic/inferencemodelrewrite";
-import { setHeaderRoute } from "../traffic/header-route";
+import { K8s } from "kubernetes-fluent-client";
+import { droppedHeaderRule, headerRouteProblem, setHeaderRoute } from "../traffic/header-route";
+import { headerRuleName } from "../traffic/header-rule-name";
 import type { HeaderMatch, ModelRolloutSpec, RolloutTarget } from "../types";
 import { getOrUndefined } from "./kube-objects";
 import { modifyWithRetry } from "./modify-with-retry";
@@ -51,7 +53,8 @@ export interface TargetInspection {
 
 /** Reads and drives one rollout's traffic target. */
 export interface TrafficTarget {
-  inspect(): Promise<TargetInspection>;
+  /** `rollout`: the rollout's name, whose header rule (if any) the HTTPRoute check accounts for. */
+  inspect(rollout?: string): Promise<TargetInspection>;
   /** Claims another rollout with `spec` would have on the object this target inspected. */
   claimsOf(object: unknown, spec: ModelRolloutSpec): string[];
   /** `known`: the object inspect() returned, to start from without another read. */
@@ -68,6 +71,33 @@ function notFound(kindName: string, namespace: string, name: string) {
   };
 }
 
+/** The header matches of the spec's setHeaderRoute steps (empty ones remove, they need no room). */
+function headerMatches(spec: ModelRolloutSpec): HeaderMatch[][] {
+  return (spec.steps ?? []).flatMap(s => (s.setHeaderRoute ? [s.setHeaderRoute.match] : []));
+}
+
+/**
+ * Refuses a header write whose rule name the apiserver dropped (HTTPRoute CRD before Gateway API
+ * v1.4), after taking back the unnamed copy it appended, so that re-assertions add no more copies.
+ */
+const keepsRuleName = (ruleName: string) => async (sent: HTTPRoute, written: HTTPRoute) => {
+  const dropped = droppedHeaderRule(sent, written, ruleName);
+  if (!dropped) return;
+  if (dropped.index >= 0) {
+    const path = `/spec/rules/${dropped.index}`;
+    const { name, namespace } = written.metadata ?? {};
+    await K8s(HTTPRouteKind, { name, namespace })
+      .Patch([
+        { op: "test", path: "/metadata/resourceVersion", value: written.metadata?.resourceVersion },
+        { op: "test", path, value: written.spec!.rules![dropped.index] },
+        { op: "remove", path },
+      ])
+      // Best effort: a concurrent edit keeps the copy; the refusal below stands either way.
+      .catch(() => undefined);
+  }
+  throw dropped.error;
+};
+
 function httpRouteTarget(
   namespace: string,
   spec: ModelRolloutSpec,
@@ -81,10 +111,11 @@ function httpRouteTarget(
     group,
     rule: target.rule,
   });
-  const write = (edit: (route: HTTPRoute) => HTTPRoute | null, known: unknown) =>
-    modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, edit, known);
+  type Verify = (sent: HTTPRoute, written: HTTPRoute) => Promise<void>;
+  const write = (edit: (route: HTTPRoute) => HTTPRoute | null, known: unknown, verify?: Verify) =>
+    modifyWithRetry<HTTPRoute>(HTTPRouteKind, namespace, target.name, edit, known, 5, verify);
   return {
-    async inspect() {
+    async inspect(rollout = "") {
       const route = await getOrUndefined(HTTPRouteKind, namespace, target.name);
       if (!route) return { problem: notFound("HTTPRoute", namespace, target.name), claims: [] };
       group ??= detectPoolGroup(route, split());
@@ -99,6 +130,15 @@ function httpRouteTarget(
           claims: inspection.claims,
           object: route,
         };
+      // Checked here, before any weight moves: a header write refused after a weight write of
+      // the same reconcile would leave that weight unrecorded.
+      const header = headerRouteProblem(
+        route,
+        split(),
+        headerRuleName(rollout),
+        headerMatches(spec),
+      );
+      if (header) return { problem: header, claims: inspection.claims, object: route };
       if (!pools.canaryTemplate && !(await getOrUndefined(Pool, namespace, target.canary))) {
         return {
           problem: {
@@ -129,7 +169,7 @@ function httpRouteTarget(
     setWeight: (w, known) => write(r => setHTTPRouteWeight(r, split(), w), known),
     finalize: (outcome, known) => write(r => finalizeHTTPRoute(r, split(), outcome), known),
     setHeaderRoute: (ruleName, match, known) =>
-      write(r => setHeaderRoute(r, split(), ruleName, match), known),
+      write(r => setHeaderRoute(r, split(), ruleName, match), known, keepsRuleName(ruleName)),
   };
 }
 

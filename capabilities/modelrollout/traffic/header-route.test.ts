@@ -1,6 +1,12 @@
 import { describe, expect, it } from "@jest/globals";
 import { headerRuleName, isHeaderRuleName } from "./header-rule-name";
-import { removeHeaderRoute, setHeaderRoute, toHeaderMatch } from "./header-route";
+import {
+  droppedHeaderRule,
+  headerRouteProblem,
+  removeHeaderRoute,
+  setHeaderRoute,
+  toHeaderMatch,
+} from "./header-route";
 import {
   finalizeHTTPRoute,
   type HTTPRoute,
@@ -232,5 +238,80 @@ describe("the JSON Patch of a header route", () => {
     expect(() => weightPatch(nested, { a: { rules: [{ name: RULE }] } })).toThrow(
       "refusing to write add /spec/a/rules/0",
     );
+  });
+});
+
+describe("headerRouteProblem (checked when the target is inspected)", () => {
+  it("is nothing for a route that takes every setHeaderRoute step, its own rule included", () => {
+    const full = route();
+    for (let i = 0; i < 13; i++)
+      full.spec!.rules!.push({ name: `r${i}`, backendRefs: [{ name: "svc", port: 80 }] });
+    // 15 rules: room for one header rule; with ours already there, a rewrite still fits.
+    expect(headerRouteProblem(full, SPLIT, RULE, [TESTERS, []])).toBeUndefined();
+    const ours = setHeaderRoute(full, SPLIT, RULE, TESTERS)!;
+    const other = [{ headerName: "x-b", headerValue: { exact: "1" } }];
+    expect(headerRouteProblem(ours, SPLIT, RULE, [other])).toBeUndefined();
+    // Only removals: no room needed.
+    ours.spec!.rules!.push({ name: "r99", backendRefs: [{ name: "svc", port: 80 }] });
+    expect(headerRouteProblem(ours, SPLIT, RULE, [[]])).toBeUndefined();
+  });
+
+  it("names the limit and the fix, as HeaderRouteInvalid", () => {
+    const full = route();
+    for (let i = 0; i < 14; i++)
+      full.spec!.rules!.push({ name: `r${i}`, backendRefs: [{ name: "svc", port: 80 }] });
+    const problem = headerRouteProblem(full, SPLIT, RULE, [TESTERS]);
+    expect(problem?.reason).toBe("HeaderRouteInvalid");
+    expect(problem?.message).toMatch(
+      /limit of 16.*change the HTTPRoute or the setHeaderRoute step/,
+    );
+    const twoManaged = route();
+    twoManaged.spec!.rules!.push(structuredClone(twoManaged.spec!.rules![1]));
+    expect(headerRouteProblem(twoManaged, SPLIT, RULE, [[], TESTERS])?.message).toContain(
+      "set spec.pools.httpRouteRule",
+    );
+    const many = Array.from({ length: 16 }, (_, i) => ({
+      headerName: `h${i}`,
+      headerValue: { exact: "1" },
+    }));
+    expect(headerRouteProblem(route(), SPLIT, RULE, [TESTERS, many])).toMatchObject({
+      reason: "HeaderRouteInvalid",
+      message: expect.stringContaining("more than 16 header matches"),
+    });
+  });
+});
+
+describe("droppedHeaderRule (a CRD without spec.rules[].name)", () => {
+  const withoutNames = (r: HTTPRoute): HTTPRoute => {
+    const out = structuredClone(r);
+    for (const rule of out.spec!.rules!) delete rule.name;
+    return out;
+  };
+
+  it("is nothing when the written route keeps the rule's name, or when no rule was written", () => {
+    const sent = setHeaderRoute(route(), SPLIT, RULE, TESTERS)!;
+    expect(droppedHeaderRule(sent, structuredClone(sent), RULE)).toBeUndefined();
+    const removed = removeHeaderRoute(sent, RULE)!;
+    expect(droppedHeaderRule(removed, withoutNames(removed), RULE)).toBeUndefined();
+  });
+
+  it("finds the unnamed copy the write appended and refuses, naming Gateway API v1.4.0", () => {
+    const sent = setHeaderRoute(route(), SPLIT, RULE, TESTERS)!;
+    const dropped = droppedHeaderRule(sent, withoutNames(sent), RULE);
+    expect(dropped?.index).toBe(2);
+    expect(dropped?.error.reason).toBe("HeaderRouteUnsupported");
+    expect(dropped?.error.message).toContain("Gateway API v1.4.0 or later");
+    // Were the copy left (the take-back raced another writer), it refers to the canary pool: the
+    // next inspection sees two rules to copy and blocks, rather than appending a third.
+    expect(headerRouteProblem(withoutNames(sent), SPLIT, RULE, [TESTERS])?.message).toContain(
+      "2 rules",
+    );
+  });
+
+  it("takes nothing back when it cannot tell which rule is the copy", () => {
+    const sent = setHeaderRoute(route(), SPLIT, RULE, TESTERS)!;
+    const written = withoutNames(sent);
+    written.spec!.rules!.push({ backendRefs: [{ name: "svc", port: 80 }] });
+    expect(droppedHeaderRule(sent, written, RULE)?.index).toBe(-1);
   });
 });
