@@ -13,6 +13,7 @@ import {
   steps,
 } from "./context";
 import { ADAPTER_NOT_READY } from "./adapters";
+import { PROBE_PENDING } from "./probes";
 import { backgroundVerdict, holdOnInconclusive, runVerdict } from "./gates";
 import { notify } from "./notify";
 import { followGeneration } from "./steps";
@@ -25,6 +26,14 @@ export function blocked(c: Ctx, rawReason: string, message: string, retry: boole
   const st = c.st;
   c.blocked = true;
   st.phase ??= "Pending";
+  notReady(c, rawReason, message, retry);
+  // A finished rollout keeps its final message; Ready tells what is wrong now.
+  if (!isTerminal(st.phase)) st.message = message;
+  followGeneration(c);
+}
+
+/** Ready=False with a Warning when it changes, and (retry) a re-check with a growing backoff. */
+export function notReady(c: Ctx, rawReason: string, message: string, retry: boolean) {
   const reason = conditionReason(rawReason, "TargetsNotReady");
   const before = findCondition(c.prev, ConditionTypes.Ready);
   setCondition(c, ConditionTypes.Ready, "False", reason, message);
@@ -36,12 +45,9 @@ export function blocked(c: Ctx, rawReason: string, message: string, retry: boole
   ) {
     event(c, "Warning", reason, message);
   }
-  // A finished rollout keeps its final message; Ready tells what is wrong now.
-  if (!isTerminal(st.phase)) st.message = message;
-  followGeneration(c);
   if (retry) {
     const since = Date.parse(
-      findCondition(st, ConditionTypes.Ready)?.lastTransitionTime ?? c.nowIso,
+      findCondition(c.st, ConditionTypes.Ready)?.lastTransitionTime ?? c.nowIso,
     );
     const waited = c.now.getTime() - since;
     requeue(c, Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, waited)));
@@ -95,7 +101,7 @@ function activeMessage(c: Ctx, reason: PauseReason | undefined): string {
         : `steps[${cur}]: paused until promote (${weight})`;
     default:
       if (w?.kind === "Analysis") return `steps[${cur}]: waiting for analysis (${weight})`;
-      if (w?.kind === "Evidence" || w?.kind === "Adapter")
+      if (w?.kind === "Evidence" || w?.kind === "Adapter" || w?.kind === "Probe")
         return `steps[${cur}]: ${w.message} (${weight})`;
       return `steps[${cur}] in progress (${weight})`;
   }
@@ -141,17 +147,20 @@ function activeConditions(c: Ctx) {
   if (reason && !samePause) notify(c, "Paused", `${message} (${reason})`);
 
   const adapterHold = !reason && c.waiting?.kind === "Adapter";
+  const probeHold = !reason && c.waiting?.kind === "Probe";
   const progressing = reason
     ? "RolloutPaused"
     : adapterHold
       ? ADAPTER_NOT_READY
-      : c.waiting?.kind === "Analysis"
-        ? "WaitingForAnalysis"
-        : c.waiting?.kind === "Evidence"
-          ? "WaitingForEvidence"
-          : "RolloutProgressing";
+      : probeHold
+        ? PROBE_PENDING
+        : c.waiting?.kind === "Analysis"
+          ? "WaitingForAnalysis"
+          : c.waiting?.kind === "Evidence"
+            ? "WaitingForEvidence"
+            : "RolloutProgressing";
   adapterEvents(c, adapterHold, message);
-  const moving = !reason && !adapterHold;
+  const moving = !reason && !adapterHold && !probeHold;
   setCondition(c, ConditionTypes.Progressing, moving ? "True" : "False", progressing, message);
   setCondition(
     c,

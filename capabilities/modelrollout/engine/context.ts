@@ -158,7 +158,8 @@ export type Waiting =
   | { kind: "Analysis" }
   | { kind: "Evidence"; message: string }
   | { kind: "StepInconclusive" }
-  | { kind: "Adapter"; message: string };
+  | { kind: "Adapter"; message: string }
+  | { kind: "Probe"; message: string };
 
 export interface Ctx {
   spec: ModelRolloutSpec;
@@ -182,6 +183,8 @@ export interface Ctx {
   stepRunStarted: boolean;
   backgroundRunStarted: boolean;
   waiting?: Waiting;
+  /** Why the probes before the first weight did not pass yet: no weight may rise meanwhile. */
+  probesPending?: string;
   /** Spec invalid or targets unusable: no traffic action at all. */
   blocked: boolean;
   /** Reason of a terminal phase reached in this call (for conditions). */

@@ -83,8 +83,13 @@ describe("probes before the first weight", () => {
     ]) {
       const r = reconcileRollout(SPEC, undefined, obsWith(outcome), NOW);
       expect(weights(r)).toEqual([]);
-      expect(r.status.phase).toBe("Pending");
+      // Started and held before its first weight (steps before it, e.g. a header route, run).
+      expect(r.status.phase).toBe("Progressing");
       expect(r.status.conditions?.find(c => c.type === "Ready")).toMatchObject({
+        status: "False",
+        reason: "ProbePending",
+      });
+      expect(r.status.conditions?.find(c => c.type === "Progressing")).toMatchObject({
         status: "False",
         reason: "ProbePending",
       });
@@ -142,5 +147,76 @@ describe("probes before the first weight", () => {
     );
     expect(judged.status.phase).toBe("Failed");
     expect(weights(judged).filter(w => w > 0)).toEqual([]);
+  });
+});
+
+describe("probes and manual actions", () => {
+  const failing = obsWith({
+    probe: { canary: [answer("v2", "Rome")], stable: [answer("v1", "Paris")] },
+  });
+
+  it("a retry of a rollout that failed its probe judges the probe again: no weight above 0", () => {
+    const failed = reconcileRollout(SPEC, undefined, failing, NOW);
+    expect(failed.status.phase).toBe("Failed");
+    const retried = reconcileRollout(SPEC, failed.status, { ...failing, action: "retry" }, NOW);
+    expect(weights(retried).filter(w => w > 0)).toEqual([]);
+    expect(retried.status.canaryWeight ?? 0).toBe(0);
+    expect(retried.status.phase).toBe("Failed");
+    expect(retried.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe(
+      "ProbeFailed",
+    );
+  });
+
+  // The header route sends testers to the canary before any weight; pending probes hold only the
+  // first weight rise, so abort, failed gates and the header route still work meanwhile.
+  const POOLS_SPEC: ModelRolloutSpec = {
+    pools: { httpRoute: "route", stable: "pool-v1", canary: "pool-v2" },
+    analysis: { metrics: [PROBE_METRIC] },
+    steps: [
+      { setHeaderRoute: { match: [{ headerName: "x-canary", headerValue: { exact: "yes" } }] } },
+      { pause: {} },
+      { setWeight: 10 },
+    ],
+  };
+  // Both pools answer for model m: the same wrong answer from both is inconclusive.
+  const poolsObs = (canary: string, stable: string, extra: Partial<Observations> = {}) => ({
+    ...obsWith({ probe: { canary: [answer("m", canary)], stable: [answer("m", stable)] } }),
+    templateContext: {
+      ...CTX,
+      scope: "pools" as const,
+      canary: "pool-v2",
+      stable: "pool-v1",
+      modelName: "m",
+    },
+    ...extra,
+  });
+  const pendingObs = (extra: Partial<Observations> = {}) => poolsObs("Rome", "Rome", extra);
+
+  it("abort while the probes are pending: Aborted and the header route removed", () => {
+    const held = reconcileRollout(POOLS_SPEC, undefined, pendingObs(), NOW);
+    expect(held.status.headerRoute).toBeDefined();
+    const aborted = reconcileRollout(POOLS_SPEC, held.status, pendingObs({ action: "abort" }), NOW);
+    expect(aborted.status.phase).toBe("Aborted");
+    expect(aborted.status.headerRoute).toBeUndefined();
+    expect(aborted.actions.map(a => a.type)).toContain("removeHeaderRoute");
+    expect(weights(aborted)).toEqual([0]);
+  });
+
+  it("pending probes never let the first weight rise, whatever is promoted", () => {
+    const paused = reconcileRollout(POOLS_SPEC, undefined, pendingObs(), NOW).status;
+    const held = [];
+    for (const action of ["promote", "promote-full"] as const) {
+      const r = reconcileRollout(POOLS_SPEC, paused, pendingObs({ action }), NOW);
+      expect(weights(r).filter(w => w > 0)).toEqual([]);
+      expect(r.status.phase).toBe("Progressing");
+      expect(r.status.conditions?.find(c => c.type === "Ready")?.reason).toBe("ProbePending");
+      expect(r.status.conditions?.find(c => c.type === "Progressing")?.reason).toBe("ProbePending");
+      expect(r.requeueAfterMs).toBeGreaterThan(0);
+      held.push(r.status);
+    }
+    // Once they pass, the weight rises.
+    expect(weights(reconcileRollout(POOLS_SPEC, held[0], poolsObs("Paris", "Paris"), NOW))).toEqual(
+      [10],
+    );
   });
 });

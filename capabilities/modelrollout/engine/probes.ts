@@ -1,9 +1,14 @@
 // Probes judged before the first weight (observe.ts sent them while all traffic is on stable):
 // failed → roll back with the metric and what was seen, traffic untouched; inconclusive or a
-// transient error → hold (Ready=False) and send again; refused for good → InvalidAnalysis.
+// transient error → hold the first weight rise (Ready=False) and send again; refused for good →
+// InvalidAnalysis. The hold is only on the weight: abort, failed gates and a header route proceed.
 import { judgeProbeChecks, type ProbeVerdicts } from "../../analysis";
+import { notReady } from "./conditions";
 import type { Ctx, Observations } from "./context";
 import { rollback } from "./steps";
+
+/** The reason of Ready=False and Progressing=False while the probes did not pass yet. */
+export const PROBE_PENDING = "ProbePending";
 
 /** The probes' verdicts of this reconcile, or undefined when none were sent. */
 export function probeVerdicts(obs: Observations): ProbeVerdicts | undefined {
@@ -26,6 +31,12 @@ export function refusedProbes(
 export function pendingProbes(verdicts: ProbeVerdicts | undefined): string | undefined {
   if (!verdicts?.pending.length) return undefined;
   return `the probes before the first weight did not pass yet, retrying (no traffic was moved): ${verdicts.pending.join("; ")}`;
+}
+
+/** Pending probes: Ready=False (re-checked with a backoff), and progress holds any rise. */
+export function holdOnPendingProbes(c: Ctx, message: string) {
+  c.probesPending = message;
+  notReady(c, PROBE_PENDING, message, true);
 }
 
 /** A canary that failed its probes before the first weight: Failed, all traffic stays on stable. */

@@ -36,7 +36,13 @@ import {
 } from "./adapters";
 import { handleManualAction, pendingManualAction, type PendingAction } from "./manual";
 import { notificationCondition } from "./notify";
-import { failOnProbes, pendingProbes, probeVerdicts, refusedProbes } from "./probes";
+import {
+  failOnProbes,
+  holdOnPendingProbes,
+  pendingProbes,
+  probeVerdicts,
+  refusedProbes,
+} from "./probes";
 import { targetOf, validateSpec } from "./spec";
 import {
   dropHeaderRoute,
@@ -65,10 +71,10 @@ export function reconcileRollout(
   const target = targetOf(spec);
   if (invalid || !target) {
     const problem = invalid ?? { reason: "InvalidSpec", message: "spec names no traffic target" };
-    const c = newCtx(spec, obs, now, nowIso, prev, st, st.target ?? placeholderTarget());
-    st.phase ??= "Pending";
-    blocked(c, problem.reason, `invalid spec: ${problem.message}`, false);
-    return finish(c);
+    return invalidSpec(
+      newCtx(spec, obs, now, nowIso, prev, st, st.target ?? placeholderTarget()),
+      problem,
+    );
   }
 
   const c = newCtx(spec, obs, now, nowIso, prev, st, target);
@@ -80,8 +86,11 @@ export function reconcileRollout(
   if (terminal && !identityChanged && !retrying) return finishedRollout(c, pending);
   if (!terminal && !identityChanged) recordMeasurements(c);
   notificationCondition(c);
-  if (blockedByTargets(c, identityChanged, terminal, pendingProbes(probes))) return finish(c);
-  setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
+  if (blockedByTargets(c, identityChanged, terminal)) return finish(c);
+  // A failed probe outweighs a pending one (failOnProbes below).
+  const probesPending = probes?.failed.length ? undefined : pendingProbes(probes);
+  if (probesPending) holdOnPendingProbes(c, probesPending);
+  else setCondition(c, ConditionTypes.Ready, "True", "TargetsReady", describeTarget(target));
 
   if (identityChanged) {
     forgetAdapterRecord(c, st.target, st.phase);
@@ -89,11 +98,11 @@ export function reconcileRollout(
   } else if (!terminal) followStepChanges(c);
   followGeneration(c);
   followBackgroundSpec(c);
-  if (isActive(c)) failOnProbes(c, probes);
-
   if (pending && pending.action !== "promote" && pending.action !== "promote-full") {
     handleManualAction(c, pending);
   }
+  // After the actions: a retry makes a rollout that failed its probe active again.
+  if (isActive(c)) failOnProbes(c, probes);
   if (isActive(c)) checkFailures(c);
   if (pending && (pending.action === "promote" || pending.action === "promote-full")) {
     handleManualAction(c, pending);
@@ -143,13 +152,8 @@ function finishedRollout(c: Ctx, pending: PendingAction | undefined): ReconcileR
   return finish(c);
 }
 
-/** Another owner, a missing target, an unreachable Prometheus or probes not passed yet: touch nothing, say why. */
-function blockedByTargets(
-  c: Ctx,
-  identityChanged: boolean,
-  terminal: boolean,
-  probesPending: string | undefined,
-): boolean {
+/** Another owner, a missing target or an unreachable Prometheus: touch nothing, say why. */
+function blockedByTargets(c: Ctx, identityChanged: boolean, terminal: boolean): boolean {
   const { obs, st, target } = c;
   if ((obs.conflict || !obs.targets.ready) && identityChanged && st.target && !terminal) {
     // The user moved the rollout away from its old target: release that one now, even though
@@ -177,11 +181,21 @@ function blockedByTargets(
     blocked(c, "PrometheusUnavailable", message, true);
     return true;
   }
-  if (probesPending) {
-    blocked(c, "ProbePending", probesPending, true);
-    return true;
-  }
   return false;
+}
+
+/**
+ * An invalid spec (e.g. a deleted AnalysisTemplate) changes nothing: the weight stays, no gate
+ * runs. Only an abort of a rollout that already moved traffic is applied, on the target in
+ * status, so that a broken spec never keeps a canary's traffic against the user's will.
+ */
+function invalidSpec(c: Ctx, problem: { reason: string; message: string }): ReconcileResult {
+  const pending = pendingManualAction(c);
+  if (pending?.action === "abort" && c.st.target && isActive(c)) handleManualAction(c, pending);
+  c.st.phase ??= "Pending";
+  blocked(c, problem.reason, `invalid spec: ${problem.message}`, false);
+  if (c.terminalReason) updatePhaseAndConditions(c);
+  return finish(c);
 }
 
 /** Queries Prometheus refused for good when checked before the first weight (InvalidAnalysis). */

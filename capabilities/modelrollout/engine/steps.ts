@@ -149,6 +149,11 @@ export function progress(c: Ctx) {
       // Adapter readiness: no rise while a Ready pod of the pool lacks the canary adapter.
       const notReady = adapterNotReady(c, nextWeight);
       if (notReady) return holdForAdapter(c, notReady);
+      // Probes before the first weight that did not pass yet hold the rise (and only the rise).
+      if (c.probesPending && nextWeight > (st.canaryWeight ?? 0)) {
+        c.waiting = { kind: "Probe", message: c.probesPending };
+        return;
+      }
     }
     if (i >= n || !step) {
       complete(c);

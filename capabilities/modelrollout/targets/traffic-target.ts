@@ -103,8 +103,10 @@ function httpRouteTarget(
   spec: ModelRolloutSpec,
   target: RolloutTarget,
 ): TrafficTarget {
-  const pools = spec.pools!;
-  let group: PoolGroup | undefined = pools.poolGroup;
+  // A rollback of a recorded HTTPRoute target may run under a spec without pools (an abort on an
+  // invalid spec, a change of target kind): nothing of spec.pools is needed to set its weights.
+  const pools = spec.pools;
+  let group: PoolGroup | undefined = pools?.poolGroup;
   const split = (): PoolSplit => ({
     stable: target.stable,
     canary: target.canary,
@@ -139,7 +141,7 @@ function httpRouteTarget(
         headerMatches(spec),
       );
       if (header) return { problem: header, claims: inspection.claims, object: route };
-      if (!pools.canaryTemplate && !(await getOrUndefined(Pool, namespace, target.canary))) {
+      if (!pools?.canaryTemplate && !(await getOrUndefined(Pool, namespace, target.canary))) {
         return {
           problem: {
             reason: "CanaryPoolNotFound",
