@@ -940,7 +940,9 @@ describe("measureDue", () => {
       throw new Error("Prometheus http://prometheus:9090: connection refused");
     });
     let run = stepRun();
-    for (let i = 0; i < 5; i++) run = await measureDue(spec, run, ctx, at(i * 10), query);
+    // 11 s apart: the next measurement is due 10 s after the previous one *finished*, and
+    // finishedAt includes the real time the (failing) query took, a few ms on a loaded machine.
+    for (let i = 0; i < 5; i++) run = await measureDue(spec, run, ctx, at(i * 11), query);
     expect(query).toHaveBeenCalledTimes(5);
     expect(run.phase).toBe("Error");
     expect(["Failed", "Error"]).toContain(run.phase);
