@@ -14,6 +14,7 @@ const rate = (latenciesMs: number[], extra: Partial<RateRecord> = {}): RateRecor
   unsent: 0,
   failed: 0,
   cpuSeconds: 0,
+  seconds: 1,
   ...extra,
 });
 
@@ -39,12 +40,14 @@ describe("side-by-side figures", () => {
   it("measures added latency against the direct path, shares against all requests", () => {
     const direct = rate([1, 1, 1, 1]);
     const r = rate([2, 2, 3, 5], { requests: 10, unsent: 2, failed: 4, cpuSeconds: 0.004 });
-    expect(rateFigures(r, direct)).toEqual({
+    expect(rateFigures(r, direct, 2)).toEqual({
       addedP50: 1,
       addedP99: 4,
       unsentShare: 0.2,
       failedShare: 0.4,
       cpuPerRequestUs: 500,
+      // 2 ms/s idle over the phases' 1 s: 2 ms of the 4 ms were not the requests'.
+      cpuAboveIdlePerRequestUs: 250,
     });
   });
 

@@ -18,6 +18,8 @@ export interface RateRecord {
   failed: number;
   /** The picker process' CPU during these phases (user + system). */
   cpuSeconds: number;
+  /** How long these phases ran. */
+  seconds: number;
 }
 
 export interface PathRecord {
@@ -56,9 +58,12 @@ export interface RateFigures {
   unsentShare: number;
   failedShare: number;
   cpuPerRequestUs: number;
+  /** Less what the process spends idle in as long (scraping the pods, watches, timers). */
+  cpuAboveIdlePerRequestUs: number;
 }
 
-export function rateFigures(r: RateRecord, direct: RateRecord): RateFigures {
+/** `idleMsPerSecond`: the process' CPU without requests (NaN when unknown). */
+export function rateFigures(r: RateRecord, direct: RateRecord, idleMsPerSecond = NaN): RateFigures {
   const own = summarize(r.latenciesMs);
   const base = summarize(direct.latenciesMs);
   const sent = r.requests - r.unsent;
@@ -68,6 +73,8 @@ export function rateFigures(r: RateRecord, direct: RateRecord): RateFigures {
     unsentShare: r.requests ? r.unsent / r.requests : NaN,
     failedShare: r.requests ? r.failed / r.requests : NaN,
     cpuPerRequestUs: sent > 0 ? (1e6 * r.cpuSeconds) / sent : NaN,
+    cpuAboveIdlePerRequestUs:
+      sent > 0 ? (1e6 * (r.cpuSeconds - (idleMsPerSecond / 1000) * r.seconds)) / sent : NaN,
   };
 }
 
@@ -108,7 +115,8 @@ function measures(s: SideBySide): Measure[] {
   const at = (rate: number, f: (x: RateFigures) => number) => (k: PickerKind, ph: Phases) => {
     const r = path(k, ph)?.byRate.get(rate);
     const d = s.direct.get(rate);
-    return r && d ? f(rateFigures(r, d)) : NaN;
+    const idle = picker(k)?.idleCpuMsPerSecond[0];
+    return r && d ? f(rateFigures(r, d, idle)) : NaN;
   };
   const list: Measure[] = [
     {
@@ -149,6 +157,11 @@ function measures(s: SideBySide): Measure[] {
       {
         name: `CPU per request at ${rate} req/s (µs)`,
         value: at(rate, x => x.cpuPerRequestUs),
+        format: whole,
+      },
+      {
+        name: `CPU per request at ${rate} req/s above idle (µs)`,
+        value: at(rate, x => x.cpuAboveIdlePerRequestUs),
         format: whole,
       },
     );

@@ -100,21 +100,22 @@ async function observedPhase(
   o: PartCOptions,
   path: Path,
   phase: GoLoadPhase,
-): Promise<{ result: GoLoadResult; cpuSeconds: number }> {
+): Promise<{ result: GoLoadResult; cpuSeconds: number; seconds: number }> {
   const pid = path.picker?.pid;
   const stopSampling = pid ? sampleRss(pid) : () => [];
   const before = pid ? cpuTimes(pid) : undefined;
+  const started = performance.now();
   const result = await goLoad(o.loadgen, path.target, body, phase, 0);
   const after = pid ? cpuTimes(pid) : undefined;
   path.record?.rssMiB.push(...stopSampling());
   if (result.errors.length) o.log(`(c) ${path.name}: errors: ${result.errors.join("; ")}`);
   const cpuSeconds = before && after ? after.user + after.system - before.user - before.system : 0;
-  return { result, cpuSeconds };
+  return { result, cpuSeconds, seconds: (performance.now() - started) / 1000 };
 }
 
 async function ratePhase(o: PartCOptions, s: Setup, path: Path, rate: number): Promise<void> {
   const count = Math.round(rate * s.sliceSeconds);
-  const { result, cpuSeconds } = await observedPhase(o, path, {
+  const { result, cpuSeconds, seconds } = await observedPhase(o, path, {
     phase: "open",
     count,
     rate,
@@ -128,6 +129,7 @@ async function ratePhase(o: PartCOptions, s: Setup, path: Path, rate: number): P
     unsent: 0,
     failed: 0,
     cpuSeconds: 0,
+    seconds: 0,
   };
   const ok = result.samples.filter(x => x.status === 200);
   r.latenciesMs.push(...ok.filter(x => x.offsetMs >= s.warmupMs).map(x => x.latencyMs));
@@ -135,6 +137,7 @@ async function ratePhase(o: PartCOptions, s: Setup, path: Path, rate: number): P
   r.unsent += result.unsent;
   r.failed += result.samples.length - ok.length - result.unsent;
   r.cpuSeconds += cpuSeconds;
+  r.seconds += seconds;
   byRate.set(rate, r);
 }
 
