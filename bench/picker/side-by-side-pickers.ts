@@ -110,13 +110,18 @@ async function startEpp(
 ): Promise<SidePicker> {
   const port = await ports();
   const name = `picker-bench-epp.${namespace}`;
-  const args = upstreamEppArgs({
-    pool,
-    namespace,
-    grpcPort: port.grpc,
-    healthPort: port.health,
-    metricsPort: port.metrics,
-  });
+  const args = [
+    ...upstreamEppArgs({
+      pool,
+      namespace,
+      grpcPort: port.grpc,
+      healthPort: port.health,
+      metricsPort: port.metrics,
+    }),
+    // At its default verbosity (2) it writes 2-3 JSON lines per request; the picker and lwepp
+    // log none per request: measured is its work, not its logging.
+    "--v=1",
+  ];
   const proc = startProc(info.stateDir, info.logDir, name, binary, args, {
     ...process.env,
     KUBECONFIG: info.kubeconfig,

@@ -212,7 +212,8 @@ function header(s: Setup, result: SideBySide, load: [string, string]): string {
   const peaks = result.pickers.map(p => `${names[p.kind]} ${p.peakMiB.toFixed(0)} MiB`).join(", ");
   return (
     `The picker, the upstream EPP v1.5.0 (\`cmd/epp\`, its default scorers) and lwepp v1.6.2 ` +
-    `(\`cmd/lwepp\`, round-robin; its per-request logs off) serve one v1 InferencePool of 3 ` +
+    `(\`cmd/lwepp\`, round-robin), their per-request logs off (EPP \`--v=1\`, lwepp ` +
+    `\`--zap-log-level=error\`), serve one v1 InferencePool of 3 ` +
     `simulated pods that answer at once, all three running at once; the Go load generator plays ` +
     `Envoy's side of ext_proc (FULL_DUPLEX_STREAMED) with the request phase only or with both ` +
     `phases. ${s.rounds} rounds; in each, every rate of the ladder runs ${s.sliceSeconds} s on ` +
