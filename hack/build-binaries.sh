@@ -260,6 +260,26 @@ build_epp() {
   log "built $EPP_BIN in $((SECONDS - start)) s"
 }
 
+# The lightweight reference picker of the same project, cmd/lwepp (v1.6.2: round-robin over the
+# pool's ready pods, nothing else), for bench/picker's side-by-side part. Its go.mod has no replace
+# directives either, so `go install pkg@version` builds it as released. Flags to serve a pool:
+# --pool-name, --pool-namespace, --grpc-port, --grpc-health-port, --metrics-port,
+# --secure-serving=false (TLS is on by default); the pods' port comes from the pool's targetPorts.
+LWEPP_VERSION="${LWEPP_VERSION:-v1.6.2}"
+LWEPP_BIN="$CACHE/bin/lwepp-$LWEPP_VERSION/lwepp"
+build_lwepp() {
+  need_go "lwepp (the upstream lightweight reference picker)"
+  local gobin="$CACHE/src/lwepp-$LWEPP_VERSION.$$" buildlog="$CACHE/src/lwepp-$LWEPP_VERSION-build.log" start=$SECONDS
+  mkdir -p "$gobin" "$(dirname "$LWEPP_BIN")"
+  log "building the upstream lightweight picker (sigs.k8s.io/gateway-api-inference-extension/cmd/lwepp $LWEPP_VERSION) from the Go module proxy (first time: ~3 min on 2 cores; log: $buildlog)"
+  (GOBIN="$gobin" CGO_ENABLED=0 go install -v -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/gateway-api-inference-extension/cmd/lwepp@$LWEPP_VERSION" 2>"$buildlog") &
+  wait_go_build $! lwepp "$buildlog" "$gobin" "$start"
+  mv "$gobin/lwepp" "$LWEPP_BIN"
+  rm -rf "$gobin"
+  log "built $LWEPP_BIN in $((SECONDS - start)) s"
+}
+
 case "${1:-}" in
   "") ;;
   prometheus)
@@ -291,6 +311,7 @@ if [ -z "$apiserver" ] || [ -z "$kubectl" ]; then build_k8s; fi
 if [ -z "$etcd" ]; then build_etcd; fi
 if [ ! -x "$HELM_BIN" ]; then build_helm; fi
 if [ ! -x "$EPP_BIN" ]; then build_epp; fi
+if [ ! -x "$LWEPP_BIN" ]; then build_lwepp; fi
 apiserver=$(asset kube-apiserver TEST_ASSET_KUBE_APISERVER)
 kubectl=$(asset kubectl TEST_ASSET_KUBECTL)
 etcd=$(asset etcd TEST_ASSET_ETCD)
@@ -303,3 +324,4 @@ echo "loadgen=$LOADGEN"
 echo "llm-d-inference-sim=$sim"
 echo "helm=$HELM_BIN"
 echo "epp=$EPP_BIN"
+echo "lwepp=$LWEPP_BIN"

@@ -182,6 +182,8 @@ export interface GoLoadResult {
   samples: Sample[];
   /** Of them, not sent (the in-flight limit) or not answered within the drain time. */
   lost: number;
+  /** Of those, not sent. */
+  unsent: number;
   errors: string[];
   seconds: number;
   /** How late the open loop started its requests: the load generator's own stalls. */
@@ -237,6 +239,7 @@ export function goLoad(
           error: latencyMs < 0 ? "not sent or not answered" : undefined,
         })),
         lost: r.unsent + r.unanswered,
+        unsent: r.unsent,
         errors: r.errors ?? [],
         seconds: r.seconds,
         sendLateP99Ms: r.sendLateP99Ms,

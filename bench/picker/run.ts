@@ -1,5 +1,5 @@
 // Picker benchmark:
-//   npx tsx bench/picker/run.ts [--quick] [--part a|b] [--scenario b1|b2|b3|b4] [--profile DIR]
+//   npx tsx bench/picker/run.ts [--quick] [--part a|b|c] [--scenario b1|b2|b3|b4] [--profile DIR]
 //     [--paths bare,proxy,bare-extproc,extproc,bare-extproc-request,extproc-request] [--pin]
 //     [--picker-flags "--stale-ms 2000 ..."]
 //
@@ -15,6 +15,8 @@
 //     latency and TTFT with the picker's scheduling versus round-robin versus random (same proxy,
 //     same split, same arrivals and lengths: only the choice of endpoint differs); b4 with shared
 //     prompt prefixes on pods that simulate a prefix cache.
+// (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
+//     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
 //
 // Runs on the local environment (started here when none runs, and stopped again then), in its
 // own namespace, everything on loopback; every phase is bounded in requests and time.
@@ -62,6 +64,7 @@ import {
   openLoop,
   post,
 } from "./load";
+import { partC } from "./side-by-side";
 import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./stats";
 
 const args = process.argv.slice(2);
@@ -799,6 +802,20 @@ async function main(): Promise<void> {
     `${os.cpus()[0]?.model ?? "CPU"}, Node ${process.version}; load average before ${load()}.\n`;
   try {
     if (parts.includes("a")) output += `\n#### (a) Front doors\n\n${reportA(await partA(b))}\n`;
+    if (parts.includes("c")) {
+      const bins = ensureBinaries(log);
+      const side = await partC(b, {
+        quick,
+        log,
+        loadgen: bins.loadgen,
+        epp: bins.epp,
+        lwepp: bins.lwepp,
+        nodeArgs: pickerNodeArgs("c"),
+        pickerFlags,
+        runtimeFlags,
+      });
+      output += `\n#### (c) Side by side with the upstream EPP\n\n${side}\n`;
+    }
     if (parts.includes("b")) {
       const results: ScenarioResult[] = [];
       const only = flag("--scenario");

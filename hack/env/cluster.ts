@@ -24,6 +24,8 @@ export interface Binaries {
   helm: string;
   /** The upstream endpoint picker, GIE v1.5.0 cmd/epp (./upstream-epp.ts). */
   epp: string;
+  /** The upstream lightweight reference picker, GIE v1.6.2 cmd/lwepp (bench/picker part c). */
+  lwepp: string;
 }
 
 export interface ClusterInfo {
@@ -66,6 +68,7 @@ export function ensureBinaries(progress: Progress = defaultProgress): Binaries {
     loadgen: found.loadgen,
     helm: found.helm,
     epp: found.epp,
+    lwepp: found.lwepp,
   };
 }
 

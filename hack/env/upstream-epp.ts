@@ -41,13 +41,40 @@ function procName(namespace: string, service: string): string {
 }
 
 /** The pool's ready-pod gauge on the picker's own /metrics, or -1. */
-async function readyPods(metricsUrl: string, pool: string): Promise<number> {
+export async function readyPods(metricsUrl: string, pool: string): Promise<number> {
   const res = await fetch(`${metricsUrl}/metrics`, { signal: AbortSignal.timeout(2000) });
   const text = await res.text();
   const line = text
     .split("\n")
     .find(l => l.startsWith(`inference_pool_ready_pods{name="${pool}"}`));
   return line ? Number(line.split(" ").pop()) : -1;
+}
+
+/**
+ * The EPP's command line for one pool on these ports: plaintext (no --secure-serving, no metrics
+ * auth), no tracing exporter, no pprof, its default scorers (no config file).
+ */
+export function upstreamEppArgs(o: {
+  pool: string;
+  namespace: string;
+  grpcPort: number;
+  healthPort: number;
+  metricsPort: number;
+}): string[] {
+  return [
+    `--pool-name=${o.pool}`,
+    `--pool-namespace=${o.namespace}`,
+    `--grpc-port=${o.grpcPort}`,
+    `--grpc-health-port=${o.healthPort}`,
+    `--metrics-port=${o.metricsPort}`,
+    "--secure-serving=false",
+    "--metrics-endpoint-auth=false",
+    "--tracing=false",
+    "--enable-pprof=false",
+    // The pool gauges are flushed every 5 s by default; 1 s matches the scrape interval.
+    "--refresh-prometheus-metrics-interval=1s",
+    "--zap-encoder=json",
+  ];
 }
 
 export async function deployUpstreamEpp(
@@ -67,20 +94,7 @@ export async function deployUpstreamEpp(
     info.logDir,
     name,
     ensureBinaries(() => undefined).epp,
-    [
-      `--pool-name=${o.pool}`,
-      `--pool-namespace=${o.namespace}`,
-      `--grpc-port=${grpcPort}`,
-      `--grpc-health-port=${healthPort}`,
-      `--metrics-port=${metricsPort}`,
-      "--secure-serving=false",
-      "--metrics-endpoint-auth=false",
-      "--tracing=false",
-      "--enable-pprof=false",
-      // The pool gauges are flushed every 5 s by default; 1 s matches the scrape interval.
-      "--refresh-prometheus-metrics-interval=1s",
-      "--zap-encoder=json",
-    ],
+    upstreamEppArgs({ ...o, grpcPort, healthPort, metricsPort }),
     { ...process.env, KUBECONFIG: info.kubeconfig },
   );
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
