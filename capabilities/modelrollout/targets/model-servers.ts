@@ -6,8 +6,8 @@
 import { K8s, kind } from "kubernetes-fluent-client";
 import pLimit from "p-limit";
 import { request } from "undici";
-import { addressPolicyFromEnv, checkUrl } from "../../analysis/address-policy";
-import { dispatcherFor } from "../../analysis/prometheus/connection";
+import { checkUrl } from "../../analysis/address-policy";
+import { dispatcherFor, operatorPolicy, refusal } from "../../analysis/prometheus/connection";
 import { inferencePoolClass } from "../../api/kinds";
 import type { AdapterEndpoint, AdapterReadinessObservation } from "../engine";
 import {
@@ -29,12 +29,9 @@ async function call(
   body?: object,
 ): Promise<{ status: number; text: string }> {
   const target = new URL(url);
-  const policy = addressPolicyFromEnv();
+  const policy = operatorPolicy();
   const verdict = checkUrl(target, policy);
-  if (!verdict.allowed)
-    throw new Error(
-      `address refused by the operator's address policy: ${verdict.reason}; ${verdict.fix}`,
-    );
+  if (!verdict.allowed) throw new Error(refusal(verdict));
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     const res = await request(target, {
