@@ -45,10 +45,11 @@ type LoadSpec struct {
 	Path          string `json:"path"`
 	ResponsePhase bool   `json:"responsePhase"`
 	// Each request's body is one of Bodies, drawn with these Weights (seeded: the same mix on
-	// every path).
+	// every path); with InOrder, request i's body is Bodies[i % len(Bodies)] (no weights needed).
 	Bodies  []string  `json:"bodies"`
 	Weights []float64 `json:"weights"`
 	Seed    int64     `json:"seed"`
+	InOrder bool      `json:"inOrder"`
 	// Sent back to back with 16 in flight before the phase, not recorded (connections, caches).
 	WarmupRequests int `json:"warmupRequests"`
 	// "single": Count requests one at a time. "open": Count requests at Rate per second, each on
@@ -63,12 +64,16 @@ type LoadSpec struct {
 	Concurrency int     `json:"concurrency"`
 	DurationMs  float64 `json:"durationMs"`
 	TimeoutMs   float64 `json:"timeoutMs"`
+	// An open phase with ArrivalsMs sends request i at ArrivalsMs[i] after the start (ascending;
+	// e.g. Poisson arrivals) instead of at i / Rate; Count and Rate are then not needed.
+	ArrivalsMs []float64 `json:"arrivalsMs"`
 }
 
 // LoadSample is one request: [intended start in ms after the phase began, latency in ms from the
 // intended start (single, closed: from the actual start; -1 when never sent or never answered),
-// HTTP status or 0]. Samples come in the order of their starts.
-type LoadSample [3]float64
+// HTTP status or 0, the request's index, time to the answer body's first byte from the same start
+// (-1 when none arrived)]. Samples come in the order of their starts.
+type LoadSample [5]float64
 
 // LoadResult is what the benchmark reads back.
 type LoadResult struct {
@@ -96,8 +101,11 @@ func runLoad(in io.Reader, out io.Writer) error {
 	if err := json.NewDecoder(in).Decode(&spec); err != nil {
 		return fmt.Errorf("reading the spec: %w", err)
 	}
-	if len(spec.Bodies) == 0 || len(spec.Weights) != len(spec.Bodies) {
-		return errors.New("the spec needs bodies and one weight per body")
+	if len(spec.Bodies) == 0 || (!spec.InOrder && len(spec.Weights) != len(spec.Bodies)) {
+		return errors.New("the spec needs bodies and one weight per body (or inOrder)")
+	}
+	if len(spec.ArrivalsMs) > 0 {
+		spec.Count = len(spec.ArrivalsMs)
 	}
 	if err := spec.checkPhase(); err != nil {
 		return err
@@ -128,17 +136,17 @@ func (spec LoadSpec) checkPhase() error {
 	case "single", "closed":
 		return nil
 	case "open":
-		if spec.Rate <= 0 || spec.Count <= 0 || spec.MaxInflight <= 0 {
-			return errors.New("an open phase needs rate, count and maxInflight above 0")
+		if (len(spec.ArrivalsMs) == 0 && (spec.Rate <= 0 || spec.Count <= 0)) || spec.MaxInflight <= 0 {
+			return errors.New("an open phase needs rate and count (or arrivalsMs), and maxInflight above 0")
 		}
 		return nil
 	}
 	return fmt.Errorf("phase must be single, open or closed, got %q", spec.Phase)
 }
 
-// sender sends one request and returns its status (0 when it failed) and when the client had the
-// whole answer.
-type sender func(body []byte) (status int, answeredAt time.Time, err error)
+// sender sends one request and returns its status (0 when it failed), when the first byte of the
+// answer body arrived (zero when none did) and when the client had the whole answer.
+type sender func(body []byte) (status int, firstByteAt, answeredAt time.Time, err error)
 
 func newSender(spec LoadSpec) (sender, func(), error) {
 	timeout := time.Duration(spec.TimeoutMs * float64(time.Millisecond))
@@ -154,7 +162,7 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 	}, Timeout: timeout}
 	switch spec.Kind {
 	case "http":
-		return func(body []byte) (int, time.Time, error) {
+		return func(body []byte) (int, time.Time, time.Time, error) {
 			return post(upstream, spec.URL, body)
 		}, upstream.CloseIdleConnections, nil
 	case "extproc":
@@ -163,51 +171,68 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 			return nil, nil, err
 		}
 		client := extprocv3.NewExternalProcessorClient(conn)
-		return func(body []byte) (int, time.Time, error) {
+		return func(body []byte) (int, time.Time, time.Time, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			var answeredAt time.Time
+			var firstByteAt, answeredAt time.Time
 			res, err := exchange.Run(ctx, client, upstream, exchange.Options{
 				BodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, Path: spec.Path, Body: body, Forward: true,
 				ResponsePhase: spec.ResponsePhase, Answered: func() { answeredAt = time.Now() },
+				FirstByte: func() { firstByteAt = time.Now() },
 			})
 			switch {
 			case err != nil:
-				return 0, time.Now(), err
+				return 0, firstByteAt, time.Now(), err
 			case res.Immediate:
-				return res.ImmediateStatus, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
+				return res.ImmediateStatus, firstByteAt, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
 			case res.UpstreamStatus != http.StatusOK:
-				return res.UpstreamStatus, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[exchange.DestinationHeader])
+				return res.UpstreamStatus, firstByteAt, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[exchange.DestinationHeader])
 			}
-			return res.UpstreamStatus, answeredAt, nil
+			return res.UpstreamStatus, firstByteAt, answeredAt, nil
 		}, func() { conn.Close(); upstream.CloseIdleConnections() }, nil
 	}
 	return nil, nil, fmt.Errorf("kind must be http or extproc, got %q", spec.Kind)
 }
 
-func post(client *http.Client, url string, body []byte) (int, time.Time, error) {
+func post(client *http.Client, url string, body []byte) (int, time.Time, time.Time, error) {
 	res, err := client.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
-		return 0, time.Now(), err
+		return 0, time.Time{}, time.Now(), err
 	}
-	_, err = io.Copy(io.Discard, res.Body)
+	var firstByteAt time.Time
+	first := make([]byte, 1)
+	n, err := io.ReadFull(res.Body, first)
+	if n > 0 {
+		firstByteAt = time.Now()
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, res.Body)
+	} else if errors.Is(err, io.EOF) {
+		err = nil // an empty body
+	}
 	res.Body.Close()
 	if err != nil {
-		return 0, time.Now(), err
+		return 0, firstByteAt, time.Now(), err
 	}
 	if res.StatusCode != http.StatusOK {
-		return res.StatusCode, time.Now(), fmt.Errorf("status %d from %s", res.StatusCode, url)
+		return res.StatusCode, firstByteAt, time.Now(), fmt.Errorf("status %d from %s", res.StatusCode, url)
 	}
-	return res.StatusCode, time.Now(), nil
+	return res.StatusCode, firstByteAt, time.Now(), nil
 }
 
-// pickBodies returns the body of request i, drawn once per phase from a seeded sequence.
+// pickBodies returns the body of request i: drawn once per phase from a seeded sequence, or
+// Bodies[i] in order.
 func pickBodies(spec LoadSpec) func(i int) []byte {
 	bodies := make([][]byte, len(spec.Bodies))
-	total := 0.0
 	for i, b := range spec.Bodies {
 		bodies[i] = []byte(b)
-		total += spec.Weights[i]
+	}
+	if spec.InOrder {
+		return func(i int) []byte { return bodies[i%len(bodies)] }
+	}
+	total := 0.0
+	for _, w := range spec.Weights {
+		total += w
 	}
 	random := rand.New(rand.NewSource(spec.Seed))
 	var mu sync.Mutex
@@ -244,11 +269,16 @@ func (r *recorder) note(err error) {
 	}
 }
 
-// add records request i, started (or due) at start and answered at end.
-func (r *recorder) add(i int, start, end time.Time, status int, err error) {
+// add records request i, started (or due) at start, its first answer byte at firstByte (zero:
+// none) and answered at end.
+func (r *recorder) add(i int, start, firstByte, end time.Time, status int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), ms(end.Sub(start)), float64(status)})
+	firstByteMs := -1.0
+	if !firstByte.IsZero() {
+		firstByteMs = ms(firstByte.Sub(start))
+	}
+	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), ms(end.Sub(start)), float64(status), float64(i), firstByteMs})
 	r.seen[i] = true
 	r.note(err)
 }
@@ -261,7 +291,7 @@ func (r *recorder) lost(i int, start time.Time, why error) {
 }
 
 func (r *recorder) lostLocked(i int, start time.Time, why error) {
-	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), -1, 0})
+	r.samples = append(r.samples, LoadSample{ms(start.Sub(r.t0)), -1, 0, float64(i), -1})
 	r.seen[i] = true
 	r.note(why)
 }
@@ -323,8 +353,8 @@ func closedLoop(send sender, concurrency int, duration time.Duration, count int,
 					return
 				}
 				start := time.Now()
-				status, end, err := send(body(i))
-				rec.add(i, start, end, status, err)
+				status, firstByte, end, err := send(body(i))
+				rec.add(i, start, firstByte, end, status, err)
 			}
 		}()
 	}
@@ -342,7 +372,10 @@ func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 		wg       sync.WaitGroup
 		unsent   int
 	)
-	interval := time.Duration(float64(time.Second) / spec.Rate)
+	interval := time.Duration(0)
+	if spec.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / spec.Rate)
+	}
 	// The sending loop sleeps in nanosleep(2) on a thread of its own: Go's timers wake about a
 	// millisecond late (they wait in epoll with a timeout in milliseconds), the kernel's in tens
 	// of microseconds, and a sleeping thread costs no CPU.
@@ -350,6 +383,11 @@ func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 	defer runtime.UnlockOSThread()
 	rec := newRecorder()
 	due := func(i int) time.Time { return rec.t0.Add(time.Duration(i) * interval) }
+	if len(spec.ArrivalsMs) > 0 {
+		due = func(i int) time.Time {
+			return rec.t0.Add(time.Duration(spec.ArrivalsMs[i] * float64(time.Millisecond)))
+		}
+	}
 	for i := 0; i < spec.Count; i++ {
 		for wait := time.Until(due(i)); wait > 0; wait = time.Until(due(i)) {
 			ts := syscall.NsecToTimespec(int64(wait))
@@ -367,8 +405,8 @@ func openLoop(send sender, spec LoadSpec, body func(int) []byte) *LoadResult {
 			defer wg.Done()
 			defer inflight.Add(-1)
 			rec.started(due(i))
-			status, end, err := send(body(i))
-			rec.add(i, due(i), end, status, err)
+			status, firstByte, end, err := send(body(i))
+			rec.add(i, due(i), firstByte, end, status, err)
 		}(i)
 	}
 	drained := make(chan struct{})

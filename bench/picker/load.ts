@@ -175,6 +175,14 @@ export type GoLoadTarget =
 export type GoLoadPhase =
   | { phase: "single"; count: number }
   | { phase: "open"; count: number; rate: number; maxInflight: number; drainMs: number }
+  /** Request i sent at arrivalsMs[i] after the start (e.g. Poisson arrivals). */
+  | {
+      phase: "open";
+      arrivalsMs: number[];
+      maxInflight: number;
+      drainMs: number;
+      timeoutMs?: number;
+    }
   | { phase: "closed"; concurrency: number; durationMs: number };
 
 export interface GoLoadResult {
@@ -193,13 +201,13 @@ export interface GoLoadResult {
 
 /**
  * Runs one phase in bench/loadgen (the binary from hack/build-binaries.sh): each request's
- * body is one of `bodies`, drawn with `weights`; `warmupRequests` go first with 16 in flight and
- * are not recorded.
+ * body is one of `bodies`, drawn with `weights` (without weights: request i gets bodies[i]);
+ * `warmupRequests` go first with 16 in flight and are not recorded.
  */
 export function goLoad(
   binary: string,
   target: GoLoadTarget,
-  bodies: { bodies: Buffer[]; weights: number[] },
+  bodies: { bodies: Buffer[]; weights?: number[] },
   phase: GoLoadPhase,
   warmupRequests = 200,
 ): Promise<GoLoadResult> {
@@ -207,7 +215,8 @@ export function goLoad(
     ...target,
     ...phase,
     bodies: bodies.bodies.map(b => b.toString("utf8")),
-    weights: bodies.weights,
+    weights: bodies.weights ?? [],
+    inOrder: bodies.weights === undefined,
     seed: 11,
     warmupRequests,
   };
@@ -221,7 +230,7 @@ export function goLoad(
     child.on("close", code => {
       if (code !== 0) return reject(new Error(`loadgen exited with ${code}: ${err.trim()}`));
       const r = JSON.parse(out) as {
-        samples: [number, number, number][] | null;
+        samples: [number, number, number, number?, number?][] | null;
         unsent: number;
         unanswered: number;
         errors: string[] | null;
@@ -231,10 +240,11 @@ export function goLoad(
       };
       resolve({
         // In the order of their starts; a latency of -1: never sent, or never answered.
-        samples: (r.samples ?? []).map(([offsetMs, latencyMs, status], index) => ({
-          index,
+        samples: (r.samples ?? []).map(([offsetMs, latencyMs, status, index, ttft], k) => ({
+          index: index ?? k,
           offsetMs,
           latencyMs: latencyMs < 0 ? NaN : latencyMs,
+          ttftMs: ttft === undefined || ttft < 0 ? undefined : ttft,
           status,
           error: latencyMs < 0 ? "not sent or not answered" : undefined,
         })),

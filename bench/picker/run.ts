@@ -17,6 +17,9 @@
 //     prompt prefixes on pods that simulate a prefix cache.
 // (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
 //     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
+// (e) Scheduling side by side (only with --part e [--rounds N]): (b)'s queued pods and shared
+//     prefixes through the picker, the upstream EPP and lwepp over ext_proc
+//     (side-by-side-scheduling.ts).
 //
 // Runs on the local environment (started here when none runs, and stopped again then), in its
 // own namespace, everything on loopback; every phase is bounded in requests and time.
@@ -65,6 +68,7 @@ import {
   post,
 } from "./load";
 import { partC } from "./side-by-side";
+import { partE } from "./side-by-side-scheduling";
 import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./stats";
 
 const args = process.argv.slice(2);
@@ -815,6 +819,21 @@ async function main(): Promise<void> {
         runtimeFlags,
       });
       output += `\n#### (c) Side by side with the upstream EPP\n\n${side}\n`;
+    }
+    if (parts.includes("e")) {
+      const bins = ensureBinaries(log);
+      const scheduling = await partE(b, {
+        quick,
+        rounds: Number(flag("--rounds") ?? 3),
+        log,
+        loadgen: bins.loadgen,
+        epp: bins.epp,
+        lwepp: bins.lwepp,
+        nodeArgs: pickerNodeArgs("e"),
+        pickerFlags,
+        runtimeFlags,
+      });
+      output += `\n#### (e) Scheduling side by side with the upstream EPP\n\n${scheduling}\n`;
     }
     if (parts.includes("b")) {
       const results: ScenarioResult[] = [];

@@ -17,6 +17,8 @@ export interface SidePicker {
   grpcPort: number;
   pid: number;
   log: string;
+  /** Its Prometheus page (what it saw of the pods: part (e) reads the EPP's). */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -62,7 +64,7 @@ export async function startSidePickers(
   }
 }
 
-async function startOurs(
+export async function startOurs(
   b: Bench,
   pool: string,
   pods: number,
@@ -84,7 +86,14 @@ async function startOurs(
     30_000,
     `see ${p.logFile}`,
   );
-  return { kind: "picker", grpcPort: p.grpcPort, pid: p.pid, log: p.logFile, stop: p.stop };
+  return {
+    kind: "picker",
+    grpcPort: p.grpcPort,
+    pid: p.pid,
+    log: p.logFile,
+    metricsUrl: p.metricsUrl,
+    stop: p.stop,
+  };
 }
 
 async function ports(): Promise<{ grpc: number; health: number; metrics: number }> {
@@ -101,7 +110,7 @@ function recorded(info: ClusterInfo, kind: PickerKind, name: string, grpcPort: n
   });
 }
 
-async function startEpp(
+export async function startEpp(
   info: ClusterInfo,
   namespace: string,
   pool: string,
@@ -126,7 +135,10 @@ async function startEpp(
     ...process.env,
     KUBECONFIG: info.kubeconfig,
   });
-  const epp = recorded(info, "epp", name, port.grpc)(proc);
+  const epp = {
+    ...recorded(info, "epp", name, port.grpc)(proc),
+    metricsUrl: `http://127.0.0.1:${port.metrics}/metrics`,
+  };
   try {
     await waitFor(
       `the upstream EPP to see the ${pods} pods of ${pool}`,
@@ -152,7 +164,7 @@ async function answered(servers: ModelServer[]): Promise<number[]> {
   );
 }
 
-async function startLwepp(
+export async function startLwepp(
   info: ClusterInfo,
   namespace: string,
   pool: string,

@@ -58,6 +58,9 @@ type Options struct {
 	// Answered, when set, is called when Envoy would have the whole answer for its client, before
 	// the stream is closed (the closing handshake is not the client's wait).
 	Answered func()
+	// FirstByte, when set, is called when the first byte of the chosen endpoint's answer body
+	// arrives (a streamed answer's time to first token, as Envoy sees it).
+	FirstByte func()
 }
 
 // Run plays one request's ext_proc stream on client; upstream carries the forwarded request.
@@ -175,7 +178,7 @@ func Run(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream
 	res.Body = string(upstreamBody)
 
 	if o.Forward {
-		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, buffered, o.ResponsePhase); err != nil {
+		if err := respond(ctx, upstream, res, send, recv, path, upstreamBody, buffered, o.ResponsePhase, o.FirstByte); err != nil {
 			return nil, err
 		}
 	}
@@ -200,7 +203,7 @@ func Run(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream
 // answer through the response phase, as Envoy would.
 func respond(ctx context.Context, upstream *http.Client, res *Result, send func(*extprocv3.ProcessingRequest) error,
 	recv func() (*extprocv3.ProcessingResponse, error), path string, body []byte,
-	buffered, responsePhase bool) error {
+	buffered, responsePhase bool, firstByte func()) error {
 	destination := res.SetHeaders[DestinationHeader]
 	if destination == "" {
 		return errors.New("no " + DestinationHeader + " to forward to")
@@ -214,7 +217,7 @@ func respond(ctx context.Context, upstream *http.Client, res *Result, send func(
 	if err != nil {
 		return err
 	}
-	answerBody, err := io.ReadAll(answer.Body)
+	answerBody, err := io.ReadAll(&firstByteReader{answer.Body, firstByte})
 	answer.Body.Close()
 	if err != nil {
 		return err
@@ -290,4 +293,19 @@ func respond(ctx context.Context, upstream *http.Client, res *Result, send func(
 	}
 	res.ResponseBody = string(handed)
 	return nil
+}
+
+// firstByteReader calls seen (once, then forgets it) when the first bytes are read.
+type firstByteReader struct {
+	r    io.Reader
+	seen func()
+}
+
+func (f *firstByteReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && f.seen != nil {
+		f.seen()
+		f.seen = nil
+	}
+	return n, err
 }
