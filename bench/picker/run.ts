@@ -17,7 +17,7 @@
 //     prompt prefixes on pods that simulate a prefix cache.
 // (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
 //     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
-// (e) Scheduling side by side (only with --part e [--rounds N]): (b)'s queued pods and shared
+// (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4]): (b)'s queued pods and shared
 //     prefixes through the picker, the upstream EPP and lwepp over ext_proc
 //     (side-by-side-scheduling.ts).
 //
@@ -825,6 +825,7 @@ async function main(): Promise<void> {
       const scheduling = await partE(b, {
         quick,
         rounds: Number(flag("--rounds") ?? 3),
+        workloads: flag("--workload")?.split(","),
         log,
         loadgen: bins.loadgen,
         epp: bins.epp,

@@ -31,6 +31,8 @@ export interface SchedulingRun {
   /** Prompt tokens from the pods' prefix caches and all prompt tokens, summed over the pods. */
   prefixHits: number;
   prefixQueries: number;
+  /** Requests the picker's flow control held until a pod had room (the picker only). */
+  held?: number;
   epp?: EppView;
 }
 
@@ -59,6 +61,7 @@ export interface PickerFigures {
   perPod: number[];
   failed: number;
   measured: number;
+  held?: number;
 }
 
 /** One picker's figures over all its rounds of a workload. */
@@ -75,6 +78,7 @@ export function figuresOf(runs: SchedulingRun[], kind: PickerKind): PickerFigure
     perPod: Array.from({ length: pods }, (_, i) => sum(r => r.perPod[i] ?? 0)),
     failed: sum(r => r.failed),
     measured: sum(r => r.measured),
+    held: mine.some(r => r.held !== undefined) ? sum(r => r.held ?? 0) : undefined,
   };
 }
 
@@ -92,6 +96,7 @@ function row(f: PickerFigures, rr: PickerFigures | undefined): string {
     percent(f.hitShare),
     f.perPod.join(" / "),
     `${f.failed} of ${f.measured}`,
+    f.held === undefined ? "–" : String(f.held),
   ].join(" | ");
 }
 
@@ -127,8 +132,8 @@ export function schedulingReport(results: WorkloadResult[], header: string): str
       "",
       "| picker | latency p50 / p95 / p99 | TTFT p50 / p95 / p99 | p95 latency ÷ round-robin | " +
         "p95 TTFT ÷ round-robin | p95 latency round by round (ms) | prompt tokens from the " +
-        "pods' prefix caches | requests per pod (all rounds) | failed |",
-      "|---|---|---|---|---|---|---|---|---|",
+        "pods' prefix caches | requests per pod (all rounds) | failed | held in the picker |",
+      "|---|---|---|---|---|---|---|---|---|---|",
       ...figures.map(f => `| ${row(f, rr)} |`),
       "",
     );

@@ -38,6 +38,8 @@ import {
 export interface PartEOptions extends SidePickerOptions {
   quick: boolean;
   rounds: number;
+  /** Only these workloads (part (b)'s ids, b1 and b4); default both. */
+  workloads?: string[];
   log: (message: string) => void;
 }
 
@@ -123,6 +125,12 @@ function watchEpp(metricsUrl: string, pool: string): () => Promise<EppView> {
   };
 }
 
+/** Requests the picker's flow control held so far; undefined for the upstream pickers. */
+async function heldIn(p: SidePicker): Promise<number | undefined> {
+  if (p.kind !== "picker" || !p.metricsUrl) return undefined;
+  return metricSum(await pageOf(p.metricsUrl), "modelrollout_picker_flow_held_total");
+}
+
 function startKind(
   kind: PickerKind,
   b: Bench,
@@ -156,6 +164,7 @@ async function runOne(
     picker = await startKind(kind, b, pool, servers, o, w);
     await waitIdle(servers); // lwepp's readiness probes have drained
     const before = await podCounters(servers);
+    const heldBefore = await heldIn(picker);
     const stopWatching =
       kind === "epp" && picker.metricsUrl ? watchEpp(picker.metricsUrl, pool) : undefined;
     const target = {
@@ -174,6 +183,7 @@ async function runOne(
     const result = await goLoad(o.loadgen, target, { bodies: requests.bodies }, phase, 0);
     const epp = await stopWatching?.();
     const after = await podCounters(servers);
+    const heldAfter = await heldIn(picker);
     if (result.errors.length) o.log(`(e) ${w.name} ${kind}: errors: ${result.errors.join("; ")}`);
     const measured = result.samples.filter(s => s.offsetMs >= WARMUP_MS);
     const ok = measured.filter(s => s.status === 200);
@@ -187,6 +197,7 @@ async function runOne(
       perPod: after.answered.map((n, i) => n - before.answered[i]),
       prefixHits: after.hits - before.hits,
       prefixQueries: after.queries - before.queries,
+      held: heldAfter === undefined ? undefined : heldAfter - (heldBefore ?? 0),
       epp,
     };
   } finally {
@@ -243,8 +254,9 @@ const loadAverage = () =>
 export async function partE(b: Bench, o: PartEOptions): Promise<string> {
   const before = loadAverage();
   const results: WorkloadResult[] = [];
-  for (const [i, w] of schedulingWorkloads.entries())
-    results.push(await runWorkload(b, w, o, i + 1));
+  for (const [i, w] of schedulingWorkloads.entries()) {
+    if (!o.workloads || o.workloads.includes(w.id)) results.push(await runWorkload(b, w, o, i + 1));
+  }
   const header =
     `The picker (its defaults; on the shared prefixes told the pods' cache size, as in part (b)), ` +
     `the upstream EPP v1.5.0 (\`cmd/epp\`, its default scorers, \`--v=1\`) and lwepp v1.6.2 ` +

@@ -19,6 +19,8 @@ export interface SharedPrefixes {
 }
 
 export interface SchedulingWorkload {
+  /** Part (b)'s scenario it repeats (`--workload b1|b4`). */
+  id: string;
   name: string;
   what: string;
   pods: number;
@@ -38,12 +40,14 @@ const queuedPods = { pods: 4, maxNumSeqs: 2, ttftMs: 40, itlMs: 8, meanTokens: 2
 export const schedulingWorkloads: SchedulingWorkload[] = [
   {
     ...queuedPods,
+    id: "b1",
     name: "queued pods (b1)",
     what: "4 pods × max-num-seqs 2, TTFT 40 ms, ITL 8 ms, output lengths exponential (mean 24 tokens, 1–256), 85 % load",
     load: 0.85,
   },
   {
     ...queuedPods,
+    id: "b4",
     name: "shared prefixes (b4)",
     what:
       "32 documents of 1,024 tokens, each request one of them plus its own 32-token question; " +
