@@ -17,7 +17,7 @@
 //     prompt prefixes on pods that simulate a prefix cache.
 // (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
 //     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
-// (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4]): (b)'s queued pods and shared
+// (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4] [--request-phase-only]): (b)'s queued pods and shared
 //     prefixes through the picker, the upstream EPP and lwepp over ext_proc
 //     (side-by-side-scheduling.ts).
 //
@@ -826,6 +826,7 @@ async function main(): Promise<void> {
         quick,
         rounds: Number(flag("--rounds") ?? 3),
         workloads: flag("--workload")?.split(","),
+        requestPhaseOnly: args.includes("--request-phase-only"),
         log,
         loadgen: bins.loadgen,
         epp: bins.epp,

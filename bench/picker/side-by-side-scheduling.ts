@@ -1,7 +1,8 @@
 // Part (e), scheduling side by side (issue 19): part (b)'s queued pods (b1) and shared prefixes
 // (b4) served by the picker (its defaults), the upstream EPP v1.5.0 (its default scorers: queue,
 // KV-cache and prefix-cache) and lwepp v1.6.2 (round-robin, the reference), each over ext_proc
-// with the Go load generator playing Envoy (both phases, streamed answers, time to first byte),
+// with the Go load generator playing Envoy (both phases, or the request phase only; streamed
+// answers, time to first byte),
 // the same Poisson arrivals and bodies for all. Every run gets fresh pods (empty caches) and a
 // fresh picker process; rounds rotate the pickers' order.
 
@@ -40,6 +41,8 @@ export interface PartEOptions extends SidePickerOptions {
   rounds: number;
   /** Only these workloads (part (b)'s ids, b1 and b4); default both. */
   workloads?: string[];
+  /** Without the response phase (Envoy's response headers and body SKIP); default with it. */
+  requestPhaseOnly?: boolean;
   log: (message: string) => void;
 }
 
@@ -171,7 +174,7 @@ async function runOne(
       kind: "extproc" as const,
       addr: `127.0.0.1:${picker.grpcPort}`,
       path: "/v1/completions",
-      responsePhase: true,
+      responsePhase: !o.requestPhaseOnly,
     };
     const phase = {
       phase: "open" as const,
@@ -261,8 +264,8 @@ export async function partE(b: Bench, o: PartEOptions): Promise<string> {
     `The picker (its defaults; on the shared prefixes told the pods' cache size, as in part (b)), ` +
     `the upstream EPP v1.5.0 (\`cmd/epp\`, its default scorers, \`--v=1\`) and lwepp v1.6.2 ` +
     `(\`cmd/lwepp\`, round-robin) one at a time on a v1 InferencePool of fresh simulated pods; the ` +
-    `Go load generator plays Envoy's side of ext_proc (FULL_DUPLEX_STREAMED, request and response ` +
-    `phases), sends the same Poisson arrivals and bodies (streamed completions with a \`prompt\`) ` +
+    `Go load generator plays Envoy's side of ext_proc (FULL_DUPLEX_STREAMED, ` +
+    `${o.requestPhaseOnly ? "the request phase only" : "request and response phases"}), sends the same Poisson arrivals and bodies (streamed completions with a \`prompt\`) ` +
     `to each and counts latency and TTFT (the first byte of the pod's answer as Envoy sees it) from ` +
     `the intended send time; the first ${WARMUP_MS / 1000} s are not counted. Rounds rotate the ` +
     `pickers' order. Prefix-cache share: \`vllm:prefix_cache_hits_total\` ÷ \`…_queries_total\` ` +
