@@ -69,6 +69,14 @@ import {
 } from "./load";
 import { partC } from "./side-by-side";
 import { partE } from "./side-by-side-scheduling";
+import {
+  SharedPrefixes,
+  sharedPrefixDocuments,
+  outputLengths,
+  sharedPrompts,
+  workloadPickerFlags,
+  workloadSimArgs,
+} from "./side-by-side-workloads";
 import { LatencySummary, ms, poissonArrivals, seededRandom, summarize } from "./stats";
 
 const args = process.argv.slice(2);
@@ -398,22 +406,6 @@ interface Scenario {
   shared?: SharedPrefixes;
 }
 
-/**
- * A shared-prefix workload (like the upstream benchmarks' shared_prefix data: `groups` system
- * prompts / documents of `prefixWords` tokens, each request one of them plus its own question),
- * on pods with llm-d-inference-sim's prefix cache (`--enable-kvcache`): TTFT = prefill overhead
- * + uncached prompt tokens × prefill time per token.
- */
-interface SharedPrefixes {
-  groups: number;
-  prefixWords: number;
-  questionWords: number;
-  prefillOverheadMs: number;
-  prefillPerTokenMs: number;
-  /** Per pod, in blocks of 16 tokens. */
-  kvCacheBlocks: number;
-}
-
 const baseScenario = {
   pods: 4,
   maxNumSeqs: 2,
@@ -455,38 +447,9 @@ const scenarios: Scenario[] = [
     maxNumSeqs: 4,
     ttftMs: 0, // TTFT from the prefill model below
     load: 0.9,
-    shared: {
-      groups: 32,
-      prefixWords: 1024,
-      questionWords: 32,
-      prefillOverheadMs: 20,
-      prefillPerTokenMs: 0.25,
-      kvCacheBlocks: 1024,
-    },
+    shared: sharedPrefixDocuments,
   },
 ];
-
-/**
- * What an operator would tell the picker about these pods: how many prefix blocks (64
- * characters) one pod caches — its KV-cache blocks × 16 tokens, at about 8 characters per
- * token of this workload's prompts.
- */
-function pickerArgs(sc: Scenario): string[] {
-  if (!sc.shared) return [];
-  return ["--prefix-lru-capacity", String((sc.shared.kvCacheBlocks * 16 * 8) / 64)];
-}
-
-function simArgs(sc: Scenario): string[] {
-  const p = sc.shared;
-  if (!p) return [];
-  return [
-    "--enable-kvcache",
-    `--kv-cache-size=${p.kvCacheBlocks}`,
-    "--block-size=16",
-    `--prefill-overhead=${p.prefillOverheadMs}ms`,
-    `--prefill-time-per-token=${p.prefillPerTokenMs * 1000}us`,
-  ];
-}
 
 interface StrategyResult {
   strategy: Strategy;
@@ -579,26 +542,6 @@ async function runStrategy(
   }
 }
 
-/** Exponentially distributed output lengths, the same for every strategy. */
-function outputLengths(count: number, sc: Scenario, seed: number): number[] {
-  const random = seededRandom(seed);
-  return Array.from({ length: count }, () =>
-    Math.min(sc.maxTokens, Math.max(1, Math.round(-sc.meanTokens * Math.log(1 - random())))),
-  );
-}
-
-/** The prompts of a shared-prefix workload: request i gets group groupOf[i]'s prefix. */
-function sharedPrompts(p: SharedPrefixes, count: number, seed: number): string[] {
-  const random = seededRandom(seed);
-  const prefixes = Array.from({ length: p.groups }, (_, g) =>
-    Array.from({ length: p.prefixWords }, (_, k) => `g${g}w${k}`).join(" "),
-  );
-  return Array.from({ length: count }, (_, i) => {
-    const question = Array.from({ length: p.questionWords }, (_, k) => `q${i}w${k}`).join(" ");
-    return `${prefixes[Math.floor(random() * p.groups)]} ${question}`;
-  });
-}
-
 function promptsFor(sc: Scenario, count: number, seed: number): string[] {
   if (sc.shared) return sharedPrompts(sc.shared, count, seed);
   return Array.from({ length: count }, (_, i) => `Request ${i}: suggest things to do in Porto.`);
@@ -622,7 +565,7 @@ function completionBody(model: string, prompt: string, tokens: number): Buffer {
  */
 async function measureCapacity(servers: ModelServer[], sc: Scenario): Promise<number> {
   const agent = keepAliveAgent(256);
-  const lengths = outputLengths(10_000, sc, 5);
+  const lengths = outputLengths(sc, 10_000, 5);
   const prompts = promptsFor(sc, 10_000, 6);
   try {
     const perPod = await Promise.all(
@@ -646,7 +589,7 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
   const seconds = quick ? 10 : 30;
   const warmupMs = 3000;
   b.kubectl(["apply", "-f", "-"], poolYaml(pool, sc.weights));
-  const sim = { ...sc, simArgs: simArgs(sc) };
+  const sim = { ...sc, simArgs: workloadSimArgs(sc) };
   let servers = await deployPods(b, pool, sc.pods, sim);
   const results: StrategyResult[] = [];
   try {
@@ -655,7 +598,7 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
     log(`(b) ${pool}: ${sc.pods} pods serve ${capacity.toFixed(1)} req/s; offering ${rate} req/s`);
     // The same arrivals and lengths for every strategy.
     const arrivals = poissonArrivals(rate, seconds * 1000, seededRandom(2024));
-    const lengths = outputLengths(arrivals.length, sc, 99);
+    const lengths = outputLengths(sc, arrivals.length, 99);
     const prompts = promptsFor(sc, arrivals.length, 98);
     const bodies = lengths.map((n, i) => completionBody("travel-helper", prompts[i], n));
     for (const strategy of strategies) {
@@ -665,7 +608,16 @@ async function runScenario(b: Bench, sc: Scenario): Promise<ScenarioResult> {
         servers = await deployPods(b, pool, sc.pods, sim);
       }
       results.push(
-        await runStrategy(b, pool, servers, strategy, arrivals, bodies, warmupMs, pickerArgs(sc)),
+        await runStrategy(
+          b,
+          pool,
+          servers,
+          strategy,
+          arrivals,
+          bodies,
+          warmupMs,
+          workloadPickerFlags(sc),
+        ),
       );
     }
     return { scenario: sc, rate, capacity, seconds, requests: arrivals.length, results };

@@ -7,7 +7,12 @@
 
 import { poissonArrivals, seededRandom } from "./stats";
 
-/** Prompts sharing long prefixes (part (b)'s b4): `groups` documents, each request one of them. */
+/**
+ * Prompts sharing long prefixes (part (b)'s b4, like the upstream benchmarks' shared_prefix data):
+ * `groups` documents of `prefixWords` tokens, each request one of them plus its own question, on
+ * pods with llm-d-inference-sim's prefix cache (`--enable-kvcache`): TTFT = prefill overhead +
+ * uncached prompt tokens × prefill time per token.
+ */
 export interface SharedPrefixes {
   groups: number;
   prefixWords: number;
@@ -35,6 +40,16 @@ export interface SchedulingWorkload {
   shared?: SharedPrefixes;
 }
 
+/** b4's documents and pods' caches (parts (b) and (e)). */
+export const sharedPrefixDocuments: SharedPrefixes = {
+  groups: 32,
+  prefixWords: 1024,
+  questionWords: 32,
+  prefillOverheadMs: 20,
+  prefillPerTokenMs: 0.25,
+  kvCacheBlocks: 1024,
+};
+
 const queuedPods = { pods: 4, maxNumSeqs: 2, ttftMs: 40, itlMs: 8, meanTokens: 24, maxTokens: 256 };
 
 export const schedulingWorkloads: SchedulingWorkload[] = [
@@ -56,19 +71,12 @@ export const schedulingWorkloads: SchedulingWorkload[] = [
     maxNumSeqs: 4,
     ttftMs: 0, // from the prefill model
     load: 0.9,
-    shared: {
-      groups: 32,
-      prefixWords: 1024,
-      questionWords: 32,
-      prefillOverheadMs: 20,
-      prefillPerTokenMs: 0.25,
-      kvCacheBlocks: 1024,
-    },
+    shared: sharedPrefixDocuments,
   },
 ];
 
 /** The simulator's prefix cache and prefill model, as part (b) sets them. */
-export function workloadSimArgs(w: SchedulingWorkload): string[] {
+export function workloadSimArgs(w: { shared?: SharedPrefixes }): string[] {
   const p = w.shared;
   if (!p) return [];
   return [
@@ -85,13 +93,17 @@ export function workloadSimArgs(w: SchedulingWorkload): string[] {
  * characters) one pod caches — its KV blocks × 16 tokens at about 8 characters per token of these
  * prompts. The EPP reads the pods' block count itself (its prefix plugin's autoTune).
  */
-export function workloadPickerFlags(w: SchedulingWorkload): string[] {
+export function workloadPickerFlags(w: { shared?: SharedPrefixes }): string[] {
   if (!w.shared) return [];
   return ["--prefix-lru-capacity", String((w.shared.kvCacheBlocks * 16 * 8) / 64)];
 }
 
 /** Exponentially distributed output lengths, the same for every picker. */
-export function outputLengths(w: SchedulingWorkload, count: number, seed: number): number[] {
+export function outputLengths(
+  w: { meanTokens: number; maxTokens: number },
+  count: number,
+  seed: number,
+): number[] {
   const random = seededRandom(seed);
   return Array.from({ length: count }, () =>
     Math.min(w.maxTokens, Math.max(1, Math.round(-w.meanTokens * Math.log(1 - random())))),
@@ -100,8 +112,12 @@ export function outputLengths(w: SchedulingWorkload, count: number, seed: number
 
 /** Request i's prompt: one of the shared documents plus its own question, or a short one. */
 export function prompts(w: SchedulingWorkload, count: number, seed: number): string[] {
-  const p = w.shared;
-  if (!p) return Array.from({ length: count }, (_, i) => `Request ${i}: things to do in Porto.`);
+  if (w.shared) return sharedPrompts(w.shared, count, seed);
+  return Array.from({ length: count }, (_, i) => `Request ${i}: things to do in Porto.`);
+}
+
+/** The prompts of a shared-prefix workload: each one of the documents, chosen uniformly. */
+export function sharedPrompts(p: SharedPrefixes, count: number, seed: number): string[] {
   const random = seededRandom(seed);
   const documents = Array.from({ length: p.groups }, (_, g) =>
     Array.from({ length: p.prefixWords }, (_, k) => `g${g}w${k}`).join(" "),
