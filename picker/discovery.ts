@@ -205,11 +205,15 @@ export class Discovery {
 
   /** Marks a watch listed, logs its first failure (e.g. a CRD that is not installed) and its recovery. */
   private reporting(label: string) {
+    const recovered = () => {
+      if (this.failing.delete(label)) this.options.log(`discovery: ${label} watch recovered`);
+    };
     return {
       onListed: () => {
         this.connected.add(label);
-        if (this.failing.delete(label)) this.options.log(`discovery: ${label} watch recovered`);
+        recovered();
       },
+      onWatching: recovered,
       onError: (err: Error) => {
         if (this.failing.has(label)) return;
         this.failing.add(label);

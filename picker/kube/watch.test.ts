@@ -151,6 +151,7 @@ describe("ListWatch against an HTTP server that speaks list and watch", () => {
   const events: string[] = [];
   const errors: string[] = [];
   let listed = 0;
+  let watching = 0;
 
   beforeEach(async () => {
     api = new FakeApiserver();
@@ -164,6 +165,7 @@ describe("ListWatch against an HTTP server that speaks list and watch", () => {
     events.length = 0;
     errors.length = 0;
     listed = 0;
+    watching = 0;
   });
 
   afterEach(async () => {
@@ -180,6 +182,7 @@ describe("ListWatch against an HTTP server that speaks list and watch", () => {
       backoffMs: { initial: 10, max: 40 },
       onEvent: (type, o) => events.push(`${type} ${o.kind} ${o.metadata?.name}`),
       onListed: () => listed++,
+      onWatching: () => watching++,
       onError: err => errors.push(err.message),
     });
     return watch.start();
@@ -227,6 +230,7 @@ describe("ListWatch against an HTTP server that speaks list and watch", () => {
     const watches = api.requests.filter(u => u.searchParams.get("watch") === "true");
     expect(watches.map(u => u.searchParams.get("resourceVersion"))).toEqual(["101", "103"]);
     expect(listed).toBe(1);
+    expect(watching).toBe(2);
   });
 
   it("lists again after 410 Gone: reports what disappeared, changed or came meanwhile, nothing else", async () => {

@@ -24,6 +24,8 @@ export interface ListWatchOptions {
   onEvent(type: WatchEventType, object: KubeObject): void;
   /** After every complete list: the first one means the collection is synced. */
   onListed?(): void;
+  /** After every watch request the server accepted (a reconnect without a list included). */
+  onWatching?(): void;
   onError?(err: Error): void;
   /** Delay before reconnecting: initial, doubled after each failure up to max. */
   backoffMs?: { initial: number; max: number };
@@ -197,6 +199,7 @@ export class ListWatch {
       if (err instanceof KubeStatusError && err.statusCode === 410) return this.gone();
       throw err;
     }
+    this.options.onWatching?.();
     let delivered = false;
     let buffer = "";
     const decoder = new TextDecoder();
