@@ -7,7 +7,8 @@
 //
 //   npx tsx bench/picker/memory.ts [--variants "--max-semi-space-size=64|"] [--rounds 2] [--seconds 4]
 //
-// Variants are separated by "|", flags within one by spaces; "" is Node's defaults.
+// Variants are separated by "|", flags within one by spaces; "" is Node's defaults. A NAME=value
+// token is an environment variable of the picker (e.g. MALLOC_ARENA_MAX=2).
 
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -222,7 +223,16 @@ async function main(): Promise<void> {
       for (let i = 0; i < variants.length; i++) {
         const v = (i + round) % variants.length;
         log(`round ${round + 1}/${rounds}: "${variants[v]}"`);
-        await oneVariant(b, pool, servers, variants[v].split(" ").filter(Boolean), figures[v]);
+        const tokens = variants[v].split(" ").filter(Boolean);
+        const env = tokens.filter(t => /^[A-Z_]+=/.test(t)).map(t => t.split("="));
+        // The picker's process starts with this process' environment (startPickerProcess).
+        for (const [k, value] of env) process.env[k] = value;
+        try {
+          const flags = tokens.filter(t => !/^[A-Z_]+=/.test(t));
+          await oneVariant(b, pool, servers, flags, figures[v]);
+        } finally {
+          for (const [k] of env) delete process.env[k];
+        }
       }
     }
   } finally {
