@@ -1,7 +1,7 @@
 // Command-line configuration of the picker: argv, env and the --config file in, a checked config
 // out.
 
-import { loadYaml } from "@kubernetes/client-node";
+import { load as loadYaml } from "js-yaml";
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { FlowControlConfig, defaultFlowControlConfig } from "./core/flow";

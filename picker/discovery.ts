@@ -1,11 +1,10 @@
-// Keeps the datastore in sync with the apiserver through watches (kubernetes-fluent-client,
-// kubeconfig from $KUBECONFIG or in-cluster): the InferencePool (GA v1 and v1alpha2), the pods its
+// Keeps the datastore in sync with the apiserver through watches (the picker's own small client,
+// kube/: kubeconfig from $KUBECONFIG, ~/.kube/config or in-cluster): the InferencePool (GA v1 and v1alpha2), the pods its
 // selector matches, and the pool's InferenceModels, InferenceModelRewrites and
 // InferenceObjectives (groups inference.networking.x-k8s.io and llm-d.ai). Watch events apply
 // at once, so a weight or pod change reaches the scheduler within the watch latency. The
 // mapping from objects to records lives in pool-records.ts (pure, unit-tested).
 
-import { GenericKind, K8s, WatchEvent, kind } from "kubernetes-fluent-client";
 import {
   type GroupVersionKind,
   gvk,
@@ -16,6 +15,9 @@ import {
 } from "../capabilities/api/constants";
 import type { WeightedTarget } from "./core/types";
 import { Datastore } from "./datastore";
+import { KubeClient } from "./kube/client";
+import { loadConnection } from "./kube/kubeconfig";
+import { KubeObject, ListWatch, labelSelectorText } from "./kube/watch";
 import {
   PoolSpec,
   inferenceModelFromObject,
@@ -38,20 +40,16 @@ export interface DiscoveryOptions {
   /** Which InferencePool API to follow; "auto" prefers GA when both exist. */
   poolGroup: PoolGroupChoice;
   log: (message: string) => void;
+  /** The apiserver connection; default: loadConnection() ($KUBECONFIG, ~/.kube/config, in-cluster). */
+  client?: KubeClient;
 }
 
-interface Watching {
-  close(): void;
-}
-
-type ObjectWithMeta = { metadata?: { name?: string } };
-type Callback = (obj: ObjectWithMeta, deleted: boolean) => void;
-
-const watchCfg = { resyncDelaySec: 1, relistIntervalSec: 300, lastSeenLimitSeconds: 600 };
+type Callback = (obj: KubeObject, deleted: boolean) => void;
 
 export class Discovery {
-  private readonly watchers: Watching[] = [];
-  private podWatcher: Watching | undefined;
+  private readonly watchers: ListWatch[] = [];
+  private readonly client: KubeClient;
+  private podWatcher: ListWatch | undefined;
   private podSelectorKey = "";
   private readonly pools = new Map<string, PoolSpec>();
   private readonly connected = new Set<string>();
@@ -61,7 +59,9 @@ export class Discovery {
   constructor(
     private readonly ds: Datastore,
     private readonly options: DiscoveryOptions,
-  ) {}
+  ) {
+    this.client = options.client ?? new KubeClient(loadConnection());
+  }
 
   /** Synced: the pool is known and the pod watch has listed. */
   synced(): boolean {
@@ -140,9 +140,10 @@ export class Discovery {
     this.stopped = true;
     this.podWatcher?.close();
     for (const w of this.watchers) w.close();
+    this.client.close();
   }
 
-  private onPool(group: string, o: ObjectWithMeta, deleted: boolean): void {
+  private onPool(group: string, o: KubeObject, deleted: boolean): void {
     if (o.metadata?.name !== this.options.poolName) return;
     if (deleted) {
       this.pools.delete(group);
@@ -170,52 +171,55 @@ export class Discovery {
     this.connected.delete("pods");
     this.ds.clearPods();
     if (!pool) return;
-    let query = K8s(kind.Pod).InNamespace(this.options.namespace);
-    for (const [k, v] of Object.entries(pool.selector)) query = query.WithLabel(k, v);
-    const watcher = query.Watch((pod, phase) => {
-      const record = podRecordFromObject(pod);
-      if (!record) return;
-      if (String(phase) === "DELETED") this.ds.deletePod(record.name);
-      else this.ds.upsertPod(record);
-    }, watchCfg);
-    this.instrument("pods", watcher.events);
+    const watcher = new ListWatch(this.client, {
+      path: `/api/v1/namespaces/${encodeURIComponent(this.options.namespace)}/pods`,
+      labelSelector: pool.selector,
+      onEvent: (type, pod) => {
+        const record = podRecordFromObject(pod);
+        if (!record) return;
+        if (type === "DELETED") this.ds.deletePod(record.name);
+        else this.ds.upsertPod(record);
+      },
+      ...this.reporting("pods"),
+    });
     this.podWatcher = watcher;
     await watcher.start();
-    this.options.log(`discovery: watching pods with selector ${key}`);
+    this.options.log(`discovery: watching pods with selector ${labelSelectorText(pool.selector)}`);
   }
 
   private async watchKind(
     label: string,
-    kindOverride: GroupVersionKind,
+    kind: GroupVersionKind,
     callback: Callback,
   ): Promise<void> {
-    const watcher = K8s(GenericKind, { kindOverride })
-      .InNamespace(this.options.namespace)
-      .Watch(
-        (obj, phase) => callback(obj as ObjectWithMeta, String(phase) === "DELETED"),
-        watchCfg,
-      );
-    this.instrument(label, watcher.events);
+    const { group, version, plural } = kind;
+    const namespace = encodeURIComponent(this.options.namespace);
+    const watcher = new ListWatch(this.client, {
+      path: `/apis/${group}/${version}/namespaces/${namespace}/${plural}`,
+      onEvent: (type, obj) => callback(obj, type === "DELETED"),
+      ...this.reporting(label),
+    });
     this.watchers.push(watcher);
     await watcher.start();
   }
 
-  /** Logs the first failure of a watch (e.g. a CRD that is not installed) and its recovery. */
-  private instrument(label: string, events: NodeJS.EventEmitter): void {
-    events.on(WatchEvent.CONNECT, () => {
-      this.connected.add(label);
+  /** Marks a watch listed, logs its first failure (e.g. a CRD that is not installed) and its recovery. */
+  private reporting(label: string) {
+    const recovered = () => {
       if (this.failing.delete(label)) this.options.log(`discovery: ${label} watch recovered`);
-    });
-    const onError = (err: unknown) => {
-      if (this.failing.has(label)) return;
-      this.failing.add(label);
-      const message = (err instanceof Error ? err.message : String(err)).split(" [[")[0];
-      const hint = message.includes("404") ? " (is the CRD installed?)" : "";
-      this.options.log(`discovery: ${label} watch failing, retrying${hint}: ${message}`);
     };
-    events.on(WatchEvent.LIST_ERROR, onError);
-    events.on(WatchEvent.WATCH_ERROR, onError);
-    events.on(WatchEvent.NETWORK_ERROR, onError);
-    events.on(WatchEvent.DATA_ERROR, onError);
+    return {
+      onListed: () => {
+        this.connected.add(label);
+        recovered();
+      },
+      onWatching: recovered,
+      onError: (err: Error) => {
+        if (this.failing.has(label)) return;
+        this.failing.add(label);
+        const hint = err.message.includes(": 404 ") ? " (is the CRD installed?)" : "";
+        this.options.log(`discovery: ${label} watch failing, retrying${hint}: ${err.message}`);
+      },
+    };
   }
 }

@@ -12,11 +12,16 @@ const repoRoot = path.resolve(__dirname, "..", "..");
 const pickerRoot = path.join(repoRoot, "picker");
 
 /**
- * Node flags the picker runs with (also in the Dockerfile): a young generation of up to 64 MB
- * semi-spaces instead of 16 MB, so scavenges — each a pause of 1–3 ms on the request path — come
- * about four times less often at high request rates (see bench/picker).
+ * Node flags the picker runs with (also in picker/Dockerfile and package.json's "picker" script):
+ * semi-spaces of at most 4 MB instead of 16 MB, and the old generation grown by 30 % after a
+ * mark-compact instead of up to 4×, so that under load the picker holds ~100 MiB instead of 150–275
+ * (bench/picker/MEMORY-NOTES.md: the young generation and the promoted per-stream objects
+ * awaiting a mark-compact were most of it), at the cost of more frequent, short GC pauses.
  */
-export const pickerRuntimeFlags: readonly string[] = ["--max-semi-space-size=64"];
+export const pickerRuntimeFlags: readonly string[] = [
+  "--max-semi-space-size=4",
+  "--heap-growing-percent=30",
+];
 
 /** Log lines that carry the ports, in the order `picker/main.ts` prints them. */
 export const pickerLogPatterns = {
