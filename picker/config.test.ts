@@ -35,7 +35,19 @@ describe("parseConfig", () => {
         maxQueue: 1024,
         localityWaitMs: 200,
       },
+      overload: { maxLoopDelayMs: 50, maxPending: 4096 },
     });
+  });
+
+  it("reads the overload flags (0 turns a bound off)", () => {
+    const c = parseConfig(
+      ["--pool", "p", "--overload-loop-delay-ms", "0", "--overload-max-pending", "64"],
+      {},
+    );
+    expect(c !== "help" && c.overload).toEqual({ maxLoopDelayMs: 0, maxPending: 64 });
+    expect(() => parseConfig(["--pool", "p", "--overload-max-pending", "-1"], {})).toThrow(
+      ConfigError,
+    );
   });
 
   it("reads the flow-control flags", () => {

@@ -5,6 +5,7 @@ import { loadYaml } from "@kubernetes/client-node";
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { FlowControlConfig, defaultFlowControlConfig } from "./core/flow";
+import { OverloadConfig, defaultOverloadConfig } from "./core/overload";
 import { PluginConfigError } from "./core/plugins/parameters";
 import { PrefixConfig, PrefixIndex, defaultPrefixConfig } from "./core/prefix";
 import { SaturationConfig, defaultSaturationConfig } from "./core/scheduler";
@@ -42,6 +43,7 @@ export interface PickerConfig {
   scrape: { intervalMs: number; timeoutMs: number; concurrency: number; path: string };
   proxy: { retries: number; connectTimeoutMs: number; upstreamTimeoutMs: number };
   flowControl: FlowControlConfig;
+  overload: OverloadConfig;
 }
 
 export const usage = `Usage: npm run picker -- --pool NAME [--namespace NS] [options]
@@ -87,10 +89,15 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
                               runs all it can; each goes to the first pod that frees a slot [on]
   --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
                               0 = learnt from scrapes                            [0]
-  --flow-max-wait-ms N        a request held this long goes to a pod's own queue [10000]
-  --flow-max-queue N          requests held at most; more go to pods' queues     [1024]
+  --flow-max-wait-ms N        a request held this long gets 429                  [10000]
+  --flow-max-queue N          requests held at most; more get 429 (a critical one first
+                              displaces the newest held sheddable one)           [1024]
   --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long
                               for a slot there before it starts elsewhere; 0 = never [200]
+  --overload-loop-delay-ms N  the picker's own CPU is past capacity when its event loop runs
+                              this late (smoothed): new requests get 429 at once; 0 = off [50]
+  --overload-max-pending N    requests taken in and not yet decided (held ones included) at
+                              most; more get 429 at once; 0 = no limit           [4096]
   --help                      this text
 `;
 
@@ -179,6 +186,8 @@ const options = {
   "flow-max-wait-ms": { type: "string" },
   "flow-max-queue": { type: "string" },
   "flow-locality-wait-ms": { type: "string" },
+  "overload-loop-delay-ms": { type: "string" },
+  "overload-max-pending": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -283,6 +292,20 @@ export function parseConfig(
       upstreamTimeoutMs,
     },
     flowControl: flowControlFrom(values, flowControl === "on"),
+    overload: {
+      maxLoopDelayMs: int(
+        "overload-loop-delay-ms",
+        values["overload-loop-delay-ms"],
+        defaultOverloadConfig.maxLoopDelayMs,
+        0,
+      ),
+      maxPending: int(
+        "overload-max-pending",
+        values["overload-max-pending"],
+        defaultOverloadConfig.maxPending,
+        0,
+      ),
+    },
   };
 }
 

@@ -2,6 +2,7 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
+import { RejectReason, admissionOf, rejection } from "./admission";
 import {
   FlowControlConfig,
   FlowQueue,
@@ -94,6 +95,8 @@ export interface RouteFailure {
   error: PickerError;
   model: string;
   targetModel: string;
+  /** Set when flow control or load shedding refused the request (a fast 429). */
+  rejected?: RejectReason;
 }
 
 export type RouteDecision = RouteSuccess | RouteFailure;
@@ -117,6 +120,7 @@ interface HeldEntry {
 export class RequestRouter {
   private readonly held = new FlowQueue<HeldEntry>();
   private heldTotal = 0;
+  private readonly rejected = new Map<RejectReason, number>();
 
   constructor(
     private readonly pool: PoolView,
@@ -129,7 +133,7 @@ export class RequestRouter {
   decide(req: IncomingRequest): RouteDecision {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
-    return this.place(prepared, req.nowMs);
+    return this.counted(this.place(prepared, req.nowMs));
   }
 
   /**
@@ -145,34 +149,38 @@ export class RequestRouter {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
     const flow = this.options.flowControl;
-    if (!flow?.enabled) return this.place(prepared, req.nowMs);
+    if (!flow?.enabled) return this.counted(this.place(prepared, req.nowMs));
     const ready = this.pool.readyEndpoints();
     // No endpoint at all: 503 now, not after holding.
     if (ready.length === 0) return this.place(prepared, req.nowMs);
-    if (this.held.size >= flow.maxQueue) {
-      const free = endpointsWithFreeSlot(prepared.scheduling, ready, flow, this.context(req.nowMs));
-      return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
-    }
     if (this.held.size === 0) {
       const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
-      if (among) return this.place(prepared, req.nowMs, among);
+      if (among) return this.counted(this.place(prepared, req.nowMs, among));
     }
-    const clientLeft = (): RouteFailure => ({
-      ok: false,
-      error: pickerError("BadRequest", "the client closed the request while it waited"),
-      model: prepared.model,
-      targetModel: prepared.targetModel,
+    const admission = admissionOf({
+      sheddable: prepared.scheduling.sheddable,
+      held: this.held.size,
+      heldSheddable: this.held.sheddable,
+      maxQueue: flow.maxQueue,
+      queueThreshold: this.options.saturation.queueThreshold,
+      readyEndpoints: ready.length,
     });
+    if (admission === "displace") {
+      const displaced = this.held.displaceSheddable()!;
+      displaced.resolve(this.reject("displaced", displaced.prepared));
+    } else if (admission !== "hold") {
+      return this.reject(admission, prepared);
+    }
     // Gone before it could wait: never queued (an abort listener would never fire now).
-    if (signal?.aborted) return clientLeft();
+    if (signal?.aborted) return clientLeft(prepared);
     return new Promise<RouteDecision>(resolve => {
       const entry: HeldEntry = { prepared, resolve };
-      const handle = this.held.hold(entry, req.nowMs);
+      const handle = this.held.hold(entry, req.nowMs, prepared.scheduling.sheddable);
       this.heldTotal++;
       signal?.addEventListener(
         "abort",
         () => {
-          if (this.held.remove(handle)) resolve(clientLeft());
+          if (this.held.remove(handle)) resolve(clientLeft(prepared));
         },
         { once: true },
       );
@@ -180,22 +188,48 @@ export class RequestRouter {
     });
   }
 
+  /** Requests refused with a fast 429 since the start, by reason. */
+  rejectedCount(): ReadonlyMap<RejectReason, number> {
+    return this.rejected;
+  }
+
+  private reject(reason: RejectReason, p: PreparedRequest): RouteFailure {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    return rejection(reason, p.model, p.targetModel);
+  }
+
+  /** Counts the scheduler's 429 for a sheddable request on a pool whose pods all queue. */
+  private counted(d: RouteDecision): RouteDecision {
+    if (!d.ok && d.error.code === "InferencePoolResourceExhausted") {
+      this.rejected.set("sheddable-saturated", (this.rejected.get("sheddable-saturated") ?? 0) + 1);
+      d.rejected = "sheddable-saturated";
+    }
+    return d;
+  }
+
   /** Requests held by flow control now, and since the start. */
   heldCount(): { now: number; total: number } {
     return { now: this.held.size, total: this.heldTotal };
   }
 
-  /** Dispatches held requests that an endpoint can start now, and those held too long. */
+  /**
+   * Dispatches held requests that an endpoint can start now; those held too long get 429; with
+   * no ready endpoint left, 503.
+   */
   drainHeld(nowMs: number): void {
     const flow = this.options.flowControl;
     if (!flow || this.held.size === 0) return;
     const endpoints = this.pool.readyEndpoints();
     const ctx = this.context(nowMs);
     this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue, heldMs) => {
+      if (endpoints.length === 0) {
+        entry.resolve(this.place(entry.prepared, nowMs));
+        return true;
+      }
       const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
-      if (!among && !overdue && endpoints.length > 0) return false;
-      entry.resolve(this.place(entry.prepared, nowMs, among));
-      return true;
+      if (among) entry.resolve(this.counted(this.place(entry.prepared, nowMs, among)));
+      else if (overdue) entry.resolve(this.reject("queue-timeout", entry.prepared));
+      return among !== undefined || overdue;
     });
   }
 
@@ -343,6 +377,15 @@ export class RequestRouter {
     }
     return undefined;
   }
+}
+
+function clientLeft(p: PreparedRequest): RouteFailure {
+  return {
+    ok: false,
+    error: pickerError("BadRequest", "the client closed the request while it waited"),
+    model: p.model,
+    targetModel: p.targetModel,
+  };
 }
 
 /** Ranked candidates first, then the endpoints a filter set aside (last-resort retries). */
