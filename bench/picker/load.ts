@@ -194,7 +194,8 @@ export interface GoLoadResult {
 /**
  * Runs one phase in bench/loadgen (the binary from hack/build-binaries.sh): each request's
  * body is one of `bodies`, drawn with `weights`; `warmupRequests` go first with 16 in flight and
- * are not recorded.
+ * are not recorded. `extra`: request headers for every request, the per-request timeout (default
+ * 10 s).
  */
 export function goLoad(
   binary: string,
@@ -202,6 +203,7 @@ export function goLoad(
   bodies: { bodies: Buffer[]; weights: number[] },
   phase: GoLoadPhase,
   warmupRequests = 200,
+  extra: { headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<GoLoadResult> {
   const spec = {
     ...target,
@@ -210,6 +212,7 @@ export function goLoad(
     weights: bodies.weights,
     seed: 11,
     warmupRequests,
+    ...extra,
   };
   return new Promise((resolve, reject) => {
     const child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });

@@ -101,7 +101,7 @@ function recorded(info: ClusterInfo, kind: PickerKind, name: string, grpcPort: n
   });
 }
 
-async function startEpp(
+export async function startEpp(
   info: ClusterInfo,
   namespace: string,
   pool: string,
