@@ -90,6 +90,7 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
                               0 = learnt from scrapes                            [0]
   --flow-max-wait-ms N        a request held this long gets 429                  [10000]
+  --flow-sheddable-max-wait-ms N  the same for a sheddable request               [1000]
   --flow-max-queue N          requests held at most; more get 429 (a critical one first
                               displaces the newest held sheddable one)           [1024]
   --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long
@@ -184,6 +185,7 @@ const options = {
   "flow-control": { type: "string" },
   "max-running": { type: "string" },
   "flow-max-wait-ms": { type: "string" },
+  "flow-sheddable-max-wait-ms": { type: "string" },
   "flow-max-queue": { type: "string" },
   "flow-locality-wait-ms": { type: "string" },
   "overload-loop-delay-ms": { type: "string" },
@@ -292,20 +294,7 @@ export function parseConfig(
       upstreamTimeoutMs,
     },
     flowControl: flowControlFrom(values, flowControl === "on"),
-    overload: {
-      maxLoopDelayMs: int(
-        "overload-loop-delay-ms",
-        values["overload-loop-delay-ms"],
-        defaultOverloadConfig.maxLoopDelayMs,
-        0,
-      ),
-      maxPending: int(
-        "overload-max-pending",
-        values["overload-max-pending"],
-        defaultOverloadConfig.maxPending,
-        0,
-      ),
-    },
+    overload: overloadFrom(values),
   };
 }
 
@@ -376,21 +365,24 @@ function prefixFrom(values: Flags, blockSize: number): PrefixConfig {
 }
 
 function flowControlFrom(values: Flags, enabled: boolean): FlowControlConfig {
+  const d = defaultFlowControlConfig;
+  const n = (name: keyof typeof options, fallback: number) =>
+    int(name, values[name] as string | undefined, fallback, 0);
   return {
     enabled,
-    maxRunning: int("max-running", values["max-running"], defaultFlowControlConfig.maxRunning, 0),
-    maxWaitMs: int(
-      "flow-max-wait-ms",
-      values["flow-max-wait-ms"],
-      defaultFlowControlConfig.maxWaitMs,
-      0,
-    ),
-    maxQueue: int("flow-max-queue", values["flow-max-queue"], defaultFlowControlConfig.maxQueue, 0),
-    localityWaitMs: int(
-      "flow-locality-wait-ms",
-      values["flow-locality-wait-ms"],
-      defaultFlowControlConfig.localityWaitMs,
-      0,
-    ),
+    maxRunning: n("max-running", d.maxRunning),
+    maxWaitMs: n("flow-max-wait-ms", d.maxWaitMs),
+    sheddableMaxWaitMs: n("flow-sheddable-max-wait-ms", d.sheddableMaxWaitMs),
+    maxQueue: n("flow-max-queue", d.maxQueue),
+    localityWaitMs: n("flow-locality-wait-ms", d.localityWaitMs),
+  };
+}
+
+function overloadFrom(values: Flags): OverloadConfig {
+  const n = (name: keyof typeof options, fallback: number) =>
+    int(name, values[name] as string | undefined, fallback, 0);
+  return {
+    maxLoopDelayMs: n("overload-loop-delay-ms", defaultOverloadConfig.maxLoopDelayMs),
+    maxPending: n("overload-max-pending", defaultOverloadConfig.maxPending),
   };
 }

@@ -20,6 +20,12 @@ export interface FlowControlConfig {
   /** A request held this long gets 429: the queue is bounded in time as well as in size. */
   maxWaitMs: number;
   /**
+   * The same for a sheddable request. Held ones leave after every critical one, so while
+   * critical traffic alone fills the pool they would wait the whole `maxWaitMs`; a shorter
+   * bound keeps the latency of the sheddable requests that are admitted.
+   */
+  sheddableMaxWaitMs: number;
+  /**
    * Requests held at most: a new one then gets 429 (a critical one first displaces the newest
    * held sheddable one, which gets 429 instead).
    */
@@ -36,6 +42,7 @@ export const defaultFlowControlConfig: FlowControlConfig = {
   enabled: true,
   maxRunning: 0,
   maxWaitMs: 10_000,
+  sheddableMaxWaitMs: 1000,
   maxQueue: 1024,
   localityWaitMs: 200,
 };
@@ -162,14 +169,15 @@ export class FlowQueue<T> {
 
   /**
    * Offers the held requests to `place`, critical ones oldest first, then sheddable ones oldest
-   * first; `overdue` is true for one held at least `maxWaitMs`, which must leave (placed or
-   * refused). Requests `place` accepts leave the queue. A request that cannot start anywhere
+   * first; `overdue` is true for one held at least `maxWaitMs` (a sheddable one:
+   * `sheddableMaxWaitMs`), which must leave (placed or refused). Requests `place` accepts leave the queue. A request that cannot start anywhere
    * does not block younger ones that can (another adapter, say).
    */
   drain(
     nowMs: number,
     maxWaitMs: number,
     place: (item: T, overdue: boolean, heldMs: number) => boolean,
+    sheddableMaxWaitMs = maxWaitMs,
   ): void {
     if (this.held.length === 0) return;
     const leaves = new Set<HeldRequest<T>>();
@@ -177,7 +185,8 @@ export class FlowQueue<T> {
       for (const h of this.held) {
         if (h.sheddable !== sheddable) continue;
         const heldMs = nowMs - h.heldSinceMs;
-        if (place(h.item, heldMs >= maxWaitMs, heldMs)) leaves.add(h);
+        const bound = sheddable ? sheddableMaxWaitMs : maxWaitMs;
+        if (place(h.item, heldMs >= bound, heldMs)) leaves.add(h);
       }
       if (this.sheddableCount === 0) break;
     }

@@ -179,7 +179,14 @@ describe("RequestRouter", () => {
 });
 
 describe("RequestRouter with flow control", () => {
-  const flow = { enabled: true, maxRunning: 2, maxWaitMs: 1000, maxQueue: 10, localityWaitMs: 0 };
+  const flow = {
+    enabled: true,
+    maxRunning: 2,
+    maxWaitMs: 1000,
+    sheddableMaxWaitMs: 1000,
+    maxQueue: 10,
+    localityWaitMs: 0,
+  };
   const body = { model: "travel-helper" };
 
   it("dispatches at once while an endpoint has a free running slot", () => {
@@ -267,6 +274,23 @@ describe("RequestRouter with flow control", () => {
     router.drainHeld(NOW + 1);
     const d = await critical;
     expect(d.ok && d.body.toString()).toContain("c1");
+  });
+
+  it("bounds a held sheddable request's wait by sheddableMaxWaitMs, a critical one's by maxWaitMs", async () => {
+    const { router, pool } = setup({ flowControl: { ...flow, sheddableMaxWaitMs: 200 } });
+    pool.objectives.set("batch-objective", -1);
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const critical = router.decideOrHold(request(body));
+    const sheddable = router.decideOrHold(
+      request(body, { "x-gateway-inference-objective": "batch-objective" }),
+    );
+    router.drainHeld(NOW + 200);
+    const shed = await sheddable;
+    expect(!shed.ok && shed.rejected).toBe("queue-timeout");
+    expect(router.heldCount().now).toBe(1);
+    router.drainHeld(NOW + 1000);
+    const late = await critical;
+    expect(!late.ok && late.rejected).toBe("queue-timeout");
   });
 
   it("takes a held request out of the queue when its client leaves", async () => {

@@ -193,18 +193,15 @@ export class RequestRouter {
     return this.rejected;
   }
 
-  private reject(reason: RejectReason, p: PreparedRequest): RouteFailure {
+  private reject(reason: RejectReason, p: { model: string; targetModel: string }): RouteFailure {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
     return rejection(reason, p.model, p.targetModel);
   }
 
   /** Counts the scheduler's 429 for a sheddable request on a pool whose pods all queue. */
   private counted(d: RouteDecision): RouteDecision {
-    if (!d.ok && d.error.code === "InferencePoolResourceExhausted") {
-      this.rejected.set("sheddable-saturated", (this.rejected.get("sheddable-saturated") ?? 0) + 1);
-      d.rejected = "sheddable-saturated";
-    }
-    return d;
+    if (d.ok || d.error.code !== "InferencePoolResourceExhausted") return d;
+    return this.reject("sheddable-saturated", d);
   }
 
   /** Requests held by flow control now, and since the start. */
@@ -221,16 +218,21 @@ export class RequestRouter {
     if (!flow || this.held.size === 0) return;
     const endpoints = this.pool.readyEndpoints();
     const ctx = this.context(nowMs);
-    this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue, heldMs) => {
-      if (endpoints.length === 0) {
-        entry.resolve(this.place(entry.prepared, nowMs));
-        return true;
-      }
-      const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
-      if (among) entry.resolve(this.counted(this.place(entry.prepared, nowMs, among)));
-      else if (overdue) entry.resolve(this.reject("queue-timeout", entry.prepared));
-      return among !== undefined || overdue;
-    });
+    this.held.drain(
+      nowMs,
+      flow.maxWaitMs,
+      (entry, overdue, heldMs) => {
+        if (endpoints.length === 0) {
+          entry.resolve(this.place(entry.prepared, nowMs));
+          return true;
+        }
+        const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
+        if (among) entry.resolve(this.counted(this.place(entry.prepared, nowMs, among)));
+        else if (overdue) entry.resolve(this.reject("queue-timeout", entry.prepared));
+        return among !== undefined || overdue;
+      },
+      flow.sheddableMaxWaitMs,
+    );
   }
 
   /**
