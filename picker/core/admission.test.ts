@@ -1,4 +1,4 @@
-import { admissionOf, rejection } from "./admission";
+import { RateMeter, admissionOf, rejection } from "./admission";
 
 const base = {
   sheddable: false,
@@ -7,6 +7,8 @@ const base = {
   maxQueue: 10,
   queueThreshold: 2,
   readyEndpoints: 3,
+  expectedWaitMs: 0,
+  sheddableMaxWaitMs: 1000,
 };
 
 describe("admissionOf", () => {
@@ -20,8 +22,24 @@ describe("admissionOf", () => {
     const sheddable = { ...base, sheddable: true };
     expect(admissionOf({ ...sheddable, held: 5 })).toBe("hold");
     expect(admissionOf({ ...sheddable, held: 6 })).toBe("sheddable-saturated");
+    // One that would wait past its bound is refused now, not after the wait.
+    expect(admissionOf({ ...sheddable, held: 1, expectedWaitMs: 1001 })).toBe(
+      "sheddable-saturated",
+    );
+    expect(admissionOf({ ...base, held: 1, expectedWaitMs: 60_000 })).toBe("hold");
     // A queue shorter than the saturation depth still bounds it.
     expect(admissionOf({ ...sheddable, held: 1, maxQueue: 1 })).toBe("queue-full");
+  });
+});
+
+describe("RateMeter", () => {
+  it("predicts the wait behind the held requests from the last whole window's dispatches", () => {
+    const meter = new RateMeter(1000);
+    expect(meter.expectedWaitMs(0, 0)).toBe(0);
+    expect(meter.expectedWaitMs(3, 0)).toBe(Infinity); // nothing dispatched yet
+    for (let t = 0; t < 1000; t += 25) meter.note(t); // 40 per second
+    expect(meter.expectedWaitMs(3, 1000)).toBe(100); // 4 ahead, itself included, at 40/s
+    expect(meter.expectedWaitMs(3, 3500)).toBe(Infinity); // a whole window without any
   });
 });
 

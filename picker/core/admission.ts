@@ -37,8 +37,10 @@ export const rejectReasons: readonly RejectReason[] = [
  * queues (with flow control they stay short), so the pool counts as saturated — as the upstream
  * EPP's saturation detector says when every pod has more than `queueThreshold` waiting — once
  * more than `queueThreshold` requests per ready endpoint are held: a sheddable request then
- * gets 429 at once rather than wait. A full queue answers 429 (as the EPP's flow control does,
- * QueueOutcomeRejectedCapacity); a critical request first displaces a held sheddable one.
+ * gets 429 at once rather than wait. So does one that would wait longer than its bound
+ * (`expectedWaitMs` over `sheddableMaxWaitMs`): a fast 429 now instead of a slow one later. A
+ * full queue answers 429 (as the EPP's flow control does, QueueOutcomeRejectedCapacity); a
+ * critical request first displaces a held sheddable one.
  */
 export function admissionOf(o: {
   sheddable: boolean;
@@ -47,13 +49,49 @@ export function admissionOf(o: {
   maxQueue: number;
   queueThreshold: number;
   readyEndpoints: number;
+  expectedWaitMs: number;
+  sheddableMaxWaitMs: number;
 }): "hold" | "displace" | RejectReason {
   if (o.sheddable) {
-    if (o.held >= o.queueThreshold * o.readyEndpoints) return "sheddable-saturated";
+    const saturated =
+      o.held >= o.queueThreshold * o.readyEndpoints || o.expectedWaitMs > o.sheddableMaxWaitMs;
+    if (saturated) return "sheddable-saturated";
     return o.held < o.maxQueue ? "hold" : "queue-full";
   }
   if (o.held < o.maxQueue) return "hold";
   return o.heldSheddable > 0 ? "displace" : "queue-full";
+}
+
+/**
+ * Requests dispatched per second, counted over whole windows of `windowMs` (the last complete
+ * one): how fast the pool takes requests from the queue, to tell how long a new one would wait.
+ */
+export class RateMeter {
+  private windowStartMs = -Infinity;
+  private current = 0;
+  private previous = 0;
+
+  constructor(private readonly windowMs = 1000) {}
+
+  note(nowMs: number): void {
+    this.roll(nowMs);
+    this.current++;
+  }
+
+  /** The wait of a request joining `ahead` held ones, at the last window's rate (ms). */
+  expectedWaitMs(ahead: number, nowMs: number): number {
+    this.roll(nowMs);
+    if (ahead === 0) return 0;
+    return this.previous > 0 ? ((ahead + 1) * this.windowMs) / this.previous : Infinity;
+  }
+
+  private roll(nowMs: number): void {
+    const elapsed = nowMs - this.windowStartMs;
+    if (elapsed < this.windowMs) return;
+    this.previous = elapsed < 2 * this.windowMs ? this.current : 0;
+    this.current = 0;
+    this.windowStartMs = nowMs;
+  }
 }
 
 const rejectMessages: Record<RejectReason, string> = {

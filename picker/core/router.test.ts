@@ -280,10 +280,10 @@ describe("RequestRouter with flow control", () => {
     const { router, pool } = setup({ flowControl: { ...flow, sheddableMaxWaitMs: 200 } });
     pool.objectives.set("batch-objective", -1);
     for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
-    const critical = router.decideOrHold(request(body));
     const sheddable = router.decideOrHold(
       request(body, { "x-gateway-inference-objective": "batch-objective" }),
     );
+    const critical = router.decideOrHold(request(body));
     router.drainHeld(NOW + 200);
     const shed = await sheddable;
     expect(!shed.ok && shed.rejected).toBe("queue-timeout");

@@ -2,7 +2,7 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
-import { RejectReason, admissionOf, rejection } from "./admission";
+import { RateMeter, RejectReason, admissionOf, rejection } from "./admission";
 import {
   FlowControlConfig,
   FlowQueue,
@@ -121,6 +121,7 @@ export class RequestRouter {
   private readonly held = new FlowQueue<HeldEntry>();
   private heldTotal = 0;
   private readonly rejected = new Map<RejectReason, number>();
+  private readonly dispatched = new RateMeter();
 
   constructor(
     private readonly pool: PoolView,
@@ -137,10 +138,9 @@ export class RequestRouter {
   }
 
   /**
-   * Like `decide`, but with flow control: when no endpoint has a free running slot, the request
-   * is held until one has (or `maxWaitMs` passed), oldest first. `drainHeld` releases held
-   * requests; the caller calls it whenever capacity may have changed. An aborted `signal` takes
-   * a held request out of the queue (its promise then resolves to a 499-style failure).
+   * `decide` with flow control: without a free running slot the request is held (or refused,
+   * ./admission.ts); `drainHeld`, called whenever capacity may have changed, releases it. An
+   * aborted `signal` takes a held request out (it resolves to a 499-style failure).
    */
   decideOrHold(
     req: IncomingRequest,
@@ -151,8 +151,7 @@ export class RequestRouter {
     const flow = this.options.flowControl;
     if (!flow?.enabled) return this.counted(this.place(prepared, req.nowMs));
     const ready = this.pool.readyEndpoints();
-    // No endpoint at all: 503 now, not after holding.
-    if (ready.length === 0) return this.place(prepared, req.nowMs);
+    if (ready.length === 0) return this.place(prepared, req.nowMs); // 503 now, not after holding
     if (this.held.size === 0) {
       const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
       if (among) return this.counted(this.place(prepared, req.nowMs, among));
@@ -164,6 +163,8 @@ export class RequestRouter {
       maxQueue: flow.maxQueue,
       queueThreshold: this.options.saturation.queueThreshold,
       readyEndpoints: ready.length,
+      expectedWaitMs: this.dispatched.expectedWaitMs(this.held.size, req.nowMs),
+      sheddableMaxWaitMs: flow.sheddableMaxWaitMs,
     });
     if (admission === "displace") {
       const displaced = this.held.displaceSheddable()!;
@@ -335,6 +336,7 @@ export class RequestRouter {
     const endpoints = withRemaining(result.ranked, ready);
     const adapter = p.adapters ? p.targetModel : undefined;
     this.pool.noteDispatched(endpoints[0].address, adapter);
+    this.dispatched.note(nowMs);
     const bodyChanged = p.targetModel !== p.model;
     return {
       ok: true,
