@@ -36,7 +36,7 @@ describe("parseConfig", () => {
         maxQueue: 1024,
         localityWaitMs: 200,
       },
-      overload: { maxLoopDelayMs: 50, maxPending: 4096 },
+      overload: { maxLoopDelayMs: 100, maxPending: 4096 },
     });
   });
 

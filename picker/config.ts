@@ -96,7 +96,7 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long
                               for a slot there before it starts elsewhere; 0 = never [200]
   --overload-loop-delay-ms N  the picker's own CPU is past capacity when its event loop runs
-                              this late (smoothed): new requests get 429 at once; 0 = off [50]
+                              this late (smoothed): new requests get 429 at once; 0 = off [100]
   --overload-max-pending N    requests taken in and not yet decided (held ones included) at
                               most; more get 429 at once; 0 = no limit           [4096]
   --help                      this text

@@ -5,7 +5,8 @@
 
 import { ms, summarize } from "./stats";
 
-export type Contender = "picker" | "epp";
+/** "unguarded": the picker with its overload guard off (the own-CPU workload only). */
+export type Contender = "picker" | "unguarded" | "epp";
 
 /** One request as the load generator saw it: status 0 = failed or never answered. */
 export interface OverloadSample {
@@ -75,7 +76,11 @@ export function overloadFigures(r: OverloadRecord): OverloadFigures {
 }
 
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)} %` : "–");
-const names: Record<Contender, string> = { picker: "picker", epp: "EPP v1.5.0" };
+const names: Record<Contender, string> = {
+  picker: "picker",
+  unguarded: "picker, guard off",
+  epp: "EPP v1.5.0",
+};
 
 /** One table: a column per picker and offered rate, a row per measure. */
 export function overloadTable(records: OverloadRecord[]): string {

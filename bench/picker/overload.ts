@@ -9,9 +9,11 @@
 // The two pickers alternate, the order rotated per round.
 
 import * as os from "node:os";
+import * as path from "node:path";
 import { ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
-import { Bench, deployPods, metricSum, pageOf, removePods, startPicker, waitIdle } from "./env";
+import { startPickerProcess } from "../../test/support/picker-process";
+import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle } from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import { Contender, OverloadRecord, OverloadSample, overloadTable } from "./overload-report";
 import { startEpp, v1PoolYaml } from "./side-by-side-pickers";
@@ -42,6 +44,8 @@ interface Workload {
   bodies: { bodies: Buffer[]; weights: number[] };
   /** The picker's flags for these pods (what an operator would set). */
   pickerFlags: string[];
+  /** Also a picker with its overload guard off, to tell what the guard does. */
+  unguarded: boolean;
 }
 
 const SHEDDABLE_OBJECTIVE = "batch";
@@ -66,6 +70,7 @@ const workloads: Workload[] = [
     pods: 4,
     bodies: { bodies: [body(4), body(16), body(64)], weights: [0.4, 0.4, 0.2] },
     pickerFlags: ["--max-running", "2"],
+    unguarded: false,
   },
   {
     name: "picker",
@@ -74,6 +79,7 @@ const workloads: Workload[] = [
     pods: 3,
     bodies: { bodies: [body(1)], weights: [1] },
     pickerFlags: [],
+    unguarded: true,
   },
 ];
 
@@ -88,21 +94,26 @@ spec:
 `;
 }
 
-async function startContenders(
+async function startOurs(
   b: Bench,
   pool: string,
   w: Workload,
   o: PartDOptions,
-): Promise<Running[]> {
-  const ours = await startPicker(
-    b.info,
-    b.namespace,
+  contender: "picker" | "unguarded",
+): Promise<Running> {
+  const off = contender === "unguarded" ? ["--overload-loop-delay-ms", "0"] : [];
+  const logFile = path.join(b.info.logDir, `picker-bench-${pool}-${contender}.log`);
+  const p = await startPickerProcess({
     pool,
-    "picker",
-    o.nodeArgs,
-    [...w.pickerFlags, ...o.pickerFlags],
-    o.runtimeFlags,
-  );
+    namespace: b.namespace,
+    kubeconfig: b.info.kubeconfig,
+    nodeArgs: o.nodeArgs,
+    runtimeFlags: o.runtimeFlags,
+    args: [...w.pickerFlags, ...off, ...o.pickerFlags],
+    bundled: true, // as the image runs it (picker/Dockerfile)
+    logFile,
+  });
+  const ours = { ...p, metricsUrl: `${p.metricsBaseUrl}/metrics`, logFile };
   await waitFor(
     `the picker to see the ${w.pods} pods of ${pool}`,
     async () =>
@@ -114,17 +125,24 @@ async function startContenders(
     await ours.stop();
     throw err;
   });
-  const picker: Running = {
-    contender: "picker",
-    grpcPort: ours.grpcPort,
-    metricsUrl: ours.metricsUrl,
-    stop: ours.stop,
-  };
+  return { contender, grpcPort: ours.grpcPort!, metricsUrl: ours.metricsUrl, stop: ours.stop };
+}
+
+async function startContenders(
+  b: Bench,
+  pool: string,
+  w: Workload,
+  o: PartDOptions,
+): Promise<Running[]> {
+  const started: Running[] = [];
   try {
+    started.push(await startOurs(b, pool, w, o, "picker"));
+    if (w.unguarded) started.push(await startOurs(b, pool, w, o, "unguarded"));
     const epp = await startEpp(b.info, b.namespace, pool, w.pods, o.epp);
-    return [picker, { contender: "epp", grpcPort: epp.grpcPort, stop: epp.stop }];
+    started.push({ contender: "epp", grpcPort: epp.grpcPort, stop: epp.stop });
+    return started;
   } catch (err) {
-    await picker.stop();
+    for (const r of started) await r.stop();
     throw err;
   }
 }
@@ -244,7 +262,7 @@ async function runWorkload(b: Bench, o: PartDOptions, w: Workload): Promise<stri
     const rounds = o.quick ? 1 : 3;
     for (let round = 0; round < rounds; round++) {
       for (const m of multiples) {
-        const order = round % 2 === 0 ? running : [...running].reverse();
+        const order = rotated(running, round);
         for (const r of order) {
           const key = `${r.contender}@${m}`;
           const record = records.get(key) ?? emptyRecord(r.contender, m, m * knee);
@@ -272,6 +290,12 @@ async function runWorkload(b: Bench, o: PartDOptions, w: Workload): Promise<stri
   }
 }
 
+/** Rotates the contenders by `k`: each round starts with another one. */
+function rotated<T>(list: T[], k: number): T[] {
+  const n = k % list.length;
+  return [...list.slice(n), ...list.slice(0, n)];
+}
+
 function emptyRecord(contender: Contender, multiple: number, rate: number): OverloadRecord {
   return {
     contender,
@@ -281,7 +305,7 @@ function emptyRecord(contender: Contender, multiple: number, rate: number): Over
     sheddable: [],
     unsent: 0,
     seconds: 0,
-    mostHeld: contender === "picker" ? 0 : NaN,
+    mostHeld: contender === "epp" ? NaN : 0,
     mostPodWaiting: 0,
   };
 }

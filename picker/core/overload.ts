@@ -15,7 +15,7 @@ export interface OverloadConfig {
   maxPending: number;
 }
 
-export const defaultOverloadConfig: OverloadConfig = { maxLoopDelayMs: 50, maxPending: 4096 };
+export const defaultOverloadConfig: OverloadConfig = { maxLoopDelayMs: 100, maxPending: 4096 };
 
 /** How often the event loop's delay is sampled, and the weight of the newest sample. */
 export const loopSampleMs = 10;
