@@ -30,7 +30,7 @@ describe("overloadFigures", () => {
     expect([f.sheddableP50, f.sheddableP99]).toEqual([50, 50]);
     expect(f.share429).toBe(3 / 8);
     expect([f.criticalShare429, f.sheddableShare429]).toEqual([1 / 4, 2 / 4]);
-    expect(f.p99Of429).toBe(3);
+    expect([f.p50Of429, f.p99Of429]).toEqual([2, 3]);
     expect(f.failedShare).toBe(1 / 8); // the 503; the unsent one is counted apart
     expect(f.unsentShare).toBe(1 / 8);
   });

@@ -43,6 +43,7 @@ export interface OverloadFigures {
   share429: number;
   criticalShare429: number;
   sheddableShare429: number;
+  p50Of429: number;
   p99Of429: number;
   failedShare: number;
   unsentShare: number;
@@ -57,6 +58,7 @@ export function overloadFigures(r: OverloadRecord): OverloadFigures {
   const critical = summarize(okLatencies(r.critical));
   const sheddable = summarize(okLatencies(r.sheddable));
   const is429 = (x: OverloadSample) => x.status === 429;
+  const latency429 = summarize(all.filter(is429).map(x => x.latencyMs));
   const failed = all.length
     ? (all.filter(x => x.status !== 200 && x.status !== 429).length - r.unsent) / all.length
     : NaN;
@@ -69,7 +71,8 @@ export function overloadFigures(r: OverloadRecord): OverloadFigures {
     share429: shareOf(all, is429),
     criticalShare429: shareOf(r.critical, is429),
     sheddableShare429: shareOf(r.sheddable, is429),
-    p99Of429: summarize(all.filter(is429).map(x => x.latencyMs)).p99,
+    p50Of429: latency429.p50,
+    p99Of429: latency429.p99,
     failedShare: failed,
     unsentShare: all.length ? r.unsent / all.length : NaN,
   };
@@ -101,7 +104,7 @@ export function overloadTable(records: OverloadRecord[]): string {
         "",
       ),
     ),
-    row("429 latency p99 (ms)", c => ms(c.f.p99Of429)),
+    row("429 latency p50 / p99 (ms)", c => `${ms(c.f.p50Of429)} / ${ms(c.f.p99Of429)}`),
     row("failed / unsent", c => `${pct(c.f.failedShare)} / ${pct(c.f.unsentShare)}`),
     row("most held in the picker / waiting in the pods", c =>
       [
