@@ -1,4 +1,4 @@
-import { RateMeter, admissionOf, rejection } from "./admission";
+import { RateMeter, admissionOf, rejection, sheddableWaitMs } from "./admission";
 
 const base = {
   sheddable: false,
@@ -32,14 +32,20 @@ describe("admissionOf", () => {
   });
 });
 
-describe("RateMeter", () => {
-  it("predicts the wait behind the held requests from the last whole window's dispatches", () => {
+describe("RateMeter and sheddableWaitMs", () => {
+  it("count events per second over the last whole window", () => {
     const meter = new RateMeter(1000);
-    expect(meter.expectedWaitMs(0, 0)).toBe(0);
-    expect(meter.expectedWaitMs(3, 0)).toBe(Infinity); // nothing dispatched yet
+    expect(meter.rate(0)).toBe(0);
     for (let t = 0; t < 1000; t += 25) meter.note(t); // 40 per second
-    expect(meter.expectedWaitMs(3, 1000)).toBe(100); // 4 ahead, itself included, at 40/s
-    expect(meter.expectedWaitMs(3, 3500)).toBe(Infinity); // a whole window without any
+    expect(meter.rate(1000)).toBe(40);
+    expect(meter.rate(3500)).toBe(0); // a whole window without any
+  });
+
+  it("predict a sheddable request's wait from what the pool takes beyond critical arrivals", () => {
+    expect(sheddableWaitMs(0, 0)).toBe(0); // nobody ahead: it starts as soon as a slot frees
+    expect(sheddableWaitMs(3, 10)).toBe(400); // 4 to go, itself included, at 10 spare per second
+    expect(sheddableWaitMs(3, 0)).toBe(Infinity); // critical requests take everything
+    expect(sheddableWaitMs(3, -5)).toBe(Infinity);
   });
 });
 

@@ -15,7 +15,7 @@ import { pickerError } from "./types";
 export type RejectReason =
   /** The held queue is at --flow-max-queue (and holds no sheddable request to displace). */
   | "queue-full"
-  /** Held --flow-max-wait-ms without a free slot. */
+  /** Held --flow-max-wait-ms (a sheddable one --flow-sheddable-max-wait-ms) without a free slot. */
   | "queue-timeout"
   /** A held sheddable request, displaced by a critical one when the queue was full. */
   | "displaced"
@@ -38,7 +38,8 @@ export const rejectReasons: readonly RejectReason[] = [
  * EPP's saturation detector says when every pod has more than `queueThreshold` waiting — once
  * more than `queueThreshold` requests per ready endpoint are held: a sheddable request then
  * gets 429 at once rather than wait. So does one that would wait longer than its bound
- * (`expectedWaitMs` over `sheddableMaxWaitMs`): a fast 429 now instead of a slow one later. A
+ * (`expectedWaitMs`, see sheddableWaitMs, over `sheddableMaxWaitMs`): a fast 429 now instead of
+ * a slow one later. A
  * full queue answers 429 (as the EPP's flow control does, QueueOutcomeRejectedCapacity); a
  * critical request first displaces a held sheddable one.
  */
@@ -63,9 +64,16 @@ export function admissionOf(o: {
 }
 
 /**
- * Requests dispatched per second, counted over whole windows of `windowMs` (the last complete
- * one): how fast the pool takes requests from the queue, to tell how long a new one would wait.
+ * The wait of a sheddable request joining `ahead` held ones (ms): held sheddable requests leave
+ * after every critical one, so they drain at what the pool takes beyond the critical arrivals
+ * (`sparePerSecond`); none spare while requests wait: it would wait without bound.
  */
+export function sheddableWaitMs(ahead: number, sparePerSecond: number): number {
+  if (ahead === 0) return 0;
+  return sparePerSecond > 0 ? ((ahead + 1) * 1000) / sparePerSecond : Infinity;
+}
+
+/** Events per second, counted over whole windows of `windowMs` (the last complete one). */
 export class RateMeter {
   private windowStartMs = -Infinity;
   private current = 0;
@@ -78,11 +86,9 @@ export class RateMeter {
     this.current++;
   }
 
-  /** The wait of a request joining `ahead` held ones, at the last window's rate (ms). */
-  expectedWaitMs(ahead: number, nowMs: number): number {
+  rate(nowMs: number): number {
     this.roll(nowMs);
-    if (ahead === 0) return 0;
-    return this.previous > 0 ? ((ahead + 1) * this.windowMs) / this.previous : Infinity;
+    return (this.previous * 1000) / this.windowMs;
   }
 
   private roll(nowMs: number): void {

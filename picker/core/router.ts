@@ -2,7 +2,7 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
-import { RateMeter, RejectReason, admissionOf, rejection } from "./admission";
+import { RateMeter, RejectReason, admissionOf, rejection, sheddableWaitMs } from "./admission";
 import {
   FlowControlConfig,
   FlowQueue,
@@ -35,39 +35,9 @@ export const defaultObjectiveHeaders = [
   "x-llm-d-inference-objective",
 ];
 
-/**
- * What the router needs of a cancellation signal: an AbortSignal has it, and so does
- * CancellationFlag below.
- */
-export interface Cancellation {
-  readonly aborted: boolean;
-  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
-}
-
-/**
- * A client went away: a flag and its listeners. The front doors use it instead of an
- * AbortController per request, whose abort() builds a DOMException with a stack trace (with the
- * EventTarget around it, about a tenth of the ext_proc door's samples in a CPU profile).
- */
-export class CancellationFlag implements Cancellation {
-  aborted = false;
-  private listeners: (() => void)[] = [];
-
-  addEventListener(_type: "abort", listener: () => void): void {
-    this.listeners.push(listener);
-  }
-
-  removeEventListener(_type: "abort", listener: () => void): void {
-    const i = this.listeners.indexOf(listener);
-    if (i >= 0) this.listeners.splice(i, 1);
-  }
-
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    for (const listener of this.listeners.splice(0)) listener();
-  }
-}
+import type { Cancellation } from "./cancellation";
+export type { Cancellation } from "./cancellation";
+export { CancellationFlag } from "./cancellation";
 
 export interface IncomingRequest {
   body: Buffer;
@@ -122,6 +92,7 @@ export class RequestRouter {
   private heldTotal = 0;
   private readonly rejected = new Map<RejectReason, number>();
   private readonly dispatched = new RateMeter();
+  private readonly criticalArrivals = new RateMeter();
 
   constructor(
     private readonly pool: PoolView,
@@ -148,6 +119,7 @@ export class RequestRouter {
   ): RouteDecision | Promise<RouteDecision> {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
+    if (!prepared.scheduling.sheddable) this.criticalArrivals.note(req.nowMs);
     const flow = this.options.flowControl;
     if (!flow?.enabled) return this.counted(this.place(prepared, req.nowMs));
     const ready = this.pool.readyEndpoints();
@@ -156,6 +128,8 @@ export class RequestRouter {
       const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
       if (among) return this.counted(this.place(prepared, req.nowMs, among));
     }
+    // What the pool takes beyond the critical requests arriving: a sheddable one's share.
+    const spare = this.dispatched.rate(req.nowMs) - this.criticalArrivals.rate(req.nowMs);
     const admission = admissionOf({
       sheddable: prepared.scheduling.sheddable,
       held: this.held.size,
@@ -163,7 +137,7 @@ export class RequestRouter {
       maxQueue: flow.maxQueue,
       queueThreshold: this.options.saturation.queueThreshold,
       readyEndpoints: ready.length,
-      expectedWaitMs: this.dispatched.expectedWaitMs(this.held.size, req.nowMs),
+      expectedWaitMs: sheddableWaitMs(this.held.size, spare),
       sheddableMaxWaitMs: flow.sheddableMaxWaitMs,
     });
     if (admission === "displace") {
