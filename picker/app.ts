@@ -3,6 +3,8 @@
 // router and the front doors: ext_proc gRPC (9002), gRPC health (9003), HTTP proxy (8080),
 // metrics (9090).
 
+import { RejectReason } from "./core/admission";
+import { OverloadGuard, loopSampleMs } from "./core/overload";
 import { PrefixIndex } from "./core/prefix";
 import { mathRandom } from "./core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "./core/router";
@@ -55,6 +57,9 @@ export async function runPicker(
   ds.onCapacity(drainHeld);
   const drainTimer = setInterval(drainHeld, 50);
   drainTimer.unref();
+  const guard = new OverloadGuard(config.overload);
+  const stopWatching = watchEventLoop(guard);
+  metrics.setRejectedSource(() => rejectedByReason(router, guard));
 
   const discovery = new Discovery(ds, {
     namespace: config.namespace,
@@ -72,7 +77,7 @@ export async function runPicker(
     now,
   });
 
-  const closers = await startServers(config, { router, pool: ds, metrics, now, log }, ready);
+  const closers = await startServers(config, { router, pool: ds, metrics, now, log, guard }, ready);
 
   await discovery.start();
   scraper.start();
@@ -80,10 +85,33 @@ export async function runPicker(
 
   return async () => {
     clearInterval(drainTimer);
+    stopWatching();
     discovery.stop();
     await scraper.stop();
     await Promise.all(closers.map(c => c()));
   };
+}
+
+/**
+ * Samples the event loop's delay into the overload guard: how late a timer meant to fire every
+ * `loopSampleMs` fires (unref'd: it never keeps the process alive). Returns its stop.
+ */
+function watchEventLoop(guard: OverloadGuard): () => void {
+  let last = now();
+  const timer = setInterval(() => {
+    const t = now();
+    guard.noteLoopDelay(t - last - loopSampleMs);
+    last = t;
+  }, loopSampleMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** The router's fast 429s and the overload guard's, by reason. */
+function rejectedByReason(router: RequestRouter, guard: OverloadGuard): Map<RejectReason, number> {
+  const counts = new Map(router.rejectedCount());
+  counts.set("picker-overloaded", guard.rejected);
+  return counts;
 }
 
 /** The scheduler profile from the configuration (or the benchmark's), and the router on it. */

@@ -32,10 +32,23 @@ describe("parseConfig", () => {
         enabled: true,
         maxRunning: 0,
         maxWaitMs: 10000,
+        sheddableMaxWaitMs: 1000,
         maxQueue: 1024,
         localityWaitMs: 200,
       },
+      overload: { maxLoopDelayMs: 100, maxPending: 4096 },
     });
+  });
+
+  it("reads the overload flags (0 turns a bound off)", () => {
+    const c = parseConfig(
+      ["--pool", "p", "--overload-loop-delay-ms", "0", "--overload-max-pending", "64"],
+      {},
+    );
+    expect(c !== "help" && c.overload).toEqual({ maxLoopDelayMs: 0, maxPending: 64 });
+    expect(() => parseConfig(["--pool", "p", "--overload-max-pending", "-1"], {})).toThrow(
+      ConfigError,
+    );
   });
 
   it("reads the flow-control flags", () => {
@@ -49,6 +62,8 @@ describe("parseConfig", () => {
         "8",
         "--flow-max-wait-ms",
         "500",
+        "--flow-sheddable-max-wait-ms",
+        "100",
         "--flow-locality-wait-ms",
         "0",
       ],
@@ -58,6 +73,7 @@ describe("parseConfig", () => {
       enabled: false,
       maxRunning: 8,
       maxWaitMs: 500,
+      sheddableMaxWaitMs: 100,
       maxQueue: 1024,
       localityWaitMs: 0,
     });

@@ -5,6 +5,7 @@ import { load as loadYaml } from "js-yaml";
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { FlowControlConfig, defaultFlowControlConfig } from "./core/flow";
+import { OverloadConfig, defaultOverloadConfig } from "./core/overload";
 import { PluginConfigError } from "./core/plugins/parameters";
 import { PrefixConfig, PrefixIndex, defaultPrefixConfig } from "./core/prefix";
 import { SaturationConfig, defaultSaturationConfig } from "./core/scheduler";
@@ -42,6 +43,7 @@ export interface PickerConfig {
   scrape: { intervalMs: number; timeoutMs: number; concurrency: number; path: string };
   proxy: { retries: number; connectTimeoutMs: number; upstreamTimeoutMs: number };
   flowControl: FlowControlConfig;
+  overload: OverloadConfig;
 }
 
 export const usage = `Usage: npm run picker -- --pool NAME [--namespace NS] [options]
@@ -87,10 +89,16 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
                               runs all it can; each goes to the first pod that frees a slot [on]
   --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
                               0 = learnt from scrapes                            [0]
-  --flow-max-wait-ms N        a request held this long goes to a pod's own queue [10000]
-  --flow-max-queue N          requests held at most; more go to pods' queues     [1024]
+  --flow-max-wait-ms N        a request held this long gets 429                  [10000]
+  --flow-sheddable-max-wait-ms N  the same for a sheddable request               [1000]
+  --flow-max-queue N          requests held at most; more get 429 (a critical one first
+                              displaces the newest held sheddable one)           [1024]
   --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long
                               for a slot there before it starts elsewhere; 0 = never [200]
+  --overload-loop-delay-ms N  the picker's own CPU is past capacity when its event loop runs
+                              this late (smoothed): new requests get 429 at once; 0 = off [100]
+  --overload-max-pending N    requests taken in and not yet decided (held ones included) at
+                              most; more get 429 at once; 0 = no limit           [4096]
   --help                      this text
 `;
 
@@ -177,8 +185,11 @@ const options = {
   "flow-control": { type: "string" },
   "max-running": { type: "string" },
   "flow-max-wait-ms": { type: "string" },
+  "flow-sheddable-max-wait-ms": { type: "string" },
   "flow-max-queue": { type: "string" },
   "flow-locality-wait-ms": { type: "string" },
+  "overload-loop-delay-ms": { type: "string" },
+  "overload-max-pending": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -283,6 +294,7 @@ export function parseConfig(
       upstreamTimeoutMs,
     },
     flowControl: flowControlFrom(values, flowControl === "on"),
+    overload: overloadFrom(values),
   };
 }
 
@@ -353,21 +365,24 @@ function prefixFrom(values: Flags, blockSize: number): PrefixConfig {
 }
 
 function flowControlFrom(values: Flags, enabled: boolean): FlowControlConfig {
+  const d = defaultFlowControlConfig;
+  const n = (name: keyof typeof options, fallback: number) =>
+    int(name, values[name] as string | undefined, fallback, 0);
   return {
     enabled,
-    maxRunning: int("max-running", values["max-running"], defaultFlowControlConfig.maxRunning, 0),
-    maxWaitMs: int(
-      "flow-max-wait-ms",
-      values["flow-max-wait-ms"],
-      defaultFlowControlConfig.maxWaitMs,
-      0,
-    ),
-    maxQueue: int("flow-max-queue", values["flow-max-queue"], defaultFlowControlConfig.maxQueue, 0),
-    localityWaitMs: int(
-      "flow-locality-wait-ms",
-      values["flow-locality-wait-ms"],
-      defaultFlowControlConfig.localityWaitMs,
-      0,
-    ),
+    maxRunning: n("max-running", d.maxRunning),
+    maxWaitMs: n("flow-max-wait-ms", d.maxWaitMs),
+    sheddableMaxWaitMs: n("flow-sheddable-max-wait-ms", d.sheddableMaxWaitMs),
+    maxQueue: n("flow-max-queue", d.maxQueue),
+    localityWaitMs: n("flow-locality-wait-ms", d.localityWaitMs),
+  };
+}
+
+function overloadFrom(values: Flags): OverloadConfig {
+  const n = (name: keyof typeof options, fallback: number) =>
+    int(name, values[name] as string | undefined, fallback, 0);
+  return {
+    maxLoopDelayMs: n("overload-loop-delay-ms", defaultOverloadConfig.maxLoopDelayMs),
+    maxPending: n("overload-max-pending", defaultOverloadConfig.maxPending),
   };
 }

@@ -134,6 +134,24 @@ function registerFlowMetrics(
   });
 }
 
+/** Fast 429s since the start by reason (flow control, shedding, the overload guard), at scrape time. */
+function registerRejectedMetric(
+  registers: Registry[],
+  poolName: string,
+  rejected: () => ReadonlyMap<string, number>,
+): void {
+  new Counter({
+    name: "modelrollout_picker_rejected_total",
+    help: "Requests answered with a fast 429 instead of a place, by reason: queue-full, queue-timeout, displaced, sheddable-saturated, picker-overloaded.",
+    labelNames: ["pool", "reason"],
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, n] of rejected()) this.inc({ pool: poolName, reason }, n);
+    },
+  });
+}
+
 export class PickerMetrics {
   readonly registry: Registry;
   // Updated on every request: own series (series-metrics.ts), printed as prom-client's.
@@ -149,6 +167,7 @@ export class PickerMetrics {
   private readonly picksByEndpoint = new Map<string, { inc(): void }>();
   private readonly decisionSeries: { observe(value: number): void };
   private flowQueue: () => { now: number; total: number } = () => ({ now: 0, total: 0 });
+  private rejected: () => ReadonlyMap<string, number> = () => new Map();
   private poolGauges: () => PoolGaugeValues = () => ({
     averageKvCacheUtilization: 0,
     averageQueueSize: 0,
@@ -183,12 +202,18 @@ export class PickerMetrics {
     );
     this.decisionSeries = this.decision.labels({ pool: poolName });
     registerFlowMetrics(registers, poolName, () => this.flowQueue());
+    registerRejectedMetric(registers, poolName, () => this.rejected());
     if (options.processMetrics) collectDefaultMetrics({ register: registry });
   }
 
   /** Flow control's queue: requests held now, and held since the start. */
   setFlowQueueSource(source: () => { now: number; total: number }): void {
     this.flowQueue = source;
+  }
+
+  /** Fast 429s since the start, by reason. */
+  setRejectedSource(source: () => ReadonlyMap<string, number>): void {
+    this.rejected = source;
   }
 
   setPoolGaugeSource(source: () => PoolGaugeValues): void {

@@ -50,6 +50,8 @@ type LoadSpec struct {
 	Weights []float64 `json:"weights"`
 	Seed    int64     `json:"seed"`
 	InOrder bool      `json:"inOrder"`
+	// Optional: request headers sent with every request (e.g. x-gateway-inference-objective).
+	Headers map[string]string `json:"headers,omitempty"`
 	// Sent back to back with 16 in flight before the phase, not recorded (connections, caches).
 	WarmupRequests int `json:"warmupRequests"`
 	// "single": Count requests one at a time. "open": Count requests at Rate per second, each on
@@ -163,7 +165,7 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 	switch spec.Kind {
 	case "http":
 		return func(body []byte) (int, time.Time, time.Time, error) {
-			return post(upstream, spec.URL, body)
+			return post(upstream, spec.URL, body, spec.Headers)
 		}, upstream.CloseIdleConnections, nil
 	case "extproc":
 		conn, err := grpc.NewClient(spec.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -179,6 +181,7 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 				BodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, Path: spec.Path, Body: body, Forward: true,
 				ResponsePhase: spec.ResponsePhase, Answered: func() { answeredAt = time.Now() },
 				FirstByte: func() { firstByteAt = time.Now() },
+				Headers:   spec.Headers,
 			})
 			switch {
 			case err != nil:
@@ -194,8 +197,16 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 	return nil, nil, fmt.Errorf("kind must be http or extproc, got %q", spec.Kind)
 }
 
-func post(client *http.Client, url string, body []byte) (int, time.Time, time.Time, error) {
-	res, err := client.Post(url, "application/json", bytes.NewReader(body))
+func post(client *http.Client, url string, body []byte, headers map[string]string) (int, time.Time, time.Time, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, time.Time{}, time.Now(), err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := client.Do(req)
 	if err != nil {
 		return 0, time.Time{}, time.Now(), err
 	}

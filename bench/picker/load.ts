@@ -202,7 +202,8 @@ export interface GoLoadResult {
 /**
  * Runs one phase in bench/loadgen (the binary from hack/build-binaries.sh): each request's
  * body is one of `bodies`, drawn with `weights` (without weights: request i gets bodies[i]);
- * `warmupRequests` go first with 16 in flight and are not recorded.
+ * `warmupRequests` go first with 16 in flight and are not recorded. `extra`: request headers for
+ * every request, the per-request timeout (default 10 s).
  */
 export function goLoad(
   binary: string,
@@ -210,6 +211,7 @@ export function goLoad(
   bodies: { bodies: Buffer[]; weights?: number[] },
   phase: GoLoadPhase,
   warmupRequests = 200,
+  extra: { headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<GoLoadResult> {
   const spec = {
     ...target,
@@ -219,6 +221,7 @@ export function goLoad(
     inOrder: bodies.weights === undefined,
     seed: 11,
     warmupRequests,
+    ...extra,
   };
   return new Promise((resolve, reject) => {
     const child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });

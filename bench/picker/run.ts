@@ -1,5 +1,5 @@
 // Picker benchmark:
-//   npx tsx bench/picker/run.ts [--quick] [--part a|b|c] [--scenario b1|b2|b3|b4] [--profile DIR]
+//   npx tsx bench/picker/run.ts [--quick] [--part a|b|c|d] [--scenario b1|b2|b3|b4] [--profile DIR]
 //     [--paths bare,proxy,bare-extproc,extproc,bare-extproc-request,extproc-request] [--pin]
 //     [--picker-flags "--stale-ms 2000 ..."]
 //
@@ -17,6 +17,8 @@
 //     prompt prefixes on pods that simulate a prefix cache.
 // (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
 //     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
+// (d) Graceful overload (only with --part d): the picker and the EPP at 1.5× and 2× the knee, on
+//     pods that queue and on the picker's own CPU (overload.ts).
 // (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4] [--request-phase-only]): (b)'s queued pods and shared
 //     prefixes through the picker, the upstream EPP and lwepp over ext_proc
 //     (side-by-side-scheduling.ts).
@@ -67,6 +69,7 @@ import {
   openLoop,
   post,
 } from "./load";
+import { partD } from "./overload";
 import { partC } from "./side-by-side";
 import { partE } from "./side-by-side-scheduling";
 import {
@@ -771,6 +774,19 @@ async function main(): Promise<void> {
         runtimeFlags,
       });
       output += `\n#### (c) Side by side with the upstream EPP\n\n${side}\n`;
+    }
+    if (parts.includes("d")) {
+      const bins = ensureBinaries(log);
+      const overload = await partD(b, {
+        quick,
+        log,
+        loadgen: bins.loadgen,
+        epp: bins.epp,
+        nodeArgs: pickerNodeArgs("d"),
+        pickerFlags,
+        runtimeFlags,
+      });
+      output += `\n#### (d) Graceful overload, side by side with the upstream EPP\n\n${overload}\n`;
     }
     if (parts.includes("e")) {
       const bins = ensureBinaries(log);

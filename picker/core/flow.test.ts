@@ -120,3 +120,47 @@ describe("FlowQueue", () => {
     expect(q.remove(h)).toBe(false);
   });
 });
+
+describe("FlowQueue", () => {
+  it("offers critical requests before sheddable ones, each oldest first", () => {
+    const q = new FlowQueue<string>();
+    q.hold("s1", 0, true);
+    q.hold("c1", 1);
+    q.hold("s2", 2, true);
+    q.hold("c2", 3);
+    const offered: string[] = [];
+    q.drain(10, 1000, item => {
+      offered.push(item);
+      return item === "c2" || item === "s1";
+    });
+    expect(offered).toEqual(["c1", "c2", "s1", "s2"]);
+    expect(q.size).toBe(2);
+    expect(q.sheddable).toBe(1);
+  });
+
+  it("marks requests held maxWaitMs as overdue", () => {
+    const q = new FlowQueue<string>();
+    q.hold("old", 0);
+    q.hold("young", 500);
+    const overdue: string[] = [];
+    q.drain(1000, 1000, (item, isOverdue) => {
+      if (isOverdue) overdue.push(item);
+      return isOverdue;
+    });
+    expect(overdue).toEqual(["old"]);
+    expect(q.size).toBe(1);
+  });
+
+  it("displaces the newest held sheddable request, and none when only critical ones wait", () => {
+    const q = new FlowQueue<string>();
+    q.hold("s1", 0, true);
+    const c = q.hold("c1", 1);
+    q.hold("s2", 2, true);
+    expect(q.displaceSheddable()).toBe("s2");
+    expect(q.displaceSheddable()).toBe("s1");
+    expect(q.displaceSheddable()).toBeUndefined();
+    expect(q.sheddable).toBe(0);
+    expect(q.remove(c)).toBe(true);
+    expect(q.size).toBe(0);
+  });
+});

@@ -17,9 +17,18 @@ export interface FlowControlConfig {
    * scrapes (the most it ran while requests waited there); until then nothing is held.
    */
   maxRunning: number;
-  /** A request held this long is dispatched anyway (to a pod's own queue): nothing starves. */
+  /** A request held this long gets 429: the queue is bounded in time as well as in size. */
   maxWaitMs: number;
-  /** More held requests than this: new ones are dispatched at once, as without flow control. */
+  /**
+   * The same for a sheddable request. Held ones leave after every critical one, so while
+   * critical traffic alone fills the pool they would wait the whole `maxWaitMs`; a shorter
+   * bound keeps the latency of the sheddable requests that are admitted.
+   */
+  sheddableMaxWaitMs: number;
+  /**
+   * Requests held at most: a new one then gets 429 (a critical one first displaces the newest
+   * held sheddable one, which gets 429 instead).
+   */
   maxQueue: number;
   /**
    * Delay scheduling (Zaharia et al., EuroSys 2010, for data locality): a request whose prompt
@@ -33,6 +42,7 @@ export const defaultFlowControlConfig: FlowControlConfig = {
   enabled: true,
   maxRunning: 0,
   maxWaitMs: 10_000,
+  sheddableMaxWaitMs: 1000,
   maxQueue: 1024,
   localityWaitMs: 200,
 };
@@ -111,20 +121,41 @@ export function localityChoice(
 export interface HeldRequest<T> {
   readonly item: T;
   readonly heldSinceMs: number;
+  readonly sheddable: boolean;
 }
 
-/** The queue itself: first come, first served among requests an endpoint can take. */
+/**
+ * The queue itself: first come, first served among requests an endpoint can take, critical
+ * (non-sheddable) ones before sheddable ones (the EPP's strict priority between bands).
+ */
 export class FlowQueue<T> {
   private held: HeldRequest<T>[] = [];
+  private sheddableCount = 0;
 
   get size(): number {
     return this.held.length;
   }
 
-  hold(item: T, nowMs: number): HeldRequest<T> {
-    const h = { item, heldSinceMs: nowMs };
+  get sheddable(): number {
+    return this.sheddableCount;
+  }
+
+  hold(item: T, nowMs: number, sheddable = false): HeldRequest<T> {
+    const h = { item, heldSinceMs: nowMs, sheddable };
     this.held.push(h);
+    if (sheddable) this.sheddableCount++;
     return h;
+  }
+
+  /** Takes the newest held sheddable request out (to make room for a critical one). */
+  displaceSheddable(): T | undefined {
+    for (let i = this.held.length - 1; i >= 0; i--) {
+      if (!this.held[i].sheddable) continue;
+      const [h] = this.held.splice(i, 1);
+      this.sheddableCount--;
+      return h.item;
+    }
+    return undefined;
   }
 
   /** Takes a request out (its client left); false when it had already left the queue. */
@@ -132,23 +163,35 @@ export class FlowQueue<T> {
     const i = this.held.indexOf(h);
     if (i < 0) return false;
     this.held.splice(i, 1);
+    if (h.sheddable) this.sheddableCount--;
     return true;
   }
 
   /**
-   * Offers the held requests, oldest first, to `place`; `overdue` is true for one held at least
-   * `maxWaitMs`, which must be placed. Requests `place` accepts leave the queue. A request that
-   * cannot start anywhere does not block younger ones that can (another adapter, say).
+   * Offers the held requests to `place`, critical ones oldest first, then sheddable ones oldest
+   * first; `overdue` is true for one held at least `maxWaitMs` (a sheddable one:
+   * `sheddableMaxWaitMs`), which must leave (placed or refused). Requests `place` accepts leave the queue. A request that cannot start anywhere
+   * does not block younger ones that can (another adapter, say).
    */
   drain(
     nowMs: number,
     maxWaitMs: number,
     place: (item: T, overdue: boolean, heldMs: number) => boolean,
+    sheddableMaxWaitMs = maxWaitMs,
   ): void {
     if (this.held.length === 0) return;
-    this.held = this.held.filter(h => {
-      const heldMs = nowMs - h.heldSinceMs;
-      return !place(h.item, heldMs >= maxWaitMs, heldMs);
-    });
+    const leaves = new Set<HeldRequest<T>>();
+    for (const sheddable of [false, true]) {
+      for (const h of this.held) {
+        if (h.sheddable !== sheddable) continue;
+        const heldMs = nowMs - h.heldSinceMs;
+        const bound = sheddable ? sheddableMaxWaitMs : maxWaitMs;
+        if (place(h.item, heldMs >= bound, heldMs)) leaves.add(h);
+      }
+      if (this.sheddableCount === 0) break;
+    }
+    if (leaves.size === 0) return;
+    this.held = this.held.filter(h => !leaves.has(h));
+    for (const h of leaves) if (h.sheddable) this.sheddableCount--;
   }
 }

@@ -179,7 +179,14 @@ describe("RequestRouter", () => {
 });
 
 describe("RequestRouter with flow control", () => {
-  const flow = { enabled: true, maxRunning: 2, maxWaitMs: 1000, maxQueue: 10, localityWaitMs: 0 };
+  const flow = {
+    enabled: true,
+    maxRunning: 2,
+    maxWaitMs: 1000,
+    sheddableMaxWaitMs: 1000,
+    maxQueue: 10,
+    localityWaitMs: 0,
+  };
   const body = { model: "travel-helper" };
 
   it("dispatches at once while an endpoint has a free running slot", () => {
@@ -213,26 +220,77 @@ describe("RequestRouter with flow control", () => {
     expect(router.heldCount().now).toBe(0);
   });
 
-  it("sends a request held longer than maxWaitMs to a pod's queue anyway", async () => {
+  it("answers 429 to a request held maxWaitMs without a free slot", async () => {
     const { router, pool } = setup({ flowControl: flow });
     for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
     const held = router.decideOrHold(request(body));
     router.drainHeld(NOW + 999);
     expect(router.heldCount().now).toBe(1);
     router.drainHeld(NOW + 1000);
-    expect((await held).ok).toBe(true);
-    expect(pool.endpoints[0].inflight + pool.endpoints[1].inflight).toBe(5);
+    const d = await held;
+    expect(!d.ok && d.error.status).toBe(429);
+    expect(!d.ok && d.rejected).toBe("queue-timeout");
+    expect(pool.endpoints[0].inflight + pool.endpoints[1].inflight).toBe(4);
+    expect(router.rejectedCount().get("queue-timeout")).toBe(1);
   });
 
-  it("dispatches at once when the queue is full, and never holds with flow control off", () => {
+  it("answers 429 at once when the queue is full, and never holds with flow control off", () => {
     const full = setup({ flowControl: { ...flow, maxQueue: 1 } });
     for (let i = 0; i < 4; i++) void full.router.decideOrHold(request(body));
     expect(full.router.decideOrHold(request(body)) instanceof Promise).toBe(true);
-    expect(full.router.decideOrHold(request(body)) instanceof Promise).toBe(false);
+    const refused = full.router.decideOrHold(request(body));
+    expect(!(refused instanceof Promise) && !refused.ok && refused.rejected).toBe("queue-full");
+    expect(!(refused instanceof Promise) && !refused.ok && refused.error.status).toBe(429);
+    // Nothing went to a pod's own queue.
+    expect(full.pool.endpoints.map(e => e.inflight)).toEqual([2, 2]);
     const off = setup({ flowControl: { ...flow, enabled: false } });
     for (let i = 0; i < 6; i++) {
       expect(off.router.decideOrHold(request(body)) instanceof Promise).toBe(false);
     }
+  });
+
+  it("sheds sheddable requests once the held queue saturates the pool, and lets critical ones displace held sheddable ones", async () => {
+    // 2 ready endpoints × queueThreshold 1: saturated from 2 held requests on.
+    const { router, pool } = setup({
+      flowControl: { ...flow, maxQueue: 3 },
+      saturation: { ...defaultSaturationConfig, queueThreshold: 1 },
+    });
+    pool.objectives.set("batch-objective", -1);
+    const sheddable = () => request(body, { "x-gateway-inference-objective": "batch-objective" });
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const firstSheddable = router.decideOrHold(sheddable());
+    const critical = router.decideOrHold(request({ model: "travel-helper", prompt: "c1" }));
+    expect(firstSheddable instanceof Promise && critical instanceof Promise).toBe(true);
+    const shed = router.decideOrHold(sheddable());
+    expect(!(shed instanceof Promise) && !shed.ok && shed.rejected).toBe("sheddable-saturated");
+    void router.decideOrHold(request(body)); // the queue is full now (3)
+    const late = router.decideOrHold(request({ model: "travel-helper", prompt: "c3" }));
+    expect(late instanceof Promise).toBe(true);
+    const displaced = await firstSheddable;
+    expect(!displaced.ok && displaced.rejected).toBe("displaced");
+    expect(router.heldCount().now).toBe(3);
+    // A freed slot goes to the oldest critical request.
+    pool.noteCompleted(pool.endpoints[0].address);
+    router.drainHeld(NOW + 1);
+    const d = await critical;
+    expect(d.ok && d.body.toString()).toContain("c1");
+  });
+
+  it("bounds a held sheddable request's wait by sheddableMaxWaitMs, a critical one's by maxWaitMs", async () => {
+    const { router, pool } = setup({ flowControl: { ...flow, sheddableMaxWaitMs: 200 } });
+    pool.objectives.set("batch-objective", -1);
+    for (let i = 0; i < 4; i++) void router.decideOrHold(request(body));
+    const sheddable = router.decideOrHold(
+      request(body, { "x-gateway-inference-objective": "batch-objective" }),
+    );
+    const critical = router.decideOrHold(request(body));
+    router.drainHeld(NOW + 200);
+    const shed = await sheddable;
+    expect(!shed.ok && shed.rejected).toBe("queue-timeout");
+    expect(router.heldCount().now).toBe(1);
+    router.drainHeld(NOW + 1000);
+    const late = await critical;
+    expect(!late.ok && late.rejected).toBe("queue-timeout");
   });
 
   it("takes a held request out of the queue when its client leaves", async () => {

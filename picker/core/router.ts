@@ -2,6 +2,7 @@
 // parse the body, resolve the public model name, draw the target model (LoRA split, sticky per
 // session when asked), schedule an endpoint, and rewrite `model` in the body.
 
+import { RateMeter, RejectReason, admissionOf, rejection, sheddableWaitMs } from "./admission";
 import {
   FlowControlConfig,
   FlowQueue,
@@ -34,39 +35,9 @@ export const defaultObjectiveHeaders = [
   "x-llm-d-inference-objective",
 ];
 
-/**
- * What the router needs of a cancellation signal: an AbortSignal has it, and so does
- * CancellationFlag below.
- */
-export interface Cancellation {
-  readonly aborted: boolean;
-  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
-}
-
-/**
- * A client went away: a flag and its listeners. The front doors use it instead of an
- * AbortController per request, whose abort() builds a DOMException with a stack trace (with the
- * EventTarget around it, about a tenth of the ext_proc door's samples in a CPU profile).
- */
-export class CancellationFlag implements Cancellation {
-  aborted = false;
-  private listeners: (() => void)[] = [];
-
-  addEventListener(_type: "abort", listener: () => void): void {
-    this.listeners.push(listener);
-  }
-
-  removeEventListener(_type: "abort", listener: () => void): void {
-    const i = this.listeners.indexOf(listener);
-    if (i >= 0) this.listeners.splice(i, 1);
-  }
-
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    for (const listener of this.listeners.splice(0)) listener();
-  }
-}
+import type { Cancellation } from "./cancellation";
+export type { Cancellation } from "./cancellation";
+export { CancellationFlag } from "./cancellation";
 
 export interface IncomingRequest {
   body: Buffer;
@@ -94,6 +65,8 @@ export interface RouteFailure {
   error: PickerError;
   model: string;
   targetModel: string;
+  /** Set when flow control or load shedding refused the request (a fast 429). */
+  rejected?: RejectReason;
 }
 
 export type RouteDecision = RouteSuccess | RouteFailure;
@@ -117,6 +90,9 @@ interface HeldEntry {
 export class RequestRouter {
   private readonly held = new FlowQueue<HeldEntry>();
   private heldTotal = 0;
+  private readonly rejected = new Map<RejectReason, number>();
+  private readonly dispatched = new RateMeter();
+  private readonly criticalArrivals = new RateMeter();
 
   constructor(
     private readonly pool: PoolView,
@@ -129,14 +105,13 @@ export class RequestRouter {
   decide(req: IncomingRequest): RouteDecision {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
-    return this.place(prepared, req.nowMs);
+    return this.counted(this.place(prepared, req.nowMs));
   }
 
   /**
-   * Like `decide`, but with flow control: when no endpoint has a free running slot, the request
-   * is held until one has (or `maxWaitMs` passed), oldest first. `drainHeld` releases held
-   * requests; the caller calls it whenever capacity may have changed. An aborted `signal` takes
-   * a held request out of the queue (its promise then resolves to a 499-style failure).
+   * `decide` with flow control: without a free running slot the request is held (or refused,
+   * ./admission.ts); `drainHeld`, called whenever capacity may have changed, releases it. An
+   * aborted `signal` takes a held request out (it resolves to a 499-style failure).
    */
   decideOrHold(
     req: IncomingRequest,
@@ -144,35 +119,43 @@ export class RequestRouter {
   ): RouteDecision | Promise<RouteDecision> {
     const prepared = this.prepare(req);
     if (!prepared.ok) return prepared;
+    if (!prepared.scheduling.sheddable) this.criticalArrivals.note(req.nowMs);
     const flow = this.options.flowControl;
-    if (!flow?.enabled) return this.place(prepared, req.nowMs);
+    if (!flow?.enabled) return this.counted(this.place(prepared, req.nowMs));
     const ready = this.pool.readyEndpoints();
-    // No endpoint at all: 503 now, not after holding.
-    if (ready.length === 0) return this.place(prepared, req.nowMs);
-    if (this.held.size >= flow.maxQueue) {
-      const free = endpointsWithFreeSlot(prepared.scheduling, ready, flow, this.context(req.nowMs));
-      return this.place(prepared, req.nowMs, free.length > 0 ? free : undefined);
-    }
+    if (ready.length === 0) return this.place(prepared, req.nowMs); // 503 now, not after holding
     if (this.held.size === 0) {
       const among = this.startable(prepared, ready, 0, this.context(req.nowMs));
-      if (among) return this.place(prepared, req.nowMs, among);
+      if (among) return this.counted(this.place(prepared, req.nowMs, among));
     }
-    const clientLeft = (): RouteFailure => ({
-      ok: false,
-      error: pickerError("BadRequest", "the client closed the request while it waited"),
-      model: prepared.model,
-      targetModel: prepared.targetModel,
+    // What the pool takes beyond the critical requests arriving: a sheddable one's share.
+    const spare = this.dispatched.rate(req.nowMs) - this.criticalArrivals.rate(req.nowMs);
+    const admission = admissionOf({
+      sheddable: prepared.scheduling.sheddable,
+      held: this.held.size,
+      heldSheddable: this.held.sheddable,
+      maxQueue: flow.maxQueue,
+      queueThreshold: this.options.saturation.queueThreshold,
+      readyEndpoints: ready.length,
+      expectedWaitMs: sheddableWaitMs(this.held.size, spare),
+      sheddableMaxWaitMs: flow.sheddableMaxWaitMs,
     });
+    if (admission === "displace") {
+      const displaced = this.held.displaceSheddable()!;
+      displaced.resolve(this.reject("displaced", displaced.prepared));
+    } else if (admission !== "hold") {
+      return this.reject(admission, prepared);
+    }
     // Gone before it could wait: never queued (an abort listener would never fire now).
-    if (signal?.aborted) return clientLeft();
+    if (signal?.aborted) return clientLeft(prepared);
     return new Promise<RouteDecision>(resolve => {
       const entry: HeldEntry = { prepared, resolve };
-      const handle = this.held.hold(entry, req.nowMs);
+      const handle = this.held.hold(entry, req.nowMs, prepared.scheduling.sheddable);
       this.heldTotal++;
       signal?.addEventListener(
         "abort",
         () => {
-          if (this.held.remove(handle)) resolve(clientLeft());
+          if (this.held.remove(handle)) resolve(clientLeft(prepared));
         },
         { once: true },
       );
@@ -180,23 +163,51 @@ export class RequestRouter {
     });
   }
 
+  /** Requests refused with a fast 429 since the start, by reason. */
+  rejectedCount(): ReadonlyMap<RejectReason, number> {
+    return this.rejected;
+  }
+
+  private reject(reason: RejectReason, p: { model: string; targetModel: string }): RouteFailure {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    return rejection(reason, p.model, p.targetModel);
+  }
+
+  /** Counts the scheduler's 429 for a sheddable request on a pool whose pods all queue. */
+  private counted(d: RouteDecision): RouteDecision {
+    if (d.ok || d.error.code !== "InferencePoolResourceExhausted") return d;
+    return this.reject("sheddable-saturated", d);
+  }
+
   /** Requests held by flow control now, and since the start. */
   heldCount(): { now: number; total: number } {
     return { now: this.held.size, total: this.heldTotal };
   }
 
-  /** Dispatches held requests that an endpoint can start now, and those held too long. */
+  /**
+   * Dispatches held requests that an endpoint can start now; those held too long get 429; with
+   * no ready endpoint left, 503.
+   */
   drainHeld(nowMs: number): void {
     const flow = this.options.flowControl;
     if (!flow || this.held.size === 0) return;
     const endpoints = this.pool.readyEndpoints();
     const ctx = this.context(nowMs);
-    this.held.drain(nowMs, flow.maxWaitMs, (entry, overdue, heldMs) => {
-      const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
-      if (!among && !overdue && endpoints.length > 0) return false;
-      entry.resolve(this.place(entry.prepared, nowMs, among));
-      return true;
-    });
+    this.held.drain(
+      nowMs,
+      flow.maxWaitMs,
+      (entry, overdue, heldMs) => {
+        if (endpoints.length === 0) {
+          entry.resolve(this.place(entry.prepared, nowMs));
+          return true;
+        }
+        const among = this.startable(entry.prepared, endpoints, heldMs, ctx);
+        if (among) entry.resolve(this.counted(this.place(entry.prepared, nowMs, among)));
+        else if (overdue) entry.resolve(this.reject("queue-timeout", entry.prepared));
+        return among !== undefined || overdue;
+      },
+      flow.sheddableMaxWaitMs,
+    );
   }
 
   /**
@@ -299,6 +310,7 @@ export class RequestRouter {
     const endpoints = withRemaining(result.ranked, ready);
     const adapter = p.adapters ? p.targetModel : undefined;
     this.pool.noteDispatched(endpoints[0].address, adapter);
+    this.dispatched.note(nowMs);
     const bodyChanged = p.targetModel !== p.model;
     return {
       ok: true,
@@ -343,6 +355,15 @@ export class RequestRouter {
     }
     return undefined;
   }
+}
+
+function clientLeft(p: PreparedRequest): RouteFailure {
+  return {
+    ok: false,
+    error: pickerError("BadRequest", "the client closed the request while it waited"),
+    model: p.model,
+    targetModel: p.targetModel,
+  };
 }
 
 /** Ranked candidates first, then the endpoints a filter set aside (last-resort retries). */

@@ -4,6 +4,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { FlowControlConfig } from "../core/flow";
+import { OverloadGuard } from "../core/overload";
 import { PrefixIndex, defaultPrefixConfig } from "../core/prefix";
 import { seededRng } from "../core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "../core/router";
@@ -105,6 +106,7 @@ async function startHarness(opts: {
   maxBodyBytes?: number;
   fallbackCount?: number;
   flowControl?: FlowControlConfig;
+  guard?: OverloadGuard;
 }): Promise<Harness> {
   const ds = opts.ds ?? makeDatastore(3);
   const metrics = new PickerMetrics("pool-a");
@@ -131,6 +133,7 @@ async function startHarness(opts: {
     pool: ds,
     metrics,
     now,
+    guard: opts.guard,
     config: {
       ...defaultExtProcConfig,
       bodyMode: opts.bodyMode,
@@ -660,6 +663,7 @@ describe("ext_proc with flow control (every running slot busy)", () => {
         enabled: true,
         maxRunning: 1,
         maxWaitMs: 10_000,
+        sheddableMaxWaitMs: 1000,
         maxQueue: 16,
         localityWaitMs: 200,
       },
@@ -716,5 +720,69 @@ describe("ext_proc with flow control (every running slot busy)", () => {
     await untilHeld(0);
     running.close();
     await running.waitEnd();
+  });
+});
+
+describe("ext_proc past capacity: fast 429s", () => {
+  const body = Buffer.from(JSON.stringify({ model: "base", prompt: "hi" }));
+  const statusOf = (r: Json) => (r.immediate_response as { status: { code: string } }).status.code;
+
+  it("answers 429 at the request headers while the picker's event loop runs late, before any body", async () => {
+    const guard = new OverloadGuard({ maxLoopDelayMs: 50, maxPending: 1 });
+    const h = await startHarness({ bodyMode: "full-duplex", packagedClient: false, guard });
+    // A request taken in and decided leaves the guard's count: the next one is taken too.
+    for (let i = 0; i < 2; i++) {
+      const s = new EnvoyStream(h.client);
+      s.send(requestHeaders());
+      s.send({ request_body: { body, end_of_stream: true } });
+      expect((await s.next()).request_headers).toBeDefined();
+      s.close();
+    }
+    expect(guard.pending).toBe(0);
+    for (let i = 0; i < 8; i++) guard.noteLoopDelay(500);
+    const s = new EnvoyStream(h.client);
+    const started = Date.now();
+    s.send(requestHeaders()); // no body follows: the answer must not wait for one
+    const r = await s.next();
+    expect(statusOf(r)).toBe("TooManyRequests");
+    expect(Date.now() - started).toBeLessThan(1000);
+    await s.waitEnd();
+    expect(guard.rejected).toBe(1);
+    const page = await h.metrics.registry.metrics();
+    expect(page).toMatch(/error_code="InferencePoolResourceExhausted"[^\n]* 1/);
+    await stopHarness(h);
+  });
+
+  it("answers 429 when flow control's queue is full instead of sending to a pod's queue", async () => {
+    const h = await startHarness({
+      bodyMode: "full-duplex",
+      packagedClient: false,
+      ds: makeDatastore(1),
+      flowControl: {
+        enabled: true,
+        maxRunning: 1,
+        maxWaitMs: 10_000,
+        sheddableMaxWaitMs: 1000,
+        maxQueue: 1,
+        localityWaitMs: 0,
+      },
+    });
+    const streams = [0, 1, 2].map(() => new EnvoyStream(h.client));
+    for (const s of streams.slice(0, 2)) {
+      s.send(requestHeaders());
+      s.send({ request_body: { body, end_of_stream: true } });
+    }
+    expect((await streams[0].next()).request_headers).toBeDefined(); // runs
+    const deadline = Date.now() + 5000;
+    while (h.router.heldCount().now !== 1 && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 10));
+    }
+    expect(h.router.heldCount().now).toBe(1); // the second waits
+    streams[2].send(requestHeaders());
+    streams[2].send({ request_body: { body, end_of_stream: true } });
+    expect(statusOf(await streams[2].next())).toBe("TooManyRequests");
+    expect(h.router.rejectedCount().get("queue-full")).toBe(1);
+    streams.forEach(s => s.close());
+    await stopHarness(h);
   });
 });

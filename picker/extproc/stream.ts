@@ -9,6 +9,8 @@
 // then one headers response carries the decision and the (rewritten) body follows as
 // streamed_response chunks of at most 62,000 bytes (Envoy implementations cap chunks at 64 KiB).
 // This file: one stream's state machine; messages.ts builds what it sends, server.ts serves it.
+import { rejection } from "../core/admission";
+import { OverloadGuard } from "../core/overload";
 import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "../core/router";
 import { PickerError, PoolView, pickerError } from "../core/types";
 import { ResponseUsage } from "../core/usage";
@@ -36,6 +38,8 @@ export interface ExtProcDeps {
   /** Milliseconds on the clock the scraper stamps metrics with. */
   now: () => number;
   log?: (message: string) => void;
+  /** Self-protection: past the process' own capacity new requests get 429 at their headers. */
+  guard?: OverloadGuard;
 }
 
 // --- One stream ------------------------------------------------------------------------------
@@ -58,6 +62,8 @@ export class ExtProcStream {
   private responseStatus = 0;
   private usage: ResponseUsage | undefined;
   private finished = false;
+  /** Taken in by the overload guard and not decided yet. */
+  private pending = false;
   private readonly gone = new CancellationFlag();
 
   constructor(private readonly deps: ExtProcDeps) {
@@ -92,7 +98,15 @@ export class ExtProcStream {
   /** The stream ended (Envoy closed it, or it was cancelled): a held request leaves the queue. */
   close(): void {
     this.gone.abort();
+    this.settle();
     this.complete(false);
+  }
+
+  /** The request is decided (or gone): the overload guard no longer counts it. */
+  private settle(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.deps.guard?.release();
   }
 
   private dispatch(msg: ProcessingRequest): ProcessingResponse[] | Promise<ProcessingResponse[]> {
@@ -115,6 +129,12 @@ export class ExtProcStream {
 
   private onRequestHeaders(h: HttpHeaders): ProcessingResponse[] {
     this.startMs = this.deps.now();
+    const guard = this.deps.guard;
+    // Cheapest answer first: an overloaded process turns the request away before its body.
+    if (guard) {
+      if (!guard.admit()) return [this.fail(rejection("picker-overloaded").error)];
+      this.pending = true;
+    }
     this.headers = headersToMap(h.headers);
     if (h.end_of_stream) {
       // No body (GET /v1/models and the like): route at once.
@@ -227,6 +247,7 @@ export class ExtProcStream {
   // --- decisions and their responses ---
 
   private accept(decision: RouteSuccess, counted: boolean): void {
+    this.settle();
     this.decision = decision;
     if (counted) this.deps.metrics.recordRequest(decision.model, decision.targetModel);
     this.deps.metrics.recordPick(decision.endpoints[0].address);
@@ -234,6 +255,7 @@ export class ExtProcStream {
 
   private fail(err: PickerError, model = "", targetModel = ""): ProcessingResponse {
     this.closed = true;
+    this.settle();
     this.deps.metrics.recordRequest(model, targetModel);
     this.deps.metrics.recordError(model, targetModel, err.code);
     return immediateResponse(err);

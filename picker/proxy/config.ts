@@ -1,4 +1,5 @@
 // The HTTP front door's settings (flags in picker/config.ts) and what it is built from.
+import { OverloadGuard } from "../core/overload";
 import { RequestRouter } from "../core/router";
 import { PoolView } from "../core/types";
 import { PickerMetrics } from "../metrics";
@@ -37,4 +38,6 @@ export interface ProxyDeps {
   config: ProxyConfig;
   now: () => number;
   log?: (message: string) => void;
+  /** Self-protection: past the process' own capacity new requests get 429 before their body. */
+  guard?: OverloadGuard;
 }

@@ -1,6 +1,7 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { request } from "undici";
+import { OverloadGuard } from "../core/overload";
 import { PrefixIndex, defaultPrefixConfig } from "../core/prefix";
 import { seededRng } from "../core/rng";
 import { RequestRouter, defaultObjectiveHeaders } from "../core/router";
@@ -117,7 +118,7 @@ async function closedPortAddress(): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-async function start(pool: PoolView, config: Partial<ProxyConfig> = {}) {
+async function start(pool: PoolView, config: Partial<ProxyConfig> = {}, guard?: OverloadGuard) {
   const metrics = new PickerMetrics("pool-a");
   const rng = seededRng(3);
   const router = new RequestRouter(
@@ -135,7 +136,7 @@ async function start(pool: PoolView, config: Partial<ProxyConfig> = {}) {
     },
   );
   const server = await startProxy(
-    { router, pool, metrics, now, config: { ...defaultProxyConfig, ...config } },
+    { router, pool, metrics, now, guard, config: { ...defaultProxyConfig, ...config } },
     0,
     "127.0.0.1",
   );
@@ -332,6 +333,41 @@ describe("HTTP proxy limits", () => {
     expect(none.statusCode).toBe(503);
     await none.body.dump();
     await empty.server.close();
+  });
+
+  it("answers 429 before reading the body while the picker's event loop runs late", async () => {
+    const upstream = new FakeModelServer();
+    const address = await upstream.listen();
+    const guard = new OverloadGuard({ maxLoopDelayMs: 50, maxPending: 0 });
+    const p = await start(new StaticPool([endpoint(address, 0)], models), {}, guard);
+    for (let i = 0; i < 8; i++) guard.noteLoopDelay(500);
+    // Headers and part of a body, never the rest: the answer must not wait for it.
+    const started = Date.now();
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${p.url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": "1000" },
+      });
+      req.on("response", res => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on("error", reject);
+      req.write('{"model":"m","prompt":"');
+    });
+    expect(status).toBe(429);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(guard.rejected).toBe(1);
+    expect(upstream.seen).toHaveLength(0);
+    // The loop caught up: served again, and a decided request leaves the guard's count.
+    for (let i = 0; i < 20; i++) guard.noteLoopDelay(0);
+    const ok = await request(`${p.url}/v1/completions`, { method: "POST", body: '{"model":"m"}' });
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
+    expect(guard.pending).toBe(0);
+    await p.server.close();
+    await upstream.close();
   });
 
   it("answers 504 when the model server does not answer in time", async () => {

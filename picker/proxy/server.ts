@@ -5,6 +5,7 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { Agent } from "undici";
+import { rejection } from "../core/admission";
 import { CancellationFlag, RouteDecision, RouteSuccess } from "../core/router";
 import { pickerError } from "../core/types";
 import { ProxyDeps } from "./config";
@@ -79,38 +80,63 @@ export class InferenceProxy {
         return;
       }
     } else {
+      const decided = await this.decideInference(req, res, clientGone);
+      if (!decided) return;
+      decision = decided;
+    }
+    await this.forward(req, res, decision, route.kind === "inference", startMs, clientGone);
+  }
+
+  /**
+   * Reads the body and decides (flow control may hold it); answers errors itself and returns
+   * undefined then, or when the client left. An overloaded process answers 429 before reading.
+   */
+  private async decideInference(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    clientGone: CancellationFlag,
+  ): Promise<RouteSuccess | undefined> {
+    const { guard, metrics, router, pool } = this.deps;
+    if (guard && !guard.admit()) {
+      req.resume(); // the body is not needed: drain it so the connection stays usable
+      const refused = rejection("picker-overloaded");
+      metrics.recordRequest("", "");
+      metrics.recordError("", "", refused.error.code);
+      sendError(res, refused.error);
+      return undefined;
+    }
+    let decision: RouteDecision;
+    try {
       const read = await readBody(req, this.deps.config.maxBodyBytes);
       if (!read.ok) {
-        this.deps.metrics.recordRequest("", "");
-        this.deps.metrics.recordError("", "", read.error.code);
+        metrics.recordRequest("", "");
+        metrics.recordError("", "", read.error.code);
         sendError(res, read.error, read.error.status === 413 ? { connection: "close" } : {});
-        return;
+        return undefined;
       }
       const header = (name: string) => {
         const v = req.headers[name];
         return Array.isArray(v) ? v.join(",") : v;
       };
-      const decided = this.deps.metrics.timedDecision(() =>
-        this.deps.router.decideOrHold(
-          { body: read.body, header, nowMs: this.deps.now() },
-          clientGone,
-        ),
+      const decided = metrics.timedDecision(() =>
+        router.decideOrHold({ body: read.body, header, nowMs: this.deps.now() }, clientGone),
       );
       // Held by flow control until a pod has a free slot.
       decision = decided instanceof Promise ? await decided : decided;
-      if (clientGone.aborted) {
-        if (decision.ok)
-          this.deps.pool.noteCompleted(decision.endpoints[0].address, decision.adapter);
-        return;
-      }
-      this.deps.metrics.recordRequest(decision.model, decision.targetModel);
-      if (!decision.ok) {
-        this.deps.metrics.recordError(decision.model, decision.targetModel, decision.error.code);
-        sendError(res, decision.error);
-        return;
-      }
+    } finally {
+      guard?.release();
     }
-    await this.forward(req, res, decision, route.kind === "inference", startMs, clientGone);
+    if (clientGone.aborted) {
+      if (decision.ok) pool.noteCompleted(decision.endpoints[0].address, decision.adapter);
+      return undefined;
+    }
+    metrics.recordRequest(decision.model, decision.targetModel);
+    if (!decision.ok) {
+      metrics.recordError(decision.model, decision.targetModel, decision.error.code);
+      sendError(res, decision.error);
+      return undefined;
+    }
+    return decision;
   }
 
   private async forward(

@@ -61,6 +61,8 @@ type Options struct {
 	// FirstByte, when set, is called when the first byte of the chosen endpoint's answer body
 	// arrives (a streamed answer's time to first token, as Envoy sees it).
 	FirstByte func()
+	// Headers, when set, are sent with the request headers too (e.g. the objective header).
+	Headers map[string]string
 }
 
 // Run plays one request's ext_proc stream on client; upstream carries the forwarded request.
@@ -110,12 +112,16 @@ func Run(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream
 		}
 	}
 
+	headers := []*corev3.HeaderValue{
+		header(":method", "POST"), header(":path", path), header(":authority", "gateway"),
+		header("content-type", "application/json"), header("content-length", strconv.Itoa(len(body))),
+	}
+	for k, v := range o.Headers {
+		headers = append(headers, header(k, v))
+	}
 	err = send(&extprocv3.ProcessingRequest{
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
-			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
-				header(":method", "POST"), header(":path", path), header(":authority", "gateway"),
-				header("content-type", "application/json"), header("content-length", strconv.Itoa(len(body))),
-			}},
+			Headers: &corev3.HeaderMap{Headers: headers},
 		}},
 		ProtocolConfig: &extprocv3.ProtocolConfiguration{RequestBodyMode: bodyMode, ResponseBodyMode: responseMode},
 	})
@@ -134,9 +140,11 @@ func Run(ctx context.Context, client extprocv3.ExternalProcessorClient, upstream
 	}
 	if err := send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
 		RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true},
-	}}); err != nil {
+	}}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	// io.EOF: the server already ended the stream (an ImmediateResponse to the headers, as Envoy
+	// allows at any point); the answer is read below.
 	// The decision rides on the request_body response when buffered; in full duplex on the
 	// headers response, and the body follows as streamed chunks.
 	r, err := recv()
