@@ -32,7 +32,7 @@ describe("parseConfig", () => {
         enabled: true,
         maxRunning: 0,
         maxWaitMs: 10000,
-        sheddableMaxWaitMs: 1000,
+        sheddableMaxWaitMs: 250,
         maxQueue: 1024,
         localityWaitMs: 200,
       },

@@ -90,7 +90,7 @@ and/or a standalone OpenAI-compatible HTTP proxy. Kubeconfig from $KUBECONFIG or
   --max-running N             requests one pod runs at once (vLLM --max-num-seqs);
                               0 = learnt from scrapes                            [0]
   --flow-max-wait-ms N        a request held this long gets 429                  [10000]
-  --flow-sheddable-max-wait-ms N  the same for a sheddable request               [1000]
+  --flow-sheddable-max-wait-ms N  the same for a sheddable request               [250]
   --flow-max-queue N          requests held at most; more get 429 (a critical one first
                               displaces the newest held sheddable one)           [1024]
   --flow-locality-wait-ms N   a request whose prompt prefix a busy pod holds waits this long

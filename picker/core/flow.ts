@@ -42,7 +42,7 @@ export const defaultFlowControlConfig: FlowControlConfig = {
   enabled: true,
   maxRunning: 0,
   maxWaitMs: 10_000,
-  sheddableMaxWaitMs: 1000,
+  sheddableMaxWaitMs: 250,
   maxQueue: 1024,
   localityWaitMs: 200,
 };
