@@ -3,7 +3,7 @@
 // run at once. A failed or slow scrape leaves the old metrics in place; they turn stale after
 // 200 ms and the scheduler then treats the endpoint as saturated.
 
-import { Agent, request } from "undici";
+import { Agent, request } from "./http-client";
 import { LoraSeriesMemory, newLoraSeriesMemory, vllmMetricsFromText } from "./core/promtext";
 import { EndpointMetrics } from "./core/types";
 

@@ -105,6 +105,8 @@ export async function startGrpcServer(
     "grpc.keepalive_time_ms": 30_000,
     "grpc.max_receive_message_length": 64 << 20,
     "grpc.max_send_message_length": 64 << 20,
+    // No channelz service is registered; its per-stream trackers are only garbage (issue 19).
+    "grpc.enable_channelz": 0,
   });
   register(server);
   const bound = await new Promise<number>((resolve, reject) =>

@@ -1,7 +1,7 @@
 // GET requests to the apiserver on undici (the picker's HTTP client already): one connection
 // pool with the kubeconfig's TLS material, the Authorization header read per request.
 
-import { Agent, request } from "undici";
+import { Agent, request } from "../http-client";
 import type { KubeConnection } from "./kubeconfig";
 
 export interface KubeResponse {

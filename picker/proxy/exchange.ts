@@ -1,6 +1,7 @@
 // One request to one model server, relayed back to the client as it arrives.
 import http from "node:http";
-import { Agent, Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
+import { Agent } from "../http-client";
 import { CancellationFlag, RouteSuccess } from "../core/router";
 import { ResponseUsage } from "../core/usage";
 import { ProxyDeps } from "./config";

@@ -4,8 +4,8 @@
 // endpoint fails before any response byte arrived is retried on the next ranked endpoint.
 import http from "node:http";
 import { AddressInfo } from "node:net";
-import { Agent } from "undici";
 import { rejection } from "../core/admission";
+import { Agent } from "../http-client";
 import { CancellationFlag, RouteDecision, RouteSuccess } from "../core/router";
 import { pickerError } from "../core/types";
 import { ProxyDeps } from "./config";
