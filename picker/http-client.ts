@@ -1,6 +1,6 @@
 // The parts of undici the picker uses (Agent, request), loaded from undici's internal paths: the
 // package's index also loads fetch, WebSocket, the cache, mocks and interceptors, ~8 MiB of RSS and
-// ~3 MiB of heap the picker never uses (bench/picker/MEMORY-NOTES.md). The paths are those of undici
+// ~3 MiB of heap the picker never uses (bench/picker/README.md, "Memory (issue 19)"). The paths are those of undici
 // 7.30.2, pinned exactly in package.json; http-client.test.ts fails if an upgrade moves them.
 // Types still come from "undici": type-only imports vanish from the bundle.
 import type { Agent as UndiciAgent, Dispatcher as UndiciDispatcher } from "undici";

@@ -2,7 +2,7 @@
 // the platform's delimiter, merged as kubectl does: the first file that names an entry wins),
 // else ~/.kube/config, else the pod's service account (in-cluster). The picker's own small
 // Kubernetes client (client.ts, watch.ts) uses it instead of @kubernetes/client-node, which alone
-// holds ~50 MiB of the process (bench/picker/MEMORY-NOTES.md).
+// holds ~50 MiB of the process (bench/picker/README.md, "Memory (issue 19)").
 
 import * as fs from "node:fs";
 import * as os from "node:os";
