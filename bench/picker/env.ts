@@ -3,7 +3,16 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import * as path from "node:path";
-import { ClusterInfo } from "../../hack/env/cluster";
+import { randomBytes } from "node:crypto";
+import * as os from "node:os";
+import {
+  ClusterInfo,
+  ensureCluster,
+  isClusterRunning,
+  kubectlFor,
+  namespaceYaml,
+  stopCluster,
+} from "../../hack/env/cluster";
 import { repoRoot } from "../../hack/env/config";
 import { deployModelServer, ModelServer, removeModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
@@ -142,6 +151,53 @@ export interface Bench {
   namespace: string;
   kubectl: (args: string[], input?: string) => string;
   servers: ModelServer[];
+}
+
+/**
+ * The local environment (started here when none runs: `startedHere` says to stop it at the end)
+ * and a fresh namespace `<prefix>-<random>` for one benchmark run.
+ */
+export async function openBench(
+  prefix: string,
+  log: (msg: string) => void,
+): Promise<{ b: Bench; startedHere: boolean }> {
+  const startedHere = !isClusterRunning();
+  const info = await ensureCluster(log);
+  const namespace = `${prefix}-${randomBytes(3).toString("hex")}`;
+  const kubectl = kubectlFor(info);
+  kubectl(["apply", "-f", "-"], namespaceYaml(namespace));
+  const b: Bench = {
+    info,
+    namespace,
+    kubectl: (a, input) => kubectl(["-n", namespace, ...a], input),
+    servers: [],
+  };
+  return { b, startedHere };
+}
+
+/** Removes the run's pods, pools, models and namespace; stops the environment if it started it. */
+export async function closeBench(
+  b: Bench,
+  startedHere: boolean,
+  log: (msg: string) => void,
+): Promise<void> {
+  await removePods(b, b.servers);
+  b.kubectl([
+    "delete",
+    "inferencemodels.inference.networking.x-k8s.io,inferencepools.inference.networking.x-k8s.io",
+    "--all",
+    "--ignore-not-found",
+  ]);
+  b.kubectl(["delete", "namespace", b.namespace, "--wait=false", "--ignore-not-found"]);
+  if (startedHere) await stopCluster(log);
+}
+
+/** The machine's load averages (1, 5, 15 min), for the reports. */
+export function loadAverage(): string {
+  return os
+    .loadavg()
+    .map(l => l.toFixed(1))
+    .join(" ");
 }
 
 export function poolYaml(name: string, weights: [number, number]): string {

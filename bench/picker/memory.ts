@@ -10,20 +10,12 @@
 // Variants are separated by "|", flags within one by spaces; "" is Node's defaults. A NAME=value
 // token is an environment variable of the picker (e.g. MALLOC_ARENA_MAX=2).
 
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  ensureBinaries,
-  ensureCluster,
-  isClusterRunning,
-  kubectlFor,
-  namespaceYaml,
-  stopCluster,
-} from "../../hack/env/cluster";
+import { ensureBinaries } from "../../hack/env/cluster";
 import { delay } from "../../hack/env/procs";
-import { Bench, deployPods, removePods } from "./env";
+import { Bench, closeBench, deployPods, loadAverage, openBench } from "./env";
 import { GoLoadPhase, GoLoadTarget, goLoad } from "./load";
 import {
   SidePicker,
@@ -191,23 +183,9 @@ function row(name: string, f: Figures): string {
 }
 
 async function main(): Promise<void> {
-  const startedHere = !isClusterRunning();
-  const info = await ensureCluster(msg => log(msg));
-  const namespace = `picker-mem-${randomBytes(3).toString("hex")}`;
-  const kubectl = kubectlFor(info);
-  kubectl(["apply", "-f", "-"], namespaceYaml(namespace));
-  const b: Bench = {
-    info,
-    namespace,
-    kubectl: (a, input) => kubectl(["-n", namespace, ...a], input),
-    servers: [],
-  };
+  const { b, startedHere } = await openBench("picker-mem", msg => log(msg));
   const pool = "bench-mem";
-  const load = () =>
-    os
-      .loadavg()
-      .map(l => l.toFixed(1))
-      .join(" ");
+  const load = loadAverage;
   const before = load();
   const empty = (): Figures => ({
     idleRss: [],
@@ -238,9 +216,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await removePods(b, b.servers);
-    kubectl(["delete", "namespace", namespace, "--wait=false", "--ignore-not-found"]);
-    if (startedHere) await stopCluster(msg => log(msg));
+    await closeBench(b, startedHere, msg => log(msg));
   }
   const lines = [
     `Picker memory, ${new Date().toISOString()}: ${rounds} rounds, ${seconds} s per phase; load average before ${before}, after ${load()}.`,

@@ -26,18 +26,10 @@
 // Runs on the local environment (started here when none runs, and stopped again then), in its
 // own namespace, everything on loopback; every phase is bounded in requests and time.
 
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  ensureBinaries,
-  ensureCluster,
-  isClusterRunning,
-  kubectlFor,
-  namespaceYaml,
-  stopCluster,
-} from "../../hack/env/cluster";
+import { ensureBinaries } from "../../hack/env/cluster";
 import { ModelServer } from "../../hack/env/model-servers";
 import { cpuTimes } from "../operator/procstat";
 import { Strategy, strategies } from "./baselines";
@@ -55,6 +47,9 @@ import {
   removePods,
   startBareServer,
   startPicker,
+  closeBench,
+  loadAverage,
+  openBench,
   waitIdle,
   waitPickerReady,
 } from "./env";
@@ -739,22 +734,8 @@ function reportB(all: ScenarioResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const startedHere = !isClusterRunning();
-  const info = await ensureCluster(msg => log(msg));
-  const namespace = `picker-bench-${randomBytes(3).toString("hex")}`;
-  const kubectl = kubectlFor(info);
-  kubectl(["apply", "-f", "-"], namespaceYaml(namespace));
-  const b: Bench = {
-    info,
-    namespace,
-    kubectl: (a, input) => kubectl(["-n", namespace, ...a], input),
-    servers: [],
-  };
-  const load = () =>
-    os
-      .loadavg()
-      .map(l => l.toFixed(1))
-      .join(" ");
+  const { b, startedHere } = await openBench("picker-bench", msg => log(msg));
+  const load = loadAverage;
   const started = new Date().toISOString();
   let output =
     `Picker benchmark, ${started}${quick ? " (--quick)" : ""}: ${os.cpus().length} × ` +
@@ -815,21 +796,11 @@ async function main(): Promise<void> {
     }
     output += `\nLoad average after: ${load()}.\n`;
     process.stdout.write(output);
-    const file = path.join(info.logDir, `picker-bench-${started.replace(/[:.]/g, "-")}.md`);
+    const file = path.join(b.info.logDir, `picker-bench-${started.replace(/[:.]/g, "-")}.md`);
     fs.writeFileSync(file, output);
     log(`results also in ${file}`);
   } finally {
-    await removePods(b, b.servers);
-    kubectl([
-      "-n",
-      namespace,
-      "delete",
-      "inferencemodels.inference.networking.x-k8s.io,inferencepools.inference.networking.x-k8s.io",
-      "--all",
-      "--ignore-not-found",
-    ]);
-    kubectl(["delete", "namespace", namespace, "--wait=false", "--ignore-not-found"]);
-    if (startedHere) await stopCluster(msg => log(msg));
+    await closeBench(b, startedHere, msg => log(msg));
   }
 }
 
