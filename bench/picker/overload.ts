@@ -16,16 +16,11 @@ import { startPickerProcess } from "../../test/support/picker-process";
 import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle } from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import { Contender, OverloadRecord, OverloadSample, overloadTable } from "./overload-report";
-import { startEpp, v1PoolYaml } from "./side-by-side-pickers";
+import { SidePickerOptions, startEpp, v1PoolYaml } from "./side-by-side-pickers";
 
-export interface PartDOptions {
+export interface PartDOptions extends Omit<SidePickerOptions, "lwepp"> {
   quick: boolean;
   log: (message: string) => void;
-  loadgen: string;
-  epp: string;
-  nodeArgs: string[];
-  pickerFlags: string[];
-  runtimeFlags?: readonly string[];
 }
 
 interface Running {

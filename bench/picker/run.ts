@@ -733,6 +733,22 @@ function reportB(all: ScenarioResult[]): string {
   return lines.join("\n");
 }
 
+/** What parts (c), (d) and (e) start their pickers with: the upstream binaries, the picker's flags. */
+function sideBySide(part: string) {
+  const bins = ensureBinaries(log);
+  const { loadgen, epp, lwepp } = bins;
+  return {
+    quick,
+    log,
+    loadgen,
+    epp,
+    lwepp,
+    nodeArgs: pickerNodeArgs(part),
+    pickerFlags,
+    runtimeFlags,
+  };
+}
+
 async function main(): Promise<void> {
   const { b, startedHere } = await openBench("picker-bench", msg => log(msg));
   const load = loadAverage;
@@ -743,46 +759,19 @@ async function main(): Promise<void> {
   try {
     if (parts.includes("a")) output += `\n#### (a) Front doors\n\n${reportA(await partA(b))}\n`;
     if (parts.includes("c")) {
-      const bins = ensureBinaries(log);
-      const side = await partC(b, {
-        quick,
-        log,
-        loadgen: bins.loadgen,
-        epp: bins.epp,
-        lwepp: bins.lwepp,
-        nodeArgs: pickerNodeArgs("c"),
-        pickerFlags,
-        runtimeFlags,
-      });
+      const side = await partC(b, sideBySide("c"));
       output += `\n#### (c) Side by side with the upstream EPP\n\n${side}\n`;
     }
     if (parts.includes("d")) {
-      const bins = ensureBinaries(log);
-      const overload = await partD(b, {
-        quick,
-        log,
-        loadgen: bins.loadgen,
-        epp: bins.epp,
-        nodeArgs: pickerNodeArgs("d"),
-        pickerFlags,
-        runtimeFlags,
-      });
+      const overload = await partD(b, sideBySide("d"));
       output += `\n#### (d) Graceful overload, side by side with the upstream EPP\n\n${overload}\n`;
     }
     if (parts.includes("e")) {
-      const bins = ensureBinaries(log);
       const scheduling = await partE(b, {
-        quick,
+        ...sideBySide("e"),
         rounds: Number(flag("--rounds") ?? 3),
         workloads: flag("--workload")?.split(","),
         requestPhaseOnly: args.includes("--request-phase-only"),
-        log,
-        loadgen: bins.loadgen,
-        epp: bins.epp,
-        lwepp: bins.lwepp,
-        nodeArgs: pickerNodeArgs("e"),
-        pickerFlags,
-        runtimeFlags,
       });
       output += `\n#### (e) Scheduling side by side with the upstream EPP\n\n${scheduling}\n`;
     }

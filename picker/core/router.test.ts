@@ -1,6 +1,7 @@
 import { PrefixIndex, defaultPrefixConfig } from "./prefix";
 import { seededRng } from "./rng";
-import { CancellationFlag, RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
+import { CancellationFlag } from "./cancellation";
+import { RequestRouter, RouterOptions, defaultObjectiveHeaders } from "./router";
 import { Scheduler, defaultSaturationConfig } from "./scheduler";
 import { defaultSchedulerConfig, defaultScoreWeights } from "./scheduler-config";
 import { TrafficSplitter } from "./split";

@@ -36,8 +36,6 @@ export const defaultObjectiveHeaders = [
 ];
 
 import type { Cancellation } from "./cancellation";
-export type { Cancellation } from "./cancellation";
-export { CancellationFlag } from "./cancellation";
 
 export interface IncomingRequest {
   body: Buffer;

@@ -11,7 +11,8 @@
 // This file: one stream's state machine; messages.ts builds what it sends, server.ts serves it.
 import { rejection } from "../core/admission";
 import { OverloadGuard } from "../core/overload";
-import { CancellationFlag, RequestRouter, RouteDecision, RouteSuccess } from "../core/router";
+import { CancellationFlag } from "../core/cancellation";
+import { RequestRouter, RouteDecision, RouteSuccess } from "../core/router";
 import { PickerError, PoolView, pickerError } from "../core/types";
 import { ResponseUsage } from "../core/usage";
 import { PickerMetrics } from "../metrics";

@@ -2,7 +2,8 @@
 import http from "node:http";
 import type { Dispatcher } from "undici";
 import { Agent } from "../http-client";
-import { CancellationFlag, RouteSuccess } from "../core/router";
+import { CancellationFlag } from "../core/cancellation";
+import { RouteSuccess } from "../core/router";
 import { ResponseUsage } from "../core/usage";
 import { ProxyDeps } from "./config";
 import { errorCode, responseHeaders } from "./http";
