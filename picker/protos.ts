@@ -13,6 +13,7 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as protoLoader from "@grpc/proto-loader";
+import * as protobuf from "protobufjs";
 
 export const EXT_PROC_PROTO = "envoy/service/ext_proc/v3/external_processor.proto";
 export const HEALTH_PROTO = "grpc/health/v1/health.proto";
@@ -77,4 +78,22 @@ export function loadPackagedExtProcDefinition(): protoLoader.PackageDefinition {
 
 export function loadHealthDefinition(): protoLoader.PackageDefinition {
   return protoLoader.loadSync(HEALTH_PROTO, { ...loaderOptions, includeDirs: [overlayProtoDir()] });
+}
+
+/**
+ * The same protos as protobufjs reflection, resolved as proto-loader resolves them (include dirs
+ * in order, field names as in the proto): what extproc/codec compiles its codec from.
+ */
+export function loadExtProcRoot(): protobuf.Root {
+  const includeDirs = [overlayProtoDir(), ...envoyProtoDirs()];
+  const root = new protobuf.Root();
+  const resolveDefault = root.resolvePath.bind(root);
+  root.resolvePath = (origin, target) => {
+    if (path.isAbsolute(target)) return target;
+    const found = includeDirs.map(dir => path.join(dir, target)).find(p => fs.existsSync(p));
+    return found ?? resolveDefault(origin, target);
+  };
+  root.loadSync(EXT_PROC_PROTO, { keepCase: true });
+  root.resolveAll();
+  return root;
 }

@@ -16,7 +16,8 @@
 //     same split, same arrivals and lengths: only the choice of endpoint differs); b4 with shared
 //     prompt prefixes on pods that simulate a prefix cache.
 // (c) Side by side (only with --part c): the picker, the upstream EPP v1.5.0 and lwepp v1.6.2 on
-//     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts).
+//     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts; --rates
+//     1000,2000 for other rates, --rates none for only the 64-in-flight phase).
 // (d) Graceful overload (only with --part d): the picker and the EPP at 1.5× and 2× the knee, on
 //     pods that queue and on the picker's own CPU (overload.ts).
 // (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4] [--request-phase-only]): (b)'s queued pods and shared
@@ -86,6 +87,10 @@ const quick = args.includes("--quick");
  */
 const pin = args.includes("--pin");
 const parts = flag("--part") ?? "ab";
+/** Part (c)'s ladder of rates, e.g. --rates 1000,2000; --rates none: only 64 in flight. */
+const ratesArg = flag("--rates");
+const rates =
+  ratesArg === undefined ? undefined : ratesArg === "none" ? [] : ratesArg.split(",").map(Number);
 const profileDir = flag("--profile");
 /**
  * Replaces the picker's Node runtime flags (test/support/picker-process.ts), e.g. "" for Node's
@@ -739,6 +744,7 @@ function sideBySide(part: string) {
   const { loadgen, epp, lwepp } = bins;
   return {
     quick,
+    rates,
     log,
     loadgen,
     epp,

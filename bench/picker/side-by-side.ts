@@ -29,6 +29,8 @@ import {
 
 export interface PartCOptions extends SidePickerOptions {
   quick: boolean;
+  /** The ladder of rates instead of the default one. */
+  rates?: number[];
   log: (message: string) => void;
 }
 
@@ -42,9 +44,9 @@ interface Setup {
   warmupMs: number;
 }
 
-function setupOf(quick: boolean): Setup {
+function setupOf(quick: boolean, rates?: number[]): Setup {
   return {
-    rates: [250, 500, 1000, 1500, 2000, 3000],
+    rates: rates ?? [250, 500, 1000, 1500, 2000, 3000],
     rounds: 3,
     sliceSeconds: quick ? 2 : 4,
     throughputMs: quick ? 2000 : 4000,
@@ -237,7 +239,7 @@ const loadAverage = () =>
 
 export async function partC(b: Bench, o: PartCOptions): Promise<string> {
   const pool = "bench-c";
-  const s = setupOf(o.quick);
+  const s = setupOf(o.quick, o.rates);
   b.kubectl(["apply", "-f", "-"], v1PoolYaml(pool));
   const servers = await deployPods(b, pool, 3, { maxNumSeqs: 4096, ttftMs: 0, itlMs: 0 });
   let pickers: SidePicker[] = [];

@@ -1,25 +1,60 @@
-// The picker's gRPC server: the ext_proc service (one ExtProcStream per Envoy stream, messages
-// answered in order) and grpc.health.v1.Health.
-import * as grpc from "@grpc/grpc-js";
-import type { ExternalProcessorHandlers } from "../generated/envoy/service/ext_proc/v3/ExternalProcessor";
-import { loadExtProcDefinition, loadHealthDefinition } from "../protos";
+// The picker's gRPC services on its own gRPC server (grpc-server.ts): the ext_proc service (one
+// ExtProcStream per Envoy stream, messages answered in order) and grpc.health.v1.Health.
+import type { PackageDefinition } from "@grpc/proto-loader";
+import { loadExtProcDefinition, loadExtProcRoot, loadHealthDefinition } from "../protos";
+import { decodeMessage } from "./codec/decode";
+import { encodeMessage } from "./codec/encode";
+import { CodecUnsupported, planOf } from "./codec/plan";
+import { GrpcMethod, GrpcServer } from "./grpc-server";
 import { ProcessingRequest, ProcessingResponse } from "./messages";
 import { ExtProcDeps, ExtProcStream } from "./stream";
 
-type ServiceDefinition = grpc.ServiceDefinition<grpc.UntypedServiceImplementation>;
-
-function serviceOf(def: ReturnType<typeof loadExtProcDefinition>, name: string): ServiceDefinition {
-  const service = def[name];
-  if (!service || typeof service !== "object" || !("Process" in service || "Check" in service)) {
-    throw new Error(`service ${name} not found in the loaded protos`);
-  }
-  return service as unknown as ServiceDefinition;
+/** A method as proto-loader describes it: its path and proto-loader's (de)serializers. */
+interface LoadedMethod {
+  path: string;
+  requestDeserialize(bytes: Buffer): unknown;
+  responseSerialize(msg: unknown): Buffer;
 }
 
-export function addExtProcService(server: grpc.Server, deps: ExtProcDeps): void {
-  const service = serviceOf(loadExtProcDefinition(), "envoy.service.ext_proc.v3.ExternalProcessor");
-  const handlers: ExternalProcessorHandlers = {
-    Process(call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) {
+function methodOf(def: PackageDefinition, service: string, name: string): LoadedMethod {
+  const method = (def[service] as unknown as Record<string, LoadedMethod> | undefined)?.[name];
+  if (!method?.path) throw new Error(`method ${service}/${name} not found in the loaded protos`);
+  return method;
+}
+
+/**
+ * Process' path and messages, with extproc/codec (the same wire format, a fraction of
+ * proto-loader's CPU); a response the codec does not know goes through proto-loader's serializer.
+ */
+export function extProcCodec() {
+  const loaded = methodOf(
+    loadExtProcDefinition(),
+    "envoy.service.ext_proc.v3.ExternalProcessor",
+    "Process",
+  );
+  const root = loadExtProcRoot();
+  const request = planOf(root.lookupType("envoy.service.ext_proc.v3.ProcessingRequest"));
+  const response = planOf(root.lookupType("envoy.service.ext_proc.v3.ProcessingResponse"));
+  return {
+    path: loaded.path,
+    decode: (bytes: Buffer) => decodeMessage(request, bytes) as ProcessingRequest,
+    encode: (msg: ProcessingResponse): Buffer => {
+      try {
+        return encodeMessage(response, msg as Record<string, unknown>);
+      } catch (err) {
+        if (err instanceof CodecUnsupported) return loaded.responseSerialize(msg);
+        throw err;
+      }
+    },
+  };
+}
+
+export function addExtProcService(server: GrpcServer, deps: ExtProcDeps): void {
+  const { path, decode, encode } = extProcCodec();
+  const method: GrpcMethod<ProcessingRequest, ProcessingResponse> = {
+    decode,
+    encode,
+    open(call) {
       const stream = new ExtProcStream(deps);
       let ended = false;
       const end = () => {
@@ -46,84 +81,84 @@ export function addExtProcService(server: grpc.Server, deps: ExtProcDeps): void 
       // of the stream wait behind it.
       let backlog: Promise<void> | undefined;
       let waiting = 0;
-      call.on("data", (msg: ProcessingRequest) => {
-        const next = backlog ? backlog.then(() => step(msg)) : step(msg);
-        if (!next) return;
-        waiting++;
-        backlog = next.finally(() => {
-          if (--waiting === 0) backlog = undefined;
-        });
-      });
-      call.on("end", end);
-      call.on("cancelled", () => stream.close());
-      call.on("error", () => stream.close());
+      return {
+        message(msg) {
+          const next = backlog ? backlog.then(() => step(msg)) : step(msg);
+          if (!next) return;
+          waiting++;
+          backlog = next.finally(() => {
+            if (--waiting === 0) backlog = undefined;
+          });
+        },
+        halfClose: end,
+        cancel() {
+          ended = true;
+          stream.close();
+        },
+      };
     },
   };
-  server.addService(service, handlers);
+  server.handle(path, method);
 }
 
 export type ServingState = () => boolean;
 
 /** grpc.health.v1.Health: SERVING once the pool is known and synced, for any service name. */
-export function addHealthService(server: grpc.Server, serving: ServingState): void {
-  const service = serviceOf(loadHealthDefinition(), "grpc.health.v1.Health");
+export function addHealthService(server: GrpcServer, serving: ServingState): void {
+  const def = loadHealthDefinition();
   const status = () => ({ status: serving() ? "SERVING" : "NOT_SERVING" });
-  server.addService(service, {
-    Check(_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      callback(null, status());
-    },
-    Watch(call: grpc.ServerWritableStream<unknown, unknown>) {
-      let last = "";
-      const send = () => {
-        const s = status();
-        if (s.status !== last) {
-          last = s.status;
-          call.write(s);
-        }
+  const check = methodOf(def, "grpc.health.v1.Health", "Check");
+  server.handle(check.path, {
+    decode: check.requestDeserialize,
+    encode: check.responseSerialize,
+    open: call => ({
+      message() {
+        call.write(status());
+        call.end();
+      },
+      halfClose: () => undefined,
+      cancel: () => undefined,
+    }),
+  });
+  const watch = methodOf(def, "grpc.health.v1.Health", "Watch");
+  server.handle(watch.path, {
+    decode: watch.requestDeserialize,
+    encode: watch.responseSerialize,
+    open: call => {
+      let timer: NodeJS.Timeout | undefined;
+      return {
+        message() {
+          let last = "";
+          const send = () => {
+            const s = status();
+            if (s.status !== last) {
+              last = s.status;
+              call.write(s);
+            }
+          };
+          send();
+          timer ??= setInterval(send, 1000);
+        },
+        halfClose: () => undefined,
+        cancel: () => clearInterval(timer),
       };
-      send();
-      const timer = setInterval(send, 1000);
-      const stop = () => clearInterval(timer);
-      call.on("cancelled", stop);
-      call.on("close", stop);
     },
   });
 }
 
 export interface GrpcServerHandle {
-  server: grpc.Server;
+  server: GrpcServer;
   port: number;
   close(): Promise<void>;
 }
 
 export async function startGrpcServer(
-  register: (server: grpc.Server) => void,
+  register: (server: GrpcServer) => void,
   port: number,
   host = "0.0.0.0",
 ): Promise<GrpcServerHandle> {
-  const server = new grpc.Server({
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.max_receive_message_length": 64 << 20,
-    "grpc.max_send_message_length": 64 << 20,
-    // No channelz service is registered; its per-stream trackers are only garbage (issue 19).
-    "grpc.enable_channelz": 0,
-  });
+  const server = new GrpcServer();
   register(server);
-  const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-  return {
-    server,
-    port: bound,
-    close: () =>
-      new Promise<void>(resolve => {
-        server.tryShutdown(() => resolve());
-        setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000).unref();
-      }),
-  };
+  const bound = await server.listen(port, host);
+  return { server, port: bound, close: () => server.close() };
 }
