@@ -53,12 +53,8 @@ function handBack(call: ServerCall<ProcessingResponse>) {
   };
 }
 
-const { path, decode, encode } = extProcCodec();
-startGrpcServer(
-  server => server.handle(path, { decode, encode, open: handBack }),
-  0,
-  "127.0.0.1",
-).then(
+const { path, ...codec } = extProcCodec();
+startGrpcServer(server => server.handle(path, { ...codec, open: handBack }), 0, "127.0.0.1").then(
   handle => process.stdout.write(`bare ext_proc on :${handle.port}\n`),
   err => {
     process.stderr.write(`bare ext_proc: ${String(err)}\n`);

@@ -36,6 +36,8 @@ export interface CallEvents<Req> {
 export interface GrpcMethod<Req, Res> {
   decode(bytes: Buffer): Req;
   encode(msg: Res): Buffer;
+  /** Optional: the message after 5 bytes left for gRPC's prefix (saves a copy per message). */
+  encodeFramed?(msg: Res): Buffer;
   open(call: ServerCall<Res>): CallEvents<Req>;
 }
 
@@ -130,11 +132,15 @@ class Call<Req, Res> implements ServerCall<Res> {
 
   write(msg: Res): void {
     if (this.done || this.stream.destroyed) return;
-    const payload = this.method.encode(msg);
-    const frame = Buffer.allocUnsafe(5 + payload.length);
+    let frame: Buffer;
+    if (this.method.encodeFramed) frame = this.method.encodeFramed(msg);
+    else {
+      const payload = this.method.encode(msg);
+      frame = Buffer.allocUnsafe(5 + payload.length);
+      payload.copy(frame, 5);
+    }
     frame[0] = 0;
-    frame.writeUInt32BE(payload.length, 1);
-    payload.copy(frame, 5);
+    frame.writeUInt32BE(frame.length - 5, 1);
     this.sendHeaders();
     this.stream.write(frame);
   }

@@ -22,38 +22,46 @@ function methodOf(def: PackageDefinition, service: string, name: string): Loaded
   return method;
 }
 
+export const EXT_PROC_PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
+
 /**
  * Process' path and messages, with extproc/codec (the same wire format, a fraction of
- * proto-loader's CPU); a response the codec does not know goes through proto-loader's serializer.
+ * proto-loader's CPU). The reflection the codec is compiled from is dropped afterwards; a
+ * response the codec does not know (none the picker builds: codec.test.ts) goes through
+ * proto-loader's serializer, loaded then.
  */
 export function extProcCodec() {
-  const loaded = methodOf(
-    loadExtProcDefinition(),
-    "envoy.service.ext_proc.v3.ExternalProcessor",
-    "Process",
-  );
   const root = loadExtProcRoot();
   const request = planOf(root.lookupType("envoy.service.ext_proc.v3.ProcessingRequest"));
   const response = planOf(root.lookupType("envoy.service.ext_proc.v3.ProcessingResponse"));
+  let reference: LoadedMethod | undefined;
+  const fallback = (msg: ProcessingResponse) =>
+    (reference ??= methodOf(
+      loadExtProcDefinition(),
+      "envoy.service.ext_proc.v3.ExternalProcessor",
+      "Process",
+    )).responseSerialize(msg);
+  const encode = (msg: ProcessingResponse, headroom: number): Buffer => {
+    try {
+      return encodeMessage(response, msg as Record<string, unknown>, headroom);
+    } catch (err) {
+      if (!(err instanceof CodecUnsupported)) throw err;
+      const bytes = fallback(msg);
+      return headroom ? Buffer.concat([Buffer.alloc(headroom), bytes]) : bytes;
+    }
+  };
   return {
-    path: loaded.path,
+    path: EXT_PROC_PATH,
     decode: (bytes: Buffer) => decodeMessage(request, bytes) as ProcessingRequest,
-    encode: (msg: ProcessingResponse): Buffer => {
-      try {
-        return encodeMessage(response, msg as Record<string, unknown>);
-      } catch (err) {
-        if (err instanceof CodecUnsupported) return loaded.responseSerialize(msg);
-        throw err;
-      }
-    },
+    encode: (msg: ProcessingResponse): Buffer => encode(msg, 0),
+    encodeFramed: (msg: ProcessingResponse): Buffer => encode(msg, 5),
   };
 }
 
 export function addExtProcService(server: GrpcServer, deps: ExtProcDeps): void {
-  const { path, decode, encode } = extProcCodec();
+  const { path, ...codec } = extProcCodec();
   const method: GrpcMethod<ProcessingRequest, ProcessingResponse> = {
-    decode,
-    encode,
+    ...codec,
     open(call) {
       const stream = new ExtProcStream(deps);
       let ended = false;

@@ -5,6 +5,7 @@ import { RouteSuccess } from "../../core/router";
 import { pickerError } from "../../core/types";
 import { loadExtProcDefinition, loadExtProcRoot } from "../../protos";
 import { defaultExtProcConfig } from "../config";
+import { EXT_PROC_PATH, extProcCodec } from "../server";
 import {
   ProcessingRequest,
   ProcessingResponse,
@@ -192,6 +193,24 @@ describe("ext_proc codec", () => {
     expect(reference.responseDeserialize(encodeMessage(responsePlan, withOneofName))).toEqual(
       reference.responseDeserialize(reference.responseSerialize(withOneofName)),
     );
+  });
+
+  it("serves Process at proto-loader's path, and falls back to its serializer", () => {
+    expect(EXT_PROC_PATH).toBe((reference as unknown as { path: string }).path);
+    const codec = extProcCodec();
+    const unknown = { request_headers: { response: { clear_route_cache: true } }, extra: 1 };
+    expect(codec.encode(unknown as ProcessingResponse)).toEqual(
+      reference.responseSerialize(unknown),
+    );
+    // Framed: the same bytes after 5 left for gRPC's prefix, known messages and the fallback.
+    const known: ProcessingResponse = {
+      response_headers: { response: { clear_route_cache: true } },
+    };
+    for (const msg of [known, unknown as ProcessingResponse]) {
+      const framed = codec.encodeFramed(msg);
+      expect(framed.length).toBe(codec.encode(msg).length + 5);
+      expect(framed.subarray(5)).toEqual(codec.encode(msg));
+    }
   });
 
   it("rejects truncated input instead of reading past it", () => {

@@ -37,11 +37,12 @@ class Encoder {
   private buf: Buffer = Buffer.alloc(0);
   private pos = 0;
 
-  encode(plan: MessagePlan, msg: Obj): Buffer {
+  encode(plan: MessagePlan, msg: Obj, headroom: number): Buffer {
     const size = this.measure(plan, msg);
-    this.buf = Buffer.allocUnsafe(size);
+    this.buf = Buffer.allocUnsafe(headroom + size);
+    this.pos = headroom;
     this.writeMessage(plan, msg);
-    if (this.pos !== size) throw new Error(`codec: wrote ${this.pos} of ${size} bytes`);
+    if (this.pos !== headroom + size) throw new Error(`codec: wrote ${this.pos} of ${size} bytes`);
     return this.buf;
   }
 
@@ -65,7 +66,8 @@ class Encoder {
     if (field.map) {
       if (typeof value !== "object") throw new CodecUnsupported(`${field.name}: not a map`);
       let size = 0;
-      for (const [k, v] of Object.entries(value as Obj)) {
+      for (const k in value as Obj) {
+        const v = (value as Obj)[k];
         const index = this.sizes.length;
         this.sizes.push(0);
         const entry = this.measureOne(field.map.key, k) + this.measureOne(field.map.value, v);
@@ -149,11 +151,11 @@ class Encoder {
       const field = plan.byName.get(key);
       if (!field) continue; // a oneof's name
       if (field.map) {
-        for (const [k, v] of Object.entries(value as Obj)) {
+        for (const k in value as Obj) {
           this.varint((field.id << 3) | 2);
           this.varint(this.sizes[this.next++]);
           this.writeOne(field.map.key, k);
-          this.writeOne(field.map.value, v);
+          this.writeOne(field.map.value, (value as Obj)[k]);
         }
       } else if (field.repeated) for (const v of value as unknown[]) this.writeOne(field, v);
       else this.writeOne(field, value);
@@ -205,7 +207,10 @@ class Encoder {
   }
 }
 
-/** The message as protobuf bytes; throws CodecUnsupported for what the plan does not know. */
-export function encodeMessage(plan: MessagePlan, msg: Obj): Buffer {
-  return new Encoder().encode(plan, msg);
+/**
+ * The message as protobuf bytes, after `headroom` bytes left for the caller (gRPC's message
+ * prefix); throws CodecUnsupported for what the plan does not know.
+ */
+export function encodeMessage(plan: MessagePlan, msg: Obj, headroom = 0): Buffer {
+  return new Encoder().encode(plan, msg, headroom);
 }
