@@ -8,6 +8,7 @@
 // ext_proc): the protocol part is small. grpc-js stays the client in tests; Go's gRPC (the load
 // generator, envoy-side) and grpc-js clients exercise this server in the tests.
 import * as http2 from "node:http2";
+import type * as net from "node:net";
 
 /** gRPC status codes used here. */
 export const GrpcStatus = {
@@ -231,6 +232,8 @@ export class GrpcServer {
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
       maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
     });
+    // Small frames go out at once, as Go's gRPC (and the EPP) sends them: no Nagle delay.
+    this.http2.on("connection", (socket: net.Socket) => socket.setNoDelay(true));
     this.http2.on("session", session => {
       this.sessions.add(session);
       session.on("close", () => this.sessions.delete(session));
