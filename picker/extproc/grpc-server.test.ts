@@ -167,7 +167,7 @@ describe("the picker's gRPC server", () => {
       call.write(enc("a"));
     });
     call.cancel();
-    for (let i = 0; i < 100 && ended() === before; i++) {
+    for (let i = 0; i < 500 && ended() === before; i++) {
       await new Promise(r => setTimeout(r, 10));
     }
     c.close();

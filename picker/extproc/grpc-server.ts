@@ -131,8 +131,13 @@ class Call<Req, Res> implements ServerCall<Res> {
     });
   }
 
+  /** Closed or destroyed (a reset, a lost connection): Node throws on a write to it. */
+  private gone(): boolean {
+    return this.stream.closed || this.stream.destroyed;
+  }
+
   write(msg: Res): void {
-    if (this.done || this.stream.destroyed) return;
+    if (this.done || this.gone()) return;
     let frame: Buffer;
     if (this.method.encodeFramed) frame = this.method.encodeFramed(msg);
     else {
@@ -170,7 +175,7 @@ class Call<Req, Res> implements ServerCall<Res> {
   private finish(code: number, message: string): boolean {
     if (this.done) return false;
     this.done = true;
-    if (this.stream.destroyed) return true;
+    if (this.gone()) return true;
     this.status = { code, message };
     if (this.headersSent) this.stream.end();
     else trailersOnly(this.stream, code, message);
