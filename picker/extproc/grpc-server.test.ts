@@ -6,6 +6,8 @@ import { GrpcServer, GrpcStatus, ServerCall } from "./grpc-server";
 
 /** An echo method over raw bytes: each message comes back upper-cased, then OK at half-close. */
 const echoPath = "/test.Echo/Chat";
+/** Its decode refuses "bad"; its method throws on "boom". */
+const strictPath = "/test.Echo/Strict";
 const enc = (s: string) => Buffer.from(s);
 const frame = (payload: Buffer, flags = 0) => {
   const f = Buffer.alloc(5 + payload.length);
@@ -36,6 +38,21 @@ beforeAll(async () => {
         call.end();
       },
       cancel: () => cancelled.push("cancel"),
+    }),
+  });
+  server.handle<Buffer, Buffer>(strictPath, {
+    decode: b => {
+      if (b.toString() === "bad") throw new Error("bad bytes");
+      return b;
+    },
+    encode: m => m,
+    open: (call: ServerCall<Buffer>) => ({
+      message(msg) {
+        if (msg.toString() === "boom") throw new Error("the method broke");
+        call.write(msg);
+      },
+      halfClose: () => call.end(),
+      cancel: () => undefined,
     }),
   });
   port = await server.listen(0, "127.0.0.1");
@@ -131,6 +148,17 @@ describe("the picker's gRPC server", () => {
       at += 5 + n;
     }
     expect(replies).toEqual(["HELLO", "WORLD", "X".repeat(600)]);
+  });
+
+  it("tells a message it cannot parse from a method that throws, and stays up", async () => {
+    const bad = await raw(strictPath, [frame(enc("ok")), frame(enc("bad"))]);
+    expect(bad.grpcStatus).toBe(String(GrpcStatus.INTERNAL));
+    expect(decodeURI(bad.message ?? "")).toMatch(/could not parse the request: Error: bad bytes/);
+    const boom = await raw(strictPath, [frame(enc("boom"))]);
+    expect(boom.grpcStatus).toBe(String(GrpcStatus.INTERNAL));
+    expect(decodeURI(boom.message ?? "")).toMatch(/internal error: Error: the method broke/);
+    const { replies, status } = await chat(["still", "up"]);
+    expect([replies, status.code]).toEqual([["STILL", "UP"], grpc.status.OK]);
   });
 
   it("answers an unknown method UNIMPLEMENTED, and what is not gRPC 415", async () => {

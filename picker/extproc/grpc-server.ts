@@ -54,6 +54,8 @@ const defaults: GrpcServerOptions = {
   keepaliveTimeoutMs: 20_000,
 };
 
+class MessageTooLarge extends Error {}
+
 /** Splits a stream's DATA into gRPC messages; copies only a message that spans chunks. */
 class Deframer {
   private chunks: Buffer[] = [];
@@ -98,7 +100,7 @@ class Deframer {
 
   private check(length: number): void {
     if (length > this.maxBytes) {
-      throw new RangeError(`message of ${length} bytes exceeds the limit of ${this.maxBytes}`);
+      throw new MessageTooLarge(`message of ${length} bytes exceeds the limit of ${this.maxBytes}`);
     }
   }
 }
@@ -185,21 +187,30 @@ class Call<Req, Res> implements ServerCall<Res> {
   private onData(chunk: Buffer): void {
     if (this.done) return;
     try {
-      this.deframer.push(chunk, (flags, bytes) => {
-        if (this.done) return;
-        if (flags & 1) {
-          this.fail(GrpcStatus.UNIMPLEMENTED, "compressed messages are not supported");
-          return;
-        }
-        this.events.message(this.method.decode(bytes));
-      });
+      this.deframer.push(chunk, (flags, bytes) => this.onMessage(flags, bytes));
     } catch (err) {
-      const oversized = err instanceof RangeError;
+      const tooLarge = err instanceof MessageTooLarge;
       this.fail(
-        oversized ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INTERNAL,
-        oversized ? err.message : `could not parse the request: ${String(err)}`,
+        tooLarge ? GrpcStatus.RESOURCE_EXHAUSTED : GrpcStatus.INTERNAL,
+        tooLarge ? err.message : `internal error: ${String(err)}`,
       );
     }
+  }
+
+  private onMessage(flags: number, bytes: Buffer): void {
+    if (this.done) return;
+    if (flags & 1) {
+      this.fail(GrpcStatus.UNIMPLEMENTED, "compressed messages are not supported");
+      return;
+    }
+    let msg: Req;
+    try {
+      msg = this.method.decode(bytes);
+    } catch (err) {
+      this.fail(GrpcStatus.INTERNAL, `could not parse the request: ${String(err)}`);
+      return;
+    }
+    this.events.message(msg);
   }
 }
 
