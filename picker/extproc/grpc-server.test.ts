@@ -3,6 +3,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as http2 from "node:http2";
 import { GrpcServer, GrpcStatus, ServerCall } from "./grpc-server";
+import { addHealthService } from "./server";
 
 /** An echo method over raw bytes: each message comes back upper-cased, then OK at half-close. */
 const echoPath = "/test.Echo/Chat";
@@ -55,6 +56,7 @@ beforeAll(async () => {
       cancel: () => undefined,
     }),
   });
+  addHealthService(server, () => true);
   port = await server.listen(0, "127.0.0.1");
 });
 afterAll(() => server.close(100));
@@ -159,6 +161,17 @@ describe("the picker's gRPC server", () => {
     expect(decodeURI(boom.message ?? "")).toMatch(/internal error: Error: the method broke/);
     const { replies, status } = await chat(["still", "up"]);
     expect([replies, status.code]).toEqual([["STILL", "UP"], grpc.status.OK]);
+  });
+
+  it("answers health Check once, and INTERNAL for a Check without its request", async () => {
+    const check = "/grpc.health.v1.Health/Check";
+    const ok = await raw(check, [frame(Buffer.alloc(0))]);
+    expect(ok.grpcStatus).toBe("0");
+    // HealthCheckResponse { status: SERVING (1) }: field 1, varint 1.
+    expect(ok.body).toEqual(frame(Buffer.from([0x08, 0x01])));
+    const empty = await raw(check, []);
+    expect(empty.grpcStatus).toBe(String(GrpcStatus.INTERNAL));
+    expect(decodeURI(empty.message ?? "")).toBe("no request message");
   });
 
   it("answers an unknown method UNIMPLEMENTED, and what is not gRPC 415", async () => {

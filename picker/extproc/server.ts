@@ -5,7 +5,7 @@ import { loadExtProcDefinition, loadExtProcRoot, loadHealthDefinition } from "..
 import { decodeMessage } from "./codec/decode";
 import { encodeMessage } from "./codec/encode";
 import { CodecUnsupported, planOf } from "./codec/plan";
-import { GrpcMethod, GrpcServer } from "./grpc-server";
+import { GrpcMethod, GrpcServer, GrpcStatus } from "./grpc-server";
 import { ProcessingRequest, ProcessingResponse } from "./messages";
 import { ExtProcDeps, ExtProcStream } from "./stream";
 
@@ -119,14 +119,22 @@ export function addHealthService(server: GrpcServer, serving: ServingState): voi
   server.handle(check.path, {
     decode: check.requestDeserialize,
     encode: check.responseSerialize,
-    open: call => ({
-      message() {
-        call.write(status());
-        call.end();
-      },
-      halfClose: () => undefined,
-      cancel: () => undefined,
-    }),
+    open: call => {
+      let answered = false;
+      return {
+        message() {
+          if (answered) return;
+          answered = true;
+          call.write(status());
+          call.end();
+        },
+        // A unary call without its request message: grpc-js' server answered INTERNAL too.
+        halfClose: () => {
+          if (!answered) call.fail(GrpcStatus.INTERNAL, "no request message");
+        },
+        cancel: () => undefined,
+      };
+    },
   });
   const watch = methodOf(def, "grpc.health.v1.Health", "Watch");
   server.handle(watch.path, {
