@@ -8,12 +8,11 @@
 //            picker's throughput with 64 in flight; then 1.5× and 2× of it.
 // The two pickers alternate, the order rotated per round.
 
-import * as os from "node:os";
 import * as path from "node:path";
 import { ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
 import { startPickerProcess } from "../../test/support/picker-process";
-import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle } from "./env";
+import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle, loadAverage } from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import { Contender, OverloadRecord, OverloadSample, overloadTable } from "./overload-report";
 import { SidePickerOptions, startEpp, v1PoolYaml } from "./side-by-side-pickers";
@@ -304,12 +303,6 @@ function emptyRecord(contender: Contender, multiple: number, rate: number): Over
     mostPodWaiting: 0,
   };
 }
-
-const loadAverage = () =>
-  os
-    .loadavg()
-    .map(l => l.toFixed(1))
-    .join(" ");
 
 export async function partD(b: Bench, o: PartDOptions): Promise<string> {
   const before = loadAverage();

@@ -6,9 +6,8 @@
 // the same Poisson arrivals and bodies for all. Every run gets fresh pods (empty caches) and a
 // fresh picker process; rounds rotate the pickers' order.
 
-import * as os from "node:os";
 import { ModelServer } from "../../hack/env/model-servers";
-import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle } from "./env";
+import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle, loadAverage } from "./env";
 import { closedLoop, goLoad, keepAliveAgent, post } from "./load";
 import { PickerKind } from "./side-by-side-report";
 import {
@@ -247,12 +246,6 @@ async function runWorkload(
     b.kubectl(["delete", "inferencepools.inference.networking.k8s.io", pool, "--ignore-not-found"]);
   }
 }
-
-const loadAverage = () =>
-  os
-    .loadavg()
-    .map(l => l.toFixed(1))
-    .join(" ");
 
 export async function partE(b: Bench, o: PartEOptions): Promise<string> {
   const before = loadAverage();

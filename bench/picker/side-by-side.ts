@@ -4,10 +4,9 @@
 // three run at once (each scraping the pods as it does, lwepp scraping nothing); rounds alternate
 // the paths at every rate of a ladder, so that background load hits them alike.
 
-import * as os from "node:os";
 import { cpuTimes } from "../operator/procstat";
 import { delay } from "../../hack/env/procs";
-import { Bench, deployPods, removePods } from "./env";
+import { Bench, deployPods, removePods, loadAverage } from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import {
   PathRecord,
@@ -230,12 +229,6 @@ function header(s: Setup, result: SideBySide, load: [string, string]): string {
     `Load average before ${load[0]}, after ${load[1]}.`
   );
 }
-
-const loadAverage = () =>
-  os
-    .loadavg()
-    .map(l => l.toFixed(1))
-    .join(" ");
 
 export async function partC(b: Bench, o: PartCOptions): Promise<string> {
   const pool = "bench-c";

@@ -652,6 +652,16 @@ describe("headersToMap", () => {
   });
 });
 
+/** Flow control over one running slot per pod: a second request is held. */
+const oneSlot = {
+  enabled: true,
+  maxRunning: 1,
+  maxWaitMs: 10_000,
+  sheddableMaxWaitMs: 1000,
+  maxQueue: 16,
+  localityWaitMs: 200,
+};
+
 describe("ext_proc with flow control (every running slot busy)", () => {
   let h: Harness;
   beforeAll(async () => {
@@ -659,14 +669,7 @@ describe("ext_proc with flow control (every running slot busy)", () => {
       bodyMode: "full-duplex",
       packagedClient: false,
       ds: makeDatastore(1),
-      flowControl: {
-        enabled: true,
-        maxRunning: 1,
-        maxWaitMs: 10_000,
-        sheddableMaxWaitMs: 1000,
-        maxQueue: 16,
-        localityWaitMs: 200,
-      },
+      flowControl: oneSlot,
     });
   });
   afterAll(async () => stopHarness(h));
@@ -758,14 +761,7 @@ describe("ext_proc past capacity: fast 429s", () => {
       bodyMode: "full-duplex",
       packagedClient: false,
       ds: makeDatastore(1),
-      flowControl: {
-        enabled: true,
-        maxRunning: 1,
-        maxWaitMs: 10_000,
-        sheddableMaxWaitMs: 1000,
-        maxQueue: 1,
-        localityWaitMs: 0,
-      },
+      flowControl: { ...oneSlot, maxQueue: 1, localityWaitMs: 0 },
     });
     const streams = [0, 1, 2].map(() => new EnvoyStream(h.client));
     for (const s of streams.slice(0, 2)) {

@@ -238,7 +238,7 @@ export class GrpcServer {
   private readonly methods = new Map<string, GrpcMethod<unknown, unknown>>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly options: GrpcServerOptions;
-  readonly http2: http2.Http2Server;
+  private readonly http2: http2.Http2Server;
 
   constructor(options: Partial<GrpcServerOptions> = {}) {
     this.options = { ...defaults, ...options };
