@@ -239,6 +239,36 @@ describe("Datastore", () => {
     expect(queuesForSlots({ waiting: 1, running: 2, kvCacheUsage: 0, scrapedAtMs: 0 })).toBe(true);
   });
 
+  it("learns nothing from a wait it cannot tell from an adapter wait", () => {
+    const ds = store();
+    ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
+    const e = ds.readyEndpoints()[0];
+    const scrape = (
+      running: number,
+      waiting: number,
+      lora: { running: string[]; waiting: string[] },
+    ) =>
+      ds.setMetrics("10.0.0.1:8000", {
+        waiting,
+        running,
+        kvCacheUsage: 0,
+        scrapedAtMs: 5,
+        lora: { ...lora, maxLora: 1 },
+      });
+    // Tied states merged: both adapters read as running and waiting on a one-slot server (the
+    // read a failing integration run learnt a capacity of 1 from).
+    scrape(1, 3, { running: ["v1", "v2"], waiting: ["v1", "v2"] });
+    expect(e.learntMaxRunning).toBeUndefined();
+    // The read says v1 alone, but we have v1 and v2 requests in flight there: v2's may be what waits.
+    ds.noteDispatched("10.0.0.1:8000", "v1");
+    ds.noteDispatched("10.0.0.1:8000", "v2");
+    scrape(1, 1, { running: ["v1"], waiting: ["v1"] });
+    expect(e.learntMaxRunning).toBeUndefined();
+    ds.noteCompleted("10.0.0.1:8000", "v2");
+    scrape(1, 1, { running: ["v1"], waiting: ["v1"] });
+    expect(e.learntMaxRunning).toBe(1);
+  });
+
   it("counts completions since the scrape and tells capacity listeners", () => {
     const ds = store();
     ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);

@@ -22,12 +22,25 @@ export interface EndpointState extends EndpointView {
  * Requests wait although none waits for an adapter slot: every running slot is taken, so
  * `running` is the server's running capacity (vLLM --max-num-seqs). Requests that wait for an
  * adapter to load do not show it (with --max-loras 1, one adapter can block the other while a
- * running slot is free).
+ * running slot is free). Nor does a read that cannot say why they wait: more adapters running
+ * than the server has slots (states tied within one second and merged, see `loraInfoFrom`), or
+ * more adapters of ours in flight there (`adaptersInFlight`) than slots. Learning from those
+ * once took a capacity of 1 for pods of 8: flow control then held nearly every request and sent
+ * it to whichever pod freed a slot first, whatever adapter that pod held.
  */
-export function queuesForSlots(m: EndpointMetrics): boolean {
+export function queuesForSlots(m: EndpointMetrics, adaptersInFlight = 0): boolean {
   if (m.waiting === 0) return false;
   const lora = m.lora;
-  return !lora || lora.waiting.every(a => lora.running.includes(a));
+  if (!lora) return true;
+  if (lora.maxLora > 0 && Math.max(lora.running.length, adaptersInFlight) > lora.maxLora)
+    return false;
+  return lora.waiting.every(a => lora.running.includes(a));
+}
+
+function adaptersInFlight(e: EndpointView): number {
+  let n = 0;
+  for (const count of e.sentAdapters?.values() ?? []) if (count > 0) n++;
+  return n;
 }
 
 /** Adapters remembered per endpoint; more than any server's adapter slots. */
@@ -149,7 +162,10 @@ export class Datastore implements PoolView {
     e.dispatchedSinceScrape = 0;
     e.completedSinceScrape = 0;
     e.lastScrapeError = undefined;
-    if (metrics.running > (e.learntMaxRunning ?? 0) && queuesForSlots(metrics)) {
+    if (
+      metrics.running > (e.learntMaxRunning ?? 0) &&
+      queuesForSlots(metrics, adaptersInFlight(e))
+    ) {
       e.learntMaxRunning = metrics.running;
     }
     this.notifyCapacity();

@@ -203,6 +203,69 @@ describe("LoRA affinity scorer", () => {
     expect(v1([ep("two-slots", lora([], [], 2), inflight([["v2", 1]]))])).toEqual([0.8]);
   });
 
+  it("takes the adapters with the most requests in flight as the ones holding a crowded pod's slots", () => {
+    const inflight = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
+    const score = (target: string, e: EndpointView) =>
+      loraAffinityScorer.score(req({ targetModel: target, adapter: true }), [e], ctx())[0];
+    const mostlyV1 = ep(
+      "mostly-v1",
+      lora([], [], 1),
+      inflight([
+        ["v1", 2],
+        ["v2", 1],
+      ]),
+    );
+    expect([score("v1", mostlyV1), score("v2", mostlyV1)]).toEqual([1, 0]);
+    // Two slots, three adapters: the two with the most in flight hold them.
+    const three = ep(
+      "three",
+      lora([], [], 2),
+      inflight([
+        ["v1", 3],
+        ["v2", 2],
+        ["v3", 1],
+      ]),
+    );
+    expect([score("v1", three), score("v2", three), score("v3", three)]).toEqual([1, 1, 0]);
+    // A running adapter none of our requests hold: who has the slot is unknown.
+    const foreign = ep("foreign", lora(["v1"], [], 1), inflight([["v2", 3]]));
+    expect(score("v2", foreign)).toBe(0.6);
+  });
+
+  it("separates two one-slot pods that both got both adapters, even against the queue", () => {
+    // Both pods run both adapters' requests (one of them waits on each); without a preference
+    // the queue scorer decides and the pods stay mixed.
+    const s = schedulerWith();
+    const a = ep(
+      "a",
+      { running: 4, ...lora([], [], 1) },
+      {
+        sentAdapters: new Map([
+          ["v2", 1],
+          ["v1", 3],
+        ]),
+        inflight: 4,
+      },
+    );
+    const b = ep(
+      "b",
+      { running: 3, ...lora([], [], 1) },
+      {
+        sentAdapters: new Map([
+          ["v1", 1],
+          ["v2", 2],
+        ]),
+        inflight: 3,
+      },
+    );
+    for (let seed = 0; seed < 20; seed++) {
+      const v1 = s.schedule(req({ targetModel: "v1", adapter: true }), [a, b], ctx(seed));
+      const v2 = s.schedule(req({ targetModel: "v2", adapter: true }), [a, b], ctx(seed));
+      expect(v1.ok && v1.ranked[0].name).toBe("a");
+      expect(v2.ok && v2.ranked[0].name).toBe("b");
+    }
+  });
+
   it("treats the adapters sent last as still loaded: serving another one there swaps", () => {
     const sent = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
     const score = (target: string, e: EndpointView) =>

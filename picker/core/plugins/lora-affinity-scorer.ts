@@ -45,7 +45,9 @@ export const loraAffinityScorer: ScorerPlugin = {
         if (n > 0 && !lora.waiting.includes(adapter)) running.add(adapter);
       }
       if (running.has(target)) {
-        return running.size <= lora.maxLora ? loraScores.active : loraScores.waiting;
+        return running.size <= lora.maxLora
+          ? loraScores.active
+          : crowdedScore(target, running, sent, lora.maxLora);
       }
       const loaded = new Set(running);
       for (const adapter of [...sent.keys()].reverse()) {
@@ -59,6 +61,35 @@ export const loraAffinityScorer: ScorerPlugin = {
     });
   },
 };
+
+/**
+ * More adapters in flight than the pod has slots: the ones in the slots run, the others wait
+ * until one drains (a server keeps an adapter loaded while requests for it keep coming). When
+ * every one of them is ours, the adapters with the most requests in flight are taken to hold the
+ * slots: the target among them scores active, one behind `maxLora` adapters with more in flight
+ * scores full, a tie at the boundary waiting. Without this, two one-slot pods that both got both
+ * adapters score every request alike, the queue scorer alone decides, and they stay mixed — every
+ * request for the other adapter a swap or a wait. A slot taken by requests we did not send (a
+ * running adapter with none of ours in flight) leaves it unknown: waiting.
+ */
+function crowdedScore(
+  target: string,
+  running: ReadonlySet<string>,
+  sent: ReadonlyMap<string, number>,
+  maxLora: number,
+): number {
+  const mine = sent.get(target) ?? 0;
+  let more = 0;
+  let asMany = 0;
+  for (const adapter of running) {
+    const n = sent.get(adapter) ?? 0;
+    if (n === 0) return loraScores.waiting;
+    if (n > mine) more++;
+    if (n >= mine) asMany++;
+  }
+  if (asMany <= maxLora) return loraScores.active;
+  return more >= maxLora ? loraScores.full : loraScores.waiting;
+}
 
 export function newLoraAffinityScorer(name: string, parameters: PluginParameters): ScorerPlugin {
   onlyParameters(LORA_AFFINITY_SCORER, parameters, []);
