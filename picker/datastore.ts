@@ -3,6 +3,7 @@
 // it from watches, with records from pool-records.ts.
 
 import { InferenceGroup } from "../capabilities/api/constants";
+import { isMergedLoraRead } from "./core/promtext";
 import { EndpointMetrics, EndpointView, ModelResolution, PoolView } from "./core/types";
 import {
   InferenceModelRecord,
@@ -32,8 +33,7 @@ export function queuesForSlots(m: EndpointMetrics, adaptersInFlight = 0): boolea
   if (m.waiting === 0) return false;
   const lora = m.lora;
   if (!lora) return true;
-  if (lora.maxLora > 0 && Math.max(lora.running.length, adaptersInFlight) > lora.maxLora)
-    return false;
+  if (isMergedLoraRead(lora) || (lora.maxLora > 0 && adaptersInFlight > lora.maxLora)) return false;
   return lora.waiting.every(a => lora.running.includes(a));
 }
 

@@ -230,6 +230,14 @@ export function loraInfoFrom(
 }
 
 /**
+ * More adapters read as running than the server has slots: several tied states were merged (see
+ * `loraInfoFrom`), so the read says neither which adapter holds a slot nor why requests wait.
+ */
+export function isMergedLoraRead(lora: LoraInfo): boolean {
+  return lora.maxLora > 0 && lora.running.length > lora.maxLora;
+}
+
+/**
  * Reads the scheduler's inputs from a vLLM /metrics page. Returns undefined when the page has
  * none of the queue metrics (not a vLLM-compatible server). Queues are summed over series
  * (several engines), KV-cache use is the highest series. `loraMemory`: the endpoint's, kept

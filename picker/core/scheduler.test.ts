@@ -232,6 +232,33 @@ describe("LoRA affinity scorer", () => {
     expect(score("v2", foreign)).toBe(0.6);
   });
 
+  it("reads a merged LoRA state (tied series) as unknown and goes by the requests in flight", () => {
+    // Both pods' reads list both adapters running and waiting (several states tied within one
+    // second): taken at face value every pod is active for every adapter.
+    const merged = lora(["v1", "v2"], ["v1", "v2"], 1);
+    const s = schedulerWith();
+    const a = ep(
+      "a",
+      { running: 3, ...merged },
+      { sentAdapters: new Map([["v1", 3]]), inflight: 3 },
+    );
+    const b = ep(
+      "b",
+      { running: 2, ...merged },
+      { sentAdapters: new Map([["v2", 2]]), inflight: 2 },
+    );
+    for (let seed = 0; seed < 20; seed++) {
+      const v1 = s.schedule(req({ targetModel: "v1", adapter: true }), [a, b], ctx(seed));
+      expect(v1.ok && v1.ranked[0].name).toBe("a");
+    }
+    const scores = loraAffinityScorer.score(
+      req({ targetModel: "v2", adapter: true }),
+      [a, b],
+      ctx(),
+    );
+    expect(scores).toEqual([0, 1]);
+  });
+
   it("separates two one-slot pods that both got both adapters, even against the queue", () => {
     // Both pods run both adapters' requests (one of them waits on each); without a preference
     // the queue scorer decides and the pods stay mixed.

@@ -1,6 +1,7 @@
 // lora-affinity-scorer: prefers endpoints where the request's LoRA adapter runs or can be loaded
 // without a swap (only for requests whose target is an adapter picked by a split).
 
+import { isMergedLoraRead } from "../promtext";
 import { ScorerPlugin } from "../scheduler";
 import { PluginParameters, onlyParameters } from "./parameters";
 
@@ -36,8 +37,11 @@ export const loraAffinityScorer: ScorerPlugin = {
     if (!request.adapter) return endpoints.map(() => 1);
     const target = request.targetModel;
     return endpoints.map(e => {
-      const lora = e.metrics?.lora;
-      if (!lora) return loraScores.full;
+      const read = e.metrics?.lora;
+      if (!read) return loraScores.full;
+      // A merged read lists every adapter as running (and waiting): every pod would score active
+      // for every adapter and the queue alone would decide. Our requests in flight tell more.
+      const lora = isMergedLoraRead(read) ? { ...read, running: [], waiting: [] } : read;
       if (lora.running.includes(target)) return loraScores.active;
       const sent = e.sentAdapters ?? new Map<string, number>();
       const running = new Set(lora.running);
