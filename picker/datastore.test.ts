@@ -212,10 +212,10 @@ describe("Datastore", () => {
     expect(e.dispatchedSinceScrape).toBe(0);
   });
 
-  it("learns the running capacity from scrapes where requests wait for a running slot", () => {
+  /** One pod at 10.0.0.1 and scrapes of it (a one-slot LoRA server when `lora` is given). */
+  const onePodScraped = () => {
     const ds = store();
     ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
-    const e = ds.readyEndpoints()[0];
     const scrape = (
       running: number,
       waiting: number,
@@ -228,6 +228,11 @@ describe("Datastore", () => {
         scrapedAtMs: 5,
         lora: lora && { ...lora, maxLora: 1 },
       });
+    return { ds, e: ds.readyEndpoints()[0], scrape };
+  };
+
+  it("learns the running capacity from scrapes where requests wait for a running slot", () => {
+    const { e, scrape } = onePodScraped();
     scrape(3, 0); // nothing waits: says nothing about the capacity
     expect(e.learntMaxRunning).toBeUndefined();
     scrape(1, 2, { running: ["v1"], waiting: ["v2"] }); // v2 waits for an adapter slot
@@ -240,21 +245,7 @@ describe("Datastore", () => {
   });
 
   it("learns nothing from a wait it cannot tell from an adapter wait", () => {
-    const ds = store();
-    ds.upsertPod(podRecordFromObject(pod("a", "10.0.0.1"))!);
-    const e = ds.readyEndpoints()[0];
-    const scrape = (
-      running: number,
-      waiting: number,
-      lora: { running: string[]; waiting: string[] },
-    ) =>
-      ds.setMetrics("10.0.0.1:8000", {
-        waiting,
-        running,
-        kvCacheUsage: 0,
-        scrapedAtMs: 5,
-        lora: { ...lora, maxLora: 1 },
-      });
+    const { ds, e, scrape } = onePodScraped();
     // Tied states merged: both adapters read as running and waiting on a one-slot server (the
     // read a failing integration run learnt a capacity of 1 from).
     scrape(1, 3, { running: ["v1", "v2"], waiting: ["v1", "v2"] });

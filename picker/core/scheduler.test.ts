@@ -144,6 +144,10 @@ describe("LoRA affinity scorer", () => {
   const lora = (running: string[], waiting: string[], maxLora: number) => ({
     lora: { running, waiting, maxLora },
   });
+  /** Requests sent to an endpoint per adapter, least recently sent first (0: all finished). */
+  const sent = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
+  const score = (target: string, e: EndpointView) =>
+    loraAffinityScorer.score(req({ targetModel: target, adapter: true }), [e], ctx())[0];
   const pods = [
     ep("active", lora(["v2"], [], 2)),
     ep("slot", lora(["v1"], [], 2)),
@@ -174,9 +178,8 @@ describe("LoRA affinity scorer", () => {
   });
 
   it("counts adapters of requests still in flight as active: the scrape lags", () => {
-    const inflight = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
     // Idle at its last scrape, but we have since sent it v2 requests: it holds v2 by now.
-    const justSent = ep("just-sent", lora([], [], 1), inflight([["v2", 2]]));
+    const justSent = ep("just-sent", lora([], [], 1), sent([["v2", 2]]));
     const idle = ep("idle", lora([], [], 1));
     const v1 = (e: EndpointView[]) =>
       loraAffinityScorer.score(req({ targetModel: "v1", adapter: true }), e, ctx());
@@ -186,13 +189,13 @@ describe("LoRA affinity scorer", () => {
     expect(v1([justSent, idle])).toEqual([0, 0.8]);
     // A request the scrape shows waiting is not active; two adapters in flight on a one-slot
     // pod mean one of them waits.
-    expect(v2([ep("queued", lora(["v1"], ["v2"], 1), inflight([["v2", 1]]))])).toEqual([0.6]);
+    expect(v2([ep("queued", lora(["v1"], ["v2"], 1), sent([["v2", 1]]))])).toEqual([0.6]);
     expect(
       v2([
         ep(
           "crowded",
           lora([], [], 1),
-          inflight([
+          sent([
             ["v1", 1],
             ["v2", 1],
           ]),
@@ -200,17 +203,14 @@ describe("LoRA affinity scorer", () => {
       ]),
     ).toEqual([0.6]);
     // A second slot is still free.
-    expect(v1([ep("two-slots", lora([], [], 2), inflight([["v2", 1]]))])).toEqual([0.8]);
+    expect(v1([ep("two-slots", lora([], [], 2), sent([["v2", 1]]))])).toEqual([0.8]);
   });
 
   it("takes the adapters with the most requests in flight as the ones holding a crowded pod's slots", () => {
-    const inflight = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
-    const score = (target: string, e: EndpointView) =>
-      loraAffinityScorer.score(req({ targetModel: target, adapter: true }), [e], ctx())[0];
     const mostlyV1 = ep(
       "mostly-v1",
       lora([], [], 1),
-      inflight([
+      sent([
         ["v1", 2],
         ["v2", 1],
       ]),
@@ -220,7 +220,7 @@ describe("LoRA affinity scorer", () => {
     const three = ep(
       "three",
       lora([], [], 2),
-      inflight([
+      sent([
         ["v1", 3],
         ["v2", 2],
         ["v3", 1],
@@ -228,7 +228,7 @@ describe("LoRA affinity scorer", () => {
     );
     expect([score("v1", three), score("v2", three), score("v3", three)]).toEqual([1, 1, 0]);
     // A running adapter none of our requests hold: who has the slot is unknown.
-    const foreign = ep("foreign", lora(["v1"], [], 1), inflight([["v2", 3]]));
+    const foreign = ep("foreign", lora(["v1"], [], 1), sent([["v2", 3]]));
     expect(score("v2", foreign)).toBe(0.6);
   });
 
@@ -237,16 +237,8 @@ describe("LoRA affinity scorer", () => {
     // second): taken at face value every pod is active for every adapter.
     const merged = lora(["v1", "v2"], ["v1", "v2"], 1);
     const s = schedulerWith();
-    const a = ep(
-      "a",
-      { running: 3, ...merged },
-      { sentAdapters: new Map([["v1", 3]]), inflight: 3 },
-    );
-    const b = ep(
-      "b",
-      { running: 2, ...merged },
-      { sentAdapters: new Map([["v2", 2]]), inflight: 2 },
-    );
+    const a = ep("a", { running: 3, ...merged }, { ...sent([["v1", 3]]), inflight: 3 });
+    const b = ep("b", { running: 2, ...merged }, { ...sent([["v2", 2]]), inflight: 2 });
     for (let seed = 0; seed < 20; seed++) {
       const v1 = s.schedule(req({ targetModel: "v1", adapter: true }), [a, b], ctx(seed));
       expect(v1.ok && v1.ranked[0].name).toBe("a");
@@ -267,7 +259,7 @@ describe("LoRA affinity scorer", () => {
       "a",
       { running: 4, ...lora([], [], 1) },
       {
-        sentAdapters: new Map([
+        ...sent([
           ["v2", 1],
           ["v1", 3],
         ]),
@@ -278,7 +270,7 @@ describe("LoRA affinity scorer", () => {
       "b",
       { running: 3, ...lora([], [], 1) },
       {
-        sentAdapters: new Map([
+        ...sent([
           ["v1", 1],
           ["v2", 2],
         ]),
@@ -294,9 +286,6 @@ describe("LoRA affinity scorer", () => {
   });
 
   it("treats the adapters sent last as still loaded: serving another one there swaps", () => {
-    const sent = (entries: [string, number][]) => ({ sentAdapters: new Map(entries) });
-    const score = (target: string, e: EndpointView) =>
-      loraAffinityScorer.score(req({ targetModel: target, adapter: true }), [e], ctx())[0];
     // Idle now, but v2 was its last adapter: v2 needs no swap, v1 evicts v2.
     const idleV2 = ep("idle-v2", lora([], [], 1), sent([["v2", 0]]));
     expect([score("v2", idleV2), score("v1", idleV2)]).toEqual([1, 0.2]);
