@@ -44,6 +44,10 @@ type LoadSpec struct {
 	Addr          string `json:"addr"`
 	Path          string `json:"path"`
 	ResponsePhase bool   `json:"responsePhase"`
+	// DecisionOnly (extproc, without the response phase): the exchange ends at the picker's
+	// decision; nothing is sent to the endpoint. A request counts 200 when a destination was set.
+	// What is measured is then the picker alone, not the pods behind it.
+	DecisionOnly bool `json:"decisionOnly"`
 	// Each request's body is one of Bodies, drawn with these Weights (seeded: the same mix on
 	// every path); with InOrder, request i's body is Bodies[i % len(Bodies)] (no weights needed).
 	Bodies  []string  `json:"bodies"`
@@ -134,6 +138,9 @@ func runLoad(in io.Reader, out io.Writer) error {
 
 // checkPhase refuses a phase that cannot run, before anything is sent.
 func (spec LoadSpec) checkPhase() error {
+	if spec.DecisionOnly && (spec.Kind != "extproc" || spec.ResponsePhase) {
+		return errors.New("decisionOnly needs kind extproc without the response phase")
+	}
 	switch spec.Phase {
 	case "single", "closed":
 		return nil
@@ -178,7 +185,7 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 			defer cancel()
 			var firstByteAt, answeredAt time.Time
 			res, err := exchange.Run(ctx, client, upstream, exchange.Options{
-				BodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, Path: spec.Path, Body: body, Forward: true,
+				BodyMode: filterv3.ProcessingMode_FULL_DUPLEX_STREAMED, Path: spec.Path, Body: body, Forward: !spec.DecisionOnly,
 				ResponsePhase: spec.ResponsePhase, Answered: func() { answeredAt = time.Now() },
 				FirstByte: func() { firstByteAt = time.Now() },
 				Headers:   spec.Headers,
@@ -188,6 +195,10 @@ func newSender(spec LoadSpec) (sender, func(), error) {
 				return 0, firstByteAt, time.Now(), err
 			case res.Immediate:
 				return res.ImmediateStatus, firstByteAt, time.Now(), fmt.Errorf("immediate response %d: %s", res.ImmediateStatus, res.ImmediateBody)
+			case spec.DecisionOnly && res.SetHeaders[exchange.DestinationHeader] == "":
+				return 0, firstByteAt, answeredAt, errors.New("a decision without a destination")
+			case spec.DecisionOnly:
+				return http.StatusOK, firstByteAt, answeredAt, nil
 			case res.UpstreamStatus != http.StatusOK:
 				return res.UpstreamStatus, firstByteAt, answeredAt, fmt.Errorf("status %d from %s", res.UpstreamStatus, res.SetHeaders[exchange.DestinationHeader])
 			}

@@ -52,3 +52,17 @@ func TestOpenLoopSendsAtTheGivenArrivalsAndRecordsTheFirstByte(t *testing.T) {
 		t.Errorf("the last request was sent %v ms after the start, before its arrival at 80 ms", last)
 	}
 }
+
+func TestDecisionOnlyIsRefusedWhereItHasNoMeaning(t *testing.T) {
+	for _, spec := range []LoadSpec{
+		{Kind: "http", Phase: "closed", DecisionOnly: true},
+		{Kind: "extproc", Phase: "closed", DecisionOnly: true, ResponsePhase: true},
+	} {
+		if spec.checkPhase() == nil {
+			t.Fatalf("decisionOnly accepted for %+v", spec)
+		}
+	}
+	if err := (LoadSpec{Kind: "extproc", Phase: "closed", DecisionOnly: true}).checkPhase(); err != nil {
+		t.Fatalf("decisionOnly refused for the request phase over ext_proc: %v", err)
+	}
+}

@@ -170,7 +170,14 @@ export async function post(
 /** What one phase sends; bench/loadgen/main.go's LoadSpec. */
 export type GoLoadTarget =
   | { kind: "http"; url: string }
-  | { kind: "extproc"; addr: string; path: string; responsePhase: boolean };
+  | {
+      kind: "extproc";
+      addr: string;
+      path: string;
+      responsePhase: boolean;
+      /** The exchange ends at the decision: nothing goes to the pods (the picker alone is measured). */
+      decisionOnly?: boolean;
+    };
 
 export type GoLoadPhase =
   | { phase: "single"; count: number }
@@ -212,6 +219,8 @@ export function goLoad(
   phase: GoLoadPhase,
   warmupRequests = 200,
   extra: { headers?: Record<string, string>; timeoutMs?: number } = {},
+  /** Runs the load generator on these CPUs only (Linux `taskset --cpu-list`), e.g. "0". */
+  cpus?: string,
 ): Promise<GoLoadResult> {
   const spec = {
     ...target,
@@ -224,7 +233,8 @@ export function goLoad(
     ...extra,
   };
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });
+    const [command, argv] = cpus ? ["taskset", ["--cpu-list", cpus, binary]] : [binary, []];
+    const child = spawn(command, argv, { stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     let err = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));

@@ -24,7 +24,15 @@ function path(
   r: RateRecord,
   tput: number,
 ): PathRecord {
-  return { kind, phases, byRate: new Map([[1000, r]]), throughput: [tput], rssMiB: [100, 200] };
+  return {
+    kind,
+    phases,
+    byRate: new Map([[1000, r]]),
+    throughput: [tput],
+    coresAt64: [0.5],
+    oneCoreDecisions: phases === "request" ? [tput * 2] : [],
+    rssMiB: [100, 200],
+  };
 }
 
 describe("side-by-side figures", () => {
@@ -76,6 +84,10 @@ describe("side-by-side figures", () => {
     const row = (start: string) => table.find(l => l.startsWith(`| ${start}`));
     expect(row("throughput")).toBe(
       "| throughput with 64 in flight (req/s, median of rounds) | 3000 / 2000 | 4000 / 2000 | 6000 / 4000 | 0.75 / 1.00 | 0.50 / 0.50 |",
+    );
+    expect(row("its CPU with 64 in flight")).toContain("| 0.50 / 0.50 | 0.50 / 0.50 |");
+    expect(row("decisions per second alone")).toContain(
+      "| 6000 / – | 8000 / – | 12000 / – | 0.75 / – |",
     );
     expect(row("added p50 at 1000")).toBe(
       "| added p50 at 1000 req/s (ms) | 1.00 / 1.00 | 2.00 / 1.00 | 0.50 / 1.00 | 0.50 / 1.00 | 2.00 / 1.00 |",

@@ -28,6 +28,13 @@ export interface PathRecord {
   byRate: Map<number, RateRecord>;
   /** Requests per second answered 200 with 64 in flight, one per round. */
   throughput: number[];
+  /** The picker process' CPU with 64 in flight (cores: CPU seconds ÷ seconds), one per round. */
+  coresAt64: number[];
+  /**
+   * Decisions per second with 64 in flight, nothing sent to the pods, the picker alone on one
+   * core (the request-phase path only), one per round: the picker's own ceiling.
+   */
+  oneCoreDecisions: number[];
   /** VmRSS of the picker's process sampled while this path's load ran (MiB). */
   rssMiB: number[];
 }
@@ -122,6 +129,17 @@ function measures(s: SideBySide): Measure[] {
     {
       name: "throughput with 64 in flight (req/s, median of rounds)",
       value: (k, ph) => median(path(k, ph)?.throughput ?? []),
+      format: whole,
+    },
+    {
+      // Near 1 for a single-threaded picker means its one thread, not the machine, bounds the throughput.
+      name: "its CPU with 64 in flight (cores, median of rounds)",
+      value: (k, ph) => median(path(k, ph)?.coresAt64 ?? []),
+      format: n => (Number.isFinite(n) ? n.toFixed(2) : "–"),
+    },
+    {
+      name: "decisions per second alone on one core, 64 in flight, no pods (median of rounds)",
+      value: (k, ph) => median(path(k, ph)?.oneCoreDecisions ?? []),
       format: whole,
     },
     {

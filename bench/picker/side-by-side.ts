@@ -4,9 +4,10 @@
 // three run at once (each scraping the pods as it does, lwepp scraping nothing); rounds alternate
 // the paths at every rate of a ladder, so that background load hits them alike.
 
+import os from "node:os";
 import { cpuTimes } from "../operator/procstat";
 import { delay } from "../../hack/env/procs";
-import { Bench, deployPods, removePods, loadAverage } from "./env";
+import { Bench, deployPods, removePods, loadAverage, pinToCpus } from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import {
   PathRecord,
@@ -84,7 +85,15 @@ function pathsOf(pickers: SidePicker[], directUrl: string): Path[] {
           responsePhase: phases === "both",
         },
         picker,
-        record: { kind: picker.kind, phases, byRate: new Map(), throughput: [], rssMiB: [] },
+        record: {
+          kind: picker.kind,
+          phases,
+          byRate: new Map(),
+          throughput: [],
+          coresAt64: [],
+          oneCoreDecisions: [],
+          rssMiB: [],
+        },
       });
     }
   }
@@ -101,12 +110,17 @@ async function observedPhase(
   o: PartCOptions,
   path: Path,
   phase: GoLoadPhase,
+  oneCore?: { loadgenCpus: string },
 ): Promise<{ result: GoLoadResult; cpuSeconds: number; seconds: number }> {
   const pid = path.picker?.pid;
   const stopSampling = pid ? sampleRss(pid) : () => [];
   const before = pid ? cpuTimes(pid) : undefined;
   const started = performance.now();
-  const result = await goLoad(o.loadgen, path.target, body, phase, 0);
+  const target: GoLoadTarget =
+    oneCore && path.target.kind === "extproc"
+      ? { ...path.target, decisionOnly: true }
+      : path.target;
+  const result = await goLoad(o.loadgen, target, body, phase, 0, {}, oneCore?.loadgenCpus);
   const after = pid ? cpuTimes(pid) : undefined;
   path.record?.rssMiB.push(...stopSampling());
   if (result.errors.length) o.log(`(c) ${path.name}: errors: ${result.errors.join("; ")}`);
@@ -140,6 +154,37 @@ async function ratePhase(o: PartCOptions, s: Setup, path: Path, rate: number): P
   r.cpuSeconds += cpuSeconds;
   r.seconds += seconds;
   byRate.set(rate, r);
+}
+
+/**
+ * Each picker's own ceiling: decisions only (nothing goes to the pods), the picker under test
+ * alone on CPU 1, the load generator and the other pickers on CPU 0 — with 64 in flight, the
+ * picker and not the load generator or the pods sets the pace. Request phase only (the response
+ * phase needs a request to the pod).
+ */
+async function oneCoreDecisions(
+  o: PartCOptions,
+  s: Setup,
+  paths: Path[],
+  pickers: SidePicker[],
+  round: number,
+): Promise<void> {
+  const all = `0-${os.cpus().length - 1}`;
+  for (const path of rotated(
+    paths.filter(p => p.record?.phases === "request"),
+    round,
+  )) {
+    o.log(`(c) round ${round + 1}/${s.rounds}: ${path.name}, alone on one core, decisions only`);
+    for (const p of pickers) pinToCpus(p.pid, p === path.picker ? "1" : "0");
+    try {
+      const phase = { phase: "closed", concurrency: 64, durationMs: s.throughputMs } as const;
+      const { result } = await observedPhase(o, path, phase, { loadgenCpus: "0" });
+      const ok = result.samples.filter(x => x.status === 200).length;
+      path.record?.oneCoreDecisions.push(ok / result.seconds);
+    } finally {
+      for (const p of pickers) pinToCpus(p.pid, all);
+    }
+  }
 }
 
 /** CPU of every picker over a window without requests (the pods scraped as usual), ms per s. */
@@ -186,10 +231,12 @@ async function measure(
     for (const path of rotated(paths, round)) {
       o.log(`(c) round ${round + 1}/${s.rounds}: ${path.name}, 64 in flight`);
       const phase = { phase: "closed", concurrency: 64, durationMs: s.throughputMs } as const;
-      const { result } = await observedPhase(o, path, phase);
+      const { result, cpuSeconds, seconds } = await observedPhase(o, path, phase);
       const ok = result.samples.filter(x => x.status === 200).length;
       path.record?.throughput.push(ok / result.seconds);
+      path.record?.coresAt64.push(cpuSeconds / seconds);
     }
+    if (os.cpus().length >= 2) await oneCoreDecisions(o, s, paths, pickers, round);
   }
   o.log(`(c) idle CPU over ${s.idleSeconds} s, after the load`);
   const idleAfter = await idleCpu(pickers, s.idleSeconds);

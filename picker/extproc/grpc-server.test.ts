@@ -32,6 +32,14 @@ beforeAll(async () => {
       message(msg) {
         const text = msg.toString();
         if (text === "fail") call.fail(GrpcStatus.INTERNAL, "asked to fail: 100%");
+        // "many N,M,…": messages of N, M, … bytes in one writeAll.
+        else if (text.startsWith("many "))
+          call.writeAll(
+            text
+              .slice(5)
+              .split(",")
+              .map((n, i) => enc(String(i).repeat(+n))),
+          );
         else call.write(enc(text.toUpperCase()));
       },
       halfClose: () => {
@@ -150,6 +158,14 @@ describe("the picker's gRPC server", () => {
       at += 5 + n;
     }
     expect(replies).toEqual(["HELLO", "WORLD", "X".repeat(600)]);
+  });
+
+  it("sends the messages of one writeAll in order, small ones coalesced and large ones not", async () => {
+    const small = await chat(["many 3,1,200", "x"]);
+    expect(small.replies).toEqual(["000", "1", "2".repeat(200), "X"]);
+    const large = await chat(["many 20000,5,30000"]);
+    expect(large.replies).toEqual(["0".repeat(20000), "11111", "2".repeat(30000)]);
+    expect(large.status.code).toBe(grpc.status.OK);
   });
 
   it("tells a message it cannot parse from a method that throws, and stays up", async () => {

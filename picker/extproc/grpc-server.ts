@@ -21,6 +21,8 @@ export const GrpcStatus = {
 /** What a method's implementation can do with its call. */
 export interface ServerCall<Res> {
   write(msg: Res): void;
+  /** Several messages in one HTTP/2 write (one DATA frame when small): one write's cost, not n. */
+  writeAll(msgs: readonly Res[]): void;
   /** Ends the call with status OK (the client may still be sending). */
   end(): void;
   fail(code: number, message: string): void;
@@ -105,6 +107,9 @@ class Deframer {
   }
 }
 
+/** Up to this many bytes, the messages of one writeAll are copied into one buffer. */
+const coalesceBytes = 16 * 1024;
+
 const responseHeaders = { ":status": 200, "content-type": "application/grpc" };
 
 /** One call: the HTTP/2 stream, its method, and whether our status went out. */
@@ -139,7 +144,22 @@ class Call<Req, Res> implements ServerCall<Res> {
   }
 
   write(msg: Res): void {
-    if (this.done || this.gone()) return;
+    this.writeAll([msg]);
+  }
+
+  writeAll(msgs: readonly Res[]): void {
+    if (msgs.length === 0 || this.done || this.gone()) return;
+    const frames = msgs.map(m => this.frame(m));
+    this.sendHeaders();
+    let bytes = 0;
+    for (const f of frames) bytes += f.length;
+    // A copy is cheaper than a stream write for small frames; large ones go out as they are.
+    if (frames.length === 1 || bytes > coalesceBytes) for (const f of frames) this.stream.write(f);
+    else this.stream.write(Buffer.concat(frames, bytes));
+  }
+
+  /** The message with gRPC's 5-byte prefix (uncompressed, its length). */
+  private frame(msg: Res): Buffer {
     let frame: Buffer;
     if (this.method.encodeFramed) frame = this.method.encodeFramed(msg);
     else {
@@ -149,8 +169,7 @@ class Call<Req, Res> implements ServerCall<Res> {
     }
     frame[0] = 0;
     frame.writeUInt32BE(frame.length - 5, 1);
-    this.sendHeaders();
-    this.stream.write(frame);
+    return frame;
   }
 
   end(): void {

@@ -73,7 +73,7 @@ export function addExtProcService(server: GrpcServer, deps: ExtProcDeps): void {
       };
       const deliver = (responses: ProcessingResponse[]) => {
         if (ended) return;
-        for (const response of responses) call.write(response);
+        call.writeAll(responses); // a decision and its body chunks: one write
         if (stream.closed) end();
       };
       const step = (msg: ProcessingRequest): Promise<void> | undefined => {
