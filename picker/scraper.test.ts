@@ -34,6 +34,8 @@ interface FakeServer {
     status: number;
     delayMs: number;
     hang: boolean;
+    /** Headers at once, then a line of the page every 40 ms, never the end. */
+    dribble: boolean;
     active: number;
     maxActive: number;
     hits: number;
@@ -50,6 +52,7 @@ async function metricsServer(): Promise<FakeServer> {
     status: 200,
     delayMs: 0,
     hang: false,
+    dribble: false,
     active: 0,
     maxActive: 0,
     hits: 0,
@@ -61,6 +64,12 @@ async function metricsServer(): Promise<FakeServer> {
     state.maxActive = Math.max(state.maxActive, state.active);
     shared.maxActive = Math.max(shared.maxActive, shared.active);
     if (state.hang) return;
+    if (state.dribble) {
+      res.writeHead(200, { "content-type": "text/plain" });
+      const timer = setInterval(() => res.write("# still here\n"), 40);
+      res.on("close", () => clearInterval(timer));
+      return;
+    }
     setTimeout(() => {
       state.active--;
       shared.active--;
@@ -153,7 +162,16 @@ describe("MetricsScraper", () => {
     const t0 = Date.now();
     await scraper.scrapeAll();
     expect(Date.now() - t0).toBeLessThan(2000);
-    expect(target.errors.get(srv.address)).toBeDefined();
+    expect(target.errors.get(srv.address)).toMatch(/no answer in 100 ms/);
+    expect(target.metrics.size).toBe(0);
+    // A page that trickles in (every chunk within the agent's body timeout) is bounded too.
+    srv.state.hang = false;
+    srv.state.dribble = true;
+    target.errors.clear();
+    const t1 = Date.now();
+    await scraper.scrapeAll();
+    expect(Date.now() - t1).toBeLessThan(2000);
+    expect(target.errors.get(srv.address)).toMatch(/no answer in 100 ms/);
     expect(target.metrics.size).toBe(0);
     await scraper.stop();
     await srv.close();

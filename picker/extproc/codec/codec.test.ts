@@ -160,6 +160,15 @@ describe("ext_proc codec", () => {
     );
   });
 
+  it("gives each caller its own buffer (the encoder is shared, its output is not)", () => {
+    const a = { request_headers: { response: { clear_route_cache: true } } } as Obj;
+    const b = { response_body: { response: { status: "CONTINUE" } } } as Obj;
+    const first = encodeMessage(responsePlan, a);
+    const copy = Buffer.from(first);
+    encodeMessage(responsePlan, b);
+    expect(first).toEqual(copy);
+  });
+
   it("decodes what Envoy sends as proto-loader does", () => {
     fc.assert(
       fc.property(request, msg => {

@@ -30,20 +30,26 @@ function smallVarint(field: FieldPlan, value: unknown): number {
   return -1;
 }
 
+const empty = Buffer.alloc(0);
+
 /** Measures, then writes: message sizes are kept in the order the writer meets them. */
 class Encoder {
   private sizes: number[] = [];
   private next = 0;
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = empty;
   private pos = 0;
 
   encode(plan: MessagePlan, msg: Obj, headroom: number): Buffer {
+    this.sizes.length = 0;
+    this.next = 0;
     const size = this.measure(plan, msg);
     this.buf = Buffer.allocUnsafe(headroom + size);
     this.pos = headroom;
     this.writeMessage(plan, msg);
     if (this.pos !== headroom + size) throw new Error(`codec: wrote ${this.pos} of ${size} bytes`);
-    return this.buf;
+    const out = this.buf;
+    this.buf = empty; // the caller owns it now
+    return out;
   }
 
   private measure(plan: MessagePlan, msg: Obj): number {
@@ -212,5 +218,8 @@ class Encoder {
  * prefix); throws CodecUnsupported for what the plan does not know.
  */
 export function encodeMessage(plan: MessagePlan, msg: Obj, headroom = 0): Buffer {
-  return new Encoder().encode(plan, msg, headroom);
+  // One encoder for all: encoding is synchronous, and its sizes array is reused (no garbage).
+  return encoder.encode(plan, msg, headroom);
 }
+
+const encoder = new Encoder();
