@@ -1,13 +1,12 @@
-// GET requests to the apiserver on undici (the picker's HTTP client already): one connection
-// pool with the kubeconfig's TLS material, the Authorization header read per request.
+// GET requests to the apiserver on node:http(s) (http-get.ts): one keep-alive connection pool
+// with the kubeconfig's TLS material, the Authorization header read per request.
 
-import { Agent, request } from "../http-client";
+import http from "node:http";
+import https from "node:https";
+import { GetResponse, get } from "../http-get";
 import type { KubeConnection } from "./kubeconfig";
 
-export interface KubeResponse {
-  statusCode: number;
-  body: AsyncIterable<Buffer> & { text(): Promise<string>; json(): Promise<unknown> };
-}
+export type KubeResponse = GetResponse;
 
 export interface GetOptions {
   query?: Record<string, string | undefined>;
@@ -28,18 +27,19 @@ export class KubeStatusError extends Error {
 }
 
 export class KubeClient {
-  private readonly agent: Agent;
+  private readonly agent: http.Agent;
 
   constructor(readonly connection: KubeConnection) {
-    this.agent = new Agent({
-      connect: {
-        ca: connection.ca,
-        cert: connection.cert,
-        key: connection.key,
-        rejectUnauthorized: !connection.insecureSkipTlsVerify,
-        servername: connection.tlsServerName,
-      },
-    });
+    this.agent = connection.server.startsWith("https:")
+      ? new https.Agent({
+          keepAlive: true,
+          ca: connection.ca,
+          cert: connection.cert,
+          key: connection.key,
+          rejectUnauthorized: !connection.insecureSkipTlsVerify,
+          servername: connection.tlsServerName,
+        })
+      : new http.Agent({ keepAlive: true });
   }
 
   async get(apiPath: string, options: GetOptions = {}): Promise<KubeResponse> {
@@ -48,18 +48,16 @@ export class KubeClient {
       if (v !== undefined) url.searchParams.set(k, v);
     }
     const authorization = this.connection.authorization();
-    const response = await request(url, {
-      method: "GET",
-      dispatcher: this.agent,
+    return get(url, {
+      agent: this.agent,
       headers: {
         accept: "application/json",
         ...(authorization ? { authorization } : {}),
       },
       signal: options.signal,
-      headersTimeout: 30_000,
-      bodyTimeout: options.bodyTimeoutMs ?? 30_000,
+      headersTimeoutMs: 30_000,
+      bodyTimeoutMs: options.bodyTimeoutMs ?? 30_000,
     });
-    return response as KubeResponse;
   }
 
   /** Throws KubeStatusError for a status ≥ 400, with the apiserver's message. */
@@ -81,6 +79,6 @@ export class KubeClient {
   }
 
   close(): void {
-    void this.agent.close();
+    this.agent.destroy();
   }
 }

@@ -1,7 +1,7 @@
 // One request to one model server, relayed back to the client as it arrives.
 import http from "node:http";
 import type { Dispatcher } from "undici";
-import { Agent } from "../http-client";
+import type { Agent } from "../http-client";
 import { CancellationFlag } from "../core/cancellation";
 import { RouteSuccess } from "../core/router";
 import { ResponseUsage } from "../core/usage";

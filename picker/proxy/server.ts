@@ -5,7 +5,7 @@
 import http from "node:http";
 import { AddressInfo } from "node:net";
 import { rejection } from "../core/admission";
-import { Agent } from "../http-client";
+import type { Agent } from "../http-client";
 import { CancellationFlag } from "../core/cancellation";
 import { RouteDecision, RouteSuccess } from "../core/router";
 import { pickerError } from "../core/types";
@@ -22,16 +22,22 @@ const routes: Record<string, Route> = {
 };
 
 export class InferenceProxy {
-  readonly agent: Agent;
+  private upstream: Agent | undefined;
 
-  constructor(private readonly deps: ProxyDeps) {
-    const { config } = deps;
-    this.agent = new Agent({
+  constructor(private readonly deps: ProxyDeps) {}
+
+  /** Created, and undici loaded, at the first request forwarded (http-client.ts says why). */
+  get agent(): Agent {
+    if (this.upstream) return this.upstream;
+    const { config } = this.deps;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Agent: AgentClass } = require("../http-client") as typeof import("../http-client");
+    return (this.upstream = new AgentClass({
       connect: { timeout: config.connectTimeoutMs },
       headersTimeout: config.headersTimeoutMs,
       bodyTimeout: config.bodyTimeoutMs,
       keepAliveTimeout: 30_000,
-    });
+    }));
   }
 
   /** The node:http request listener. */
@@ -43,7 +49,7 @@ export class InferenceProxy {
   };
 
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.upstream?.close();
   }
 
   private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
