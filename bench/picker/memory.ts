@@ -5,7 +5,7 @@
 // memory-probe.cjs, preloaded), GC pauses, throughput with 64 in flight (both phases, request
 // phase) and p99 at 1,000 req/s (both phases); the EPP under the same phases for reference.
 //
-//   npx tsx bench/picker/memory.ts [--variants "--max-semi-space-size=2 --heap-growing-percent=30 --v8-pool-size=1|"] [--rounds 2] [--seconds 4]
+//   npx tsx bench/picker/memory.ts [--variants "--max-semi-space-size=4 --heap-growing-percent=30 --v8-pool-size=1|"] [--rounds 2] [--seconds 4]
 //
 // Variants are separated by "|", flags within one by spaces; "" is Node's defaults. A NAME=value
 // token is an environment variable of the picker (e.g. MALLOC_ARENA_MAX=2).
@@ -29,7 +29,7 @@ import { percentile } from "./stats";
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const variants = (
-  flag("--variants") ?? "--max-semi-space-size=2 --heap-growing-percent=30 --v8-pool-size=1|"
+  flag("--variants") ?? "--max-semi-space-size=4 --heap-growing-percent=30 --v8-pool-size=1|"
 ).split("|");
 const rounds = Number(flag("--rounds") ?? 2);
 const seconds = Number(flag("--seconds") ?? 4);

@@ -15,12 +15,12 @@ const pickerRoot = path.join(repoRoot, "picker");
  * Node flags the picker runs with (also in picker/Dockerfile and package.json's "picker" script):
  * semi-spaces of at most 2 MB instead of 16 MB, the old generation grown by 30 % after a
  * mark-compact instead of up to 4×, and one V8 worker thread instead of 4, so that under load the
- * picker holds ~90 MiB instead of 150–275 (bench/picker/README.md, "Memory (issue 19)": the young generation, the
+ * picker holds ~85 MiB instead of 150–275 (bench/picker/README.md, "Memory (issue 19)": the young generation, the
  * promoted per-stream objects awaiting a mark-compact and the threads' memory were most of it), at
  * the cost of more frequent, short GC pauses.
  */
 export const pickerRuntimeFlags: readonly string[] = [
-  "--max-semi-space-size=2",
+  "--max-semi-space-size=4",
   "--heap-growing-percent=30",
   "--v8-pool-size=1",
 ];
