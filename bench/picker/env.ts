@@ -2,6 +2,7 @@
 // the local environment, and what to read from a /metrics page.
 
 import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import * as os from "node:os";
@@ -107,6 +108,43 @@ export function pinToCpus(pid: number, cpus: string): void {
   execFileSync("taskset", ["--all-tasks", "--pid", "--cpu-list", cpus, String(pid)], {
     stdio: "ignore",
   });
+}
+
+/**
+ * Limits a process (all its threads) to `cores` of CPU time, as a pod's `resources.limits.cpu`
+ * does: a CFS quota per 100-ms period, in a cgroup of its own (cgroup v1's `cpu` controller, or
+ * v2's `cpu.max`; needs root). Returns what undoes it.
+ */
+export function limitCpu(pid: number, cores: number): () => void {
+  const v1 = "/sys/fs/cgroup/cpu";
+  const v2 = "/sys/fs/cgroup";
+  const periodUs = 100_000;
+  const quotaUs = Math.round(cores * periodUs);
+  const isV1 = fs.existsSync(path.join(v1, "cpu.cfs_quota_us"));
+  const root = isV1 ? v1 : v2;
+  if (!isV1 && !fs.existsSync(path.join(v2, "cgroup.controllers")))
+    throw new Error(
+      "no cgroup cpu controller here: --picker-cpu-limit needs cgroup v1 or v2 and root",
+    );
+  const dir = path.join(root, `modelrollout-bench-${pid}`);
+  fs.mkdirSync(dir, { recursive: true });
+  if (isV1) {
+    fs.writeFileSync(path.join(dir, "cpu.cfs_period_us"), String(periodUs));
+    fs.writeFileSync(path.join(dir, "cpu.cfs_quota_us"), String(quotaUs));
+  } else fs.writeFileSync(path.join(dir, "cpu.max"), `${quotaUs} ${periodUs}`);
+  fs.writeFileSync(path.join(dir, "cgroup.procs"), String(pid));
+  return () => {
+    try {
+      fs.writeFileSync(path.join(root, "cgroup.procs"), String(pid));
+    } catch {
+      // the process is gone
+    }
+    try {
+      fs.rmdirSync(dir); // a cgroup's directory goes with rmdir once it holds no process
+    } catch {
+      // already removed
+    }
+  };
 }
 
 /** Sum of a metric's series on a Prometheus text page whose line contains `labels`. */

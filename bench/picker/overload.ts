@@ -12,19 +12,34 @@ import * as path from "node:path";
 import { ModelServer } from "../../hack/env/model-servers";
 import { waitFor } from "../../hack/env/procs";
 import { startPickerProcess } from "../../test/support/picker-process";
-import { Bench, deployPods, metricSum, pageOf, removePods, waitIdle, loadAverage } from "./env";
+import {
+  Bench,
+  deployPods,
+  limitCpu,
+  metricSum,
+  pageOf,
+  removePods,
+  waitIdle,
+  loadAverage,
+} from "./env";
 import { GoLoadPhase, GoLoadResult, GoLoadTarget, goLoad } from "./load";
 import { Contender, OverloadRecord, OverloadSample, overloadTable } from "./overload-report";
 import { SidePickerOptions, startEpp, v1PoolYaml } from "./side-by-side-pickers";
 
 export interface PartDOptions extends Omit<SidePickerOptions, "lwepp"> {
   quick: boolean;
+  /**
+   * The picker workload with every contender limited to this many cores (a CFS quota, as a pod's
+   * `limits.cpu`): their own CPU, not the machine's, is then the limit.
+   */
+  cpuLimit?: number;
   log: (message: string) => void;
 }
 
 interface Running {
   contender: Contender;
   grpcPort: number;
+  pid: number;
   /** The picker's /metrics (its flow-control queue); the EPP holds nothing (flow control off). */
   metricsUrl?: string;
   stop(): Promise<void>;
@@ -119,7 +134,13 @@ async function startOurs(
     await ours.stop();
     throw err;
   });
-  return { contender, grpcPort: ours.grpcPort!, metricsUrl: ours.metricsUrl, stop: ours.stop };
+  return {
+    contender,
+    grpcPort: ours.grpcPort!,
+    pid: ours.pid,
+    metricsUrl: ours.metricsUrl,
+    stop: ours.stop,
+  };
 }
 
 async function startContenders(
@@ -133,7 +154,7 @@ async function startContenders(
     started.push(await startOurs(b, pool, w, o, "picker"));
     if (w.unguarded) started.push(await startOurs(b, pool, w, o, "unguarded"));
     const epp = await startEpp(b.info, b.namespace, pool, w.pods, o.epp);
-    started.push({ contender: "epp", grpcPort: epp.grpcPort, stop: epp.stop });
+    started.push({ contender: "epp", grpcPort: epp.grpcPort, pid: epp.pid, stop: epp.stop });
     return started;
   } catch (err) {
     for (const r of started) await r.stop();
@@ -247,8 +268,11 @@ async function runWorkload(b: Bench, o: PartDOptions, w: Workload): Promise<stri
   b.kubectl(["apply", "-f", "-"], v1PoolYaml(pool) + "---" + objectiveYaml(pool));
   const servers = await deployPods(b, pool, w.pods, w.sim);
   let running: Running[] = [];
+  const limited = w.name === "picker" && o.cpuLimit ? o.cpuLimit : undefined;
+  const unlimit: (() => void)[] = [];
   try {
     running = await startContenders(b, pool, w, o);
+    if (limited) for (const r of running) unlimit.push(limitCpu(r.pid, limited));
     const knee =
       w.name === "pods" ? await podsKnee(o, w, servers) : await pickerKnee(o, w, running[0]);
     o.log(`(d) ${w.name}: knee ${knee.toFixed(1)} req/s`);
@@ -268,10 +292,15 @@ async function runWorkload(b: Bench, o: PartDOptions, w: Workload): Promise<stri
     const ordered = multiples.flatMap(m => running.map(r => records.get(`${r.contender}@${m}`)!));
     return (
       `**${w.name === "pods" ? "Past the pods' capacity" : "Past the picker's own CPU"}**: ${w.what}; ` +
-      `knee ${knee.toFixed(1)} req/s (${w.name === "pods" ? "the pods kept full, straight" : "the picker with 64 in flight, request phase"}); ${rounds} round(s).\n\n` +
+      `knee ${knee.toFixed(1)} req/s (${w.name === "pods" ? "the pods kept full, straight" : "the picker with 64 in flight, request phase"}); ${rounds} round(s)` +
+      (limited
+        ? `; every contender limited to ${limited} core(s) (a CFS quota, as a pod's limits.cpu, set after it started)`
+        : "") +
+      ".\n\n" +
       overloadTable(ordered)
     );
   } finally {
+    for (const undo of unlimit) undo();
     for (const r of running) await r.stop();
     await removePods(b, servers);
     b.kubectl([

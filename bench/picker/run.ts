@@ -19,7 +19,8 @@
 //     the same pool and load over ext_proc, at a ladder of rates (side-by-side.ts; --rates
 //     1000,2000 for other rates, --rates none for only the 64-in-flight phase).
 // (d) Graceful overload (only with --part d): the picker and the EPP at 1.5× and 2× the knee, on
-//     pods that queue and on the picker's own CPU (overload.ts).
+//     pods that queue and on the picker's own CPU (overload.ts; --picker-cpu-limit 0.2: every
+//     contender of the latter limited to 0.2 core, as a pod's limits.cpu).
 // (e) Scheduling side by side (only with --part e [--rounds N] [--workload b1,b4] [--request-phase-only]): (b)'s queued pods and shared
 //     prefixes through the picker, the upstream EPP and lwepp over ext_proc
 //     (side-by-side-scheduling.ts).
@@ -769,7 +770,11 @@ async function main(): Promise<void> {
       output += `\n#### (c) Side by side with the upstream EPP\n\n${side}\n`;
     }
     if (parts.includes("d")) {
-      const overload = await partD(b, sideBySide("d"));
+      const cpuLimit = flag("--picker-cpu-limit");
+      const overload = await partD(b, {
+        ...sideBySide("d"),
+        cpuLimit: cpuLimit ? Number(cpuLimit) : undefined,
+      });
       output += `\n#### (d) Graceful overload, side by side with the upstream EPP\n\n${overload}\n`;
     }
     if (parts.includes("e")) {
