@@ -99,6 +99,22 @@ describe("http-get", () => {
     }
   });
 
+  it("bounds the whole GET with one timeout, a trickling body included", async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      await expect(get(`${base}/hang`, { agent, timeoutMs: 100 })).rejects.toThrow(
+        new HttpTimeoutError("whole", 100),
+      );
+      // Headers at once, then silence: the body is cut at the same deadline.
+      const stalled = get(`${base}/stall`, { agent, timeoutMs: 150 }).then(r => r.body.text());
+      await expect(stalled).rejects.toThrow(/no answer in 150 ms/);
+      const quick = await get(`${base}/json`, { agent, timeoutMs: 2000 });
+      expect(await quick.body.json()).toEqual({ a: [1, 2] });
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it("stops at the caller's signal", async () => {
     const agent = new http.Agent({ keepAlive: true });
     try {

@@ -2,18 +2,19 @@
 // Kubernetes client's lists and watches. Why not undici (which the HTTP proxy door uses): its
 // HTTP parser is WebAssembly, and compiling it with undici's modules costs ~8 MiB of resident
 // memory in every picker, proxy door in use or not (bench/picker/README.md, "Memory (issue 19)");
-// Node's own client parses with the llhttp already in the binary. Timeouts as undici's: one for
-// the answer's headers (connecting included), one for the longest silence within the body.
+// Node's own client parses with the llhttp already in the binary. Timeouts as undici's — one for
+// the answer's headers (connecting included), one for the longest silence within the body — and
+// one for the whole GET (the scraper's: a page must arrive within it, however it trickles).
 import * as http from "node:http";
 import * as https from "node:https";
 
-/** A timeout of a GET: no headers in time, or the body went silent for too long. */
+/** A timeout of a GET: no headers or no whole answer in time, or the body went silent too long. */
 export class HttpTimeoutError extends Error {
   constructor(
-    readonly stage: "headers" | "body",
+    readonly stage: "headers" | "body" | "whole",
     readonly ms: number,
   ) {
-    super(stage === "headers" ? `no answer in ${ms} ms` : `the body went silent for ${ms} ms`);
+    super(stage === "body" ? `the body went silent for ${ms} ms` : `no answer in ${ms} ms`);
     this.name = "HttpTimeoutError";
   }
 }
@@ -23,8 +24,10 @@ export interface GetOptions {
   agent: http.Agent;
   headers?: Record<string, string>;
   signal?: AbortSignal;
-  headersTimeoutMs: number;
-  bodyTimeoutMs: number;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  /** The whole GET, headers and body. */
+  timeoutMs?: number;
 }
 
 /** The body as chunks (read once: by iterating, or by one of the helpers). */
@@ -52,29 +55,38 @@ export function get(url: string | URL, o: GetOptions): Promise<GetResponse> {
       headers: o.headers,
       signal: o.signal,
     });
-    const headersTimer = setTimeout(
-      () => req.destroy(new HttpTimeoutError("headers", o.headersTimeoutMs)),
-      o.headersTimeoutMs,
-    );
+    // What a timeout ends: the request until the headers arrive, then the response.
+    let current: { destroy(err: Error): void } = req;
+    const after = (ms: number | undefined, stage: HttpTimeoutError["stage"]) =>
+      ms === undefined
+        ? undefined
+        : setTimeout(() => current.destroy(new HttpTimeoutError(stage, ms)), ms);
+    const whole = after(o.timeoutMs, "whole");
+    const headers = after(o.headersTimeoutMs, "headers");
     req.once("error", err => {
-      clearTimeout(headersTimer);
+      clearTimeout(whole);
+      clearTimeout(headers);
       reject(err);
     });
     req.once("response", res => {
-      clearTimeout(headersTimer);
-      resolve({ statusCode: res.statusCode ?? 0, body: bodyOf(res, o.bodyTimeoutMs) });
+      clearTimeout(headers);
+      current = res;
+      const silence = after(o.bodyTimeoutMs, "body");
+      res.once("close", () => {
+        clearTimeout(whole);
+        clearTimeout(silence);
+      });
+      resolve({ statusCode: res.statusCode ?? 0, body: bodyOf(res, silence) });
     });
     req.end();
   });
 }
 
-function bodyOf(res: http.IncomingMessage, silenceMs: number): ResponseBody {
-  const silence = setTimeout(() => res.destroy(new HttpTimeoutError("body", silenceMs)), silenceMs);
-  res.once("close", () => clearTimeout(silence));
+function bodyOf(res: http.IncomingMessage, silence: NodeJS.Timeout | undefined): ResponseBody {
   res.on("error", () => undefined); // surfaces where the body is read
   async function* chunks(): AsyncGenerator<Buffer> {
     for await (const chunk of res as AsyncIterable<Buffer>) {
-      silence.refresh();
+      silence?.refresh();
       yield chunk;
     }
   }
