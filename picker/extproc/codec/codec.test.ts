@@ -181,6 +181,17 @@ describe("ext_proc codec", () => {
     );
   });
 
+  it("keeps a map key named __proto__ as a key (it is the sender's string)", () => {
+    const wire = reference.requestSerialize({
+      request_headers: {},
+      attributes: { ["__proto__"]: { fields: {} }, other: { fields: {} } },
+    });
+    const decoded = decodeMessage(requestPlan, wire) as Obj;
+    expect(canonical(decoded)).toEqual(canonical(reference.requestDeserialize(wire)));
+    expect(Object.keys(decoded.attributes as Obj)).toEqual(["__proto__", "other"]);
+    expect(Object.getPrototypeOf(decoded.attributes)).toBe(Object.prototype);
+  });
+
   it("gives bytes fields as views of the received buffer, not copies", () => {
     const wire = reference.requestSerialize({
       request_body: { body: Buffer.from("hello"), end_of_stream: true },

@@ -116,7 +116,13 @@ function decodeMapEntry(field: FieldPlan, r: Reader, into: Obj): void {
     else if (id === 2) value = readValue(field.map!.value, entry);
     else entry.skip(tag & 7);
   }
-  into[String(key)] = value;
+  // A key is the sender's string: "__proto__" must become a key, not the object's prototype.
+  Object.defineProperty(into, String(key), {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
 }
 
 function decodeRange(plan: MessagePlan, buf: Buffer, start: number, end: number): Obj {
